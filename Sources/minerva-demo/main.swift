@@ -1,0 +1,1 @@
+print("minerva-demo: not yet")

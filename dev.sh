@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The project's one entry point. On a fresh Debian 12 machine with Swift:
+#   ./dev.sh demo [flags]   build and run the demo server (installs libev/http-parser if missing)
+#   ./dev.sh test           run every test (installs what the tests need if missing)
+#   ./dev.sh bench          run the load comparison and micro-benchmarks (Benchmarks/)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Installs the named Debian packages that are not installed yet (needs root or sudo).
+ensure_apt() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "dev.sh: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+BUILD_DEPS=(libev-dev libhttp-parser-dev)
+
+cmd="${1:-help}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+demo)
+    ensure_apt "${BUILD_DEPS[@]}"
+    swift build -c release --product minerva-demo
+    exec "$(swift build -c release --show-bin-path)/minerva-demo" "$@"
+    ;;
+test)
+    ensure_apt "${BUILD_DEPS[@]}"
+    exec scripts/test-all.sh "$@"
+    ;;
+bench)
+    ensure_apt "${BUILD_DEPS[@]}" nginx-light wrk
+    exec Benchmarks/run-load.sh "$@"
+    ;;
+*)
+    sed -n '2,6p' "$0"
+    exit 2
+    ;;
+esac
