@@ -122,3 +122,81 @@ public struct StreamID: Hashable, Sendable {
         return String(head) + "…(\(count))"
     }
 }
+
+/// Which way a frame travels; decoding accepts only the frame types of its direction (PROTOCOL.md 2.1).
+public enum FrameDirection: Sendable {
+    /// Client to server: hello, string, seqnum, sack, reset.
+    case clientToServer
+    /// Server to client: everything but hello.
+    case serverToClient
+}
+
+/// One Minerva frame (PROTOCOL.md 2.3). Payloads are slices of the buffer the frame was decoded from
+/// (no copy); a frame built for encoding may use any array slice.
+public enum Frame: Equatable, Sendable {
+    /// `<json>H`: the first frame of every transport (C2S).
+    case hello(HelloFrame)
+    /// `<string> `: one application string (validated separately, PROTOCOL.md 1).
+    case string(ArraySlice<UInt8>)
+    /// `<n>N`: the next StringFrame on this transport carries sequence number n.
+    case seqNum(Int64)
+    /// `<sack>A`: a selective acknowledgement.
+    case sack(SACK)
+    /// `<sack>T`: the last SACK the server saw from the client (S2C).
+    case streamStatus(SACK)
+    /// `<reason>|<0|1>!`: the stream is reset; the reason is restricted, at most 255 bytes.
+    case reset(reason: ArraySlice<UInt8>, applicationLevel: Bool)
+    /// `C`: the stream was created (S2C).
+    case streamCreated
+    /// `Y`: the client should close the connection (S2C, sockets only).
+    case youCloseIt
+    /// `<text>^`: a comment: the HTTP preamble `;)]}` or the heartbeat `beat` (S2C).
+    case comment(ArraySlice<UInt8>)
+    /// `<reason>K`: the server killed this transport (S2C).
+    case transportKill(KillReason)
+}
+
+/// The decoded, validated contents of a HelloFrame (PROTOCOL.md 2.5). Defaults are the protocol's.
+public struct HelloFrame: Equatable, Sendable {
+    /// `tnum`: the client's number for this transport, 0...2^53.
+    public var transportNumber: Int64
+    /// `ver`: always 2.
+    public var protocolVersion: Int = 2
+    /// `format`: 2 (XHR) or 3 (HTMLFILE); validated, otherwise ignored.
+    public var httpFormat: Int?
+    /// `new`: create the stream if it is unknown.
+    public var requestNewStream: Bool = false
+    /// `id`: the stream id.
+    public var streamID: StreamID
+    /// `ming`: keep the HTTP response open and stream frames (forced true for sockets).
+    public var streamingResponse: Bool
+    /// `pad`: 0...16384; stored, never used.
+    public var needPaddingBytes: Int = 0
+    /// `maxb`: 0...2^53, the most bytes the client wants on one streaming response.
+    public var maxReceiveBytes: Int64 = maxProtocolInteger
+    /// `maxt`: seconds after which the server closes the transport gently; nil means no limit.
+    public var maxOpenTime: Int64?
+    /// `maxia`: heartbeat interval in seconds, 0...600; 0 means no heartbeats.
+    public var maxInactivity: Int
+    /// `eeds`: whether and what the transport succeeds.
+    public var succeedsTransport: SucceedsTransport = .absent
+    /// `sack`: SACK of S2C strings, applied before the transport attaches.
+    public var sack: SACK?
+    /// `seenack`: the last SackFrame the client received.
+    public var lastSackSeenByClient: SACK
+
+    /// Whether the transport wants S2C strings (it has `eeds`).
+    public var wantsStrings: Bool { succeedsTransport != .absent }
+
+    /// Creates a hello with the required keys and the protocol's defaults for the rest.
+    public init(
+        transportNumber: Int64, streamID: StreamID, streamingResponse: Bool, maxInactivity: Int,
+        lastSackSeenByClient: SACK = .initial
+    ) {
+        self.transportNumber = transportNumber
+        self.streamID = streamID
+        self.streamingResponse = streamingResponse
+        self.maxInactivity = maxInactivity
+        self.lastSackSeenByClient = lastSackSeenByClient
+    }
+}
