@@ -87,6 +87,8 @@ final class Harness {
     let engine: MinervaServerEngine
     var recorders: [Recorder] = []
     var configure: ((Recorder) -> Void)?
+    /// Replaces the recording handler when set.
+    var factory: ((ServerStream) -> any MinervaStreamHandler)?
     var now: Double = 0
     private var nextHandle = 0
     private var socketOutput: [TransportHandle: [String]] = [:]
@@ -98,7 +100,9 @@ final class Harness {
     init(configuration: ServerEngineConfiguration = ServerEngineConfiguration()) {
         var engine: MinervaServerEngine!
         var recorders: (Recorder) -> Void = { _ in }
-        engine = MinervaServerEngine(configuration: configuration, now: 0) { _ in
+        var override: (ServerStream) -> (any MinervaStreamHandler)? = { _ in nil }
+        engine = MinervaServerEngine(configuration: configuration, now: 0) { stream in
+            if let handler = override(stream) { return handler }
             let recorder = Recorder()
             recorders(recorder)
             return recorder
@@ -108,6 +112,7 @@ final class Harness {
             self.configure?(recorder)
             self.recorders.append(recorder)
         }
+        override = { [unowned self] stream in self.factory?(stream) }
         engine.errorReporter = { [unowned self] _, callback in self.errors.append(callback) }
     }
 
