@@ -1,7 +1,7 @@
 import MinervaCore
 import Testing
 
-private func bytes(_ string: String) -> [UInt8] { Array(string.utf8) }
+
 
 @Suite struct SendQueueTests {
     @Test func numbersConsecutivelyAndAccountsBytes() {
