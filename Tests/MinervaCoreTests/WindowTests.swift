@@ -1,8 +1,6 @@
 import MinervaCore
 import Testing
 
-
-
 @Suite struct SendQueueTests {
     @Test func numbersConsecutivelyAndAccountsBytes() {
         var queue = SendQueue()
