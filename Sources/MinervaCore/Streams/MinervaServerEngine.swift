@@ -91,11 +91,13 @@ public final class MinervaServerEngine {
     ///   - frameCorruption: the chunk could not be split (an over-long frame): none of `frames` is processed and
     ///     the transport is killed with `frame_corruption`.
     ///   - now: the current time.
-    public func framesReceived(
-        _ handle: TransportHandle, frames: [ArraySlice<UInt8>], frameCorruption: Bool = false, now: Double
+    public func framesReceived<Frames: Collection<ArraySlice<UInt8>>>(
+        _ handle: TransportHandle, frames: Frames, frameCorruption: Bool = false, now: Double
     ) {
         self.now = now
-        guard let transport = transports[handle], transport.phase == .open, !transport.terminating else { return }
+        guard let transport = transports[handle], transport.phase == .open, !transport.terminating,
+            !(transport.isHTTP && transport.hello != nil)  // one body per HTTP transport
+        else { return }
         transport.busy = true
         if frameCorruption {
             kill(transport, .frameCorruption)
@@ -106,7 +108,7 @@ public final class MinervaServerEngine {
                 handleHelloBatch(transport, frames)
             }
         } else {
-            processFrames(transport, frames.dropFirst(0))
+            processFrames(transport, frames[...])
         }
         transport.busy = false
         if let stream = transport.stream { stream.lastReceived = now }
@@ -229,7 +231,8 @@ public final class MinervaServerEngine {
         return nil
     }
 
-    private func handleHelloBatch(_ transport: ServerTransport, _ frames: [ArraySlice<UInt8>]) {
+    private func handleHelloBatch<Frames: Collection<ArraySlice<UInt8>>>(_ transport: ServerTransport, _ frames: Frames)
+    {
         guard let first = frames.first, case .hello(var hello) = decode(first) else {
             kill(transport, .invalidFrameTypeOrArguments)
             return
@@ -288,7 +291,7 @@ public final class MinervaServerEngine {
         // 9. Pending output (the caller flushes).
     }
 
-    private func processFrames(_ transport: ServerTransport, _ frames: ArraySlice<ArraySlice<UInt8>>) {
+    private func processFrames(_ transport: ServerTransport, _ frames: some Sequence<ArraySlice<UInt8>>) {
         guard let stream = transport.stream else { return }
         for bytes in frames {
             if transport.terminating || transport.phase != .open { break }
