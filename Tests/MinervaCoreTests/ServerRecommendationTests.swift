@@ -268,3 +268,43 @@ final class PerStringHandler: MinervaStreamHandler {
         return h
     }
 }
+
+@Suite struct ServerEngineAPITests {
+    @Test func notifyFinishFiresAtReset() throws {
+        let h = Harness()
+        let t = h.socket()
+        h.send(t, [hs()])
+        let stream = h.stream!
+        var fired = 0
+        stream.notifyFinish { fired += 1 }
+        #expect(fired == 0)
+        h.send(t, ["x|0!"])
+        #expect(fired == 1)
+        stream.notifyFinish { fired += 1 }
+        #expect(fired == 2)
+    }
+
+    @Test func drainActionsKeepsOrderAndEmpties() {
+        let engine = MinervaServerEngine(now: 0) { _ in Recorder() }
+        let t = TransportHandle(1)
+        engine.openTransport(t, kind: .http, connection: ConnectionInfo(), now: 0)
+        engine.httpBodyReceived(t, body: Array("{}H\n".utf8), now: 0)
+        var seen: [ServerAction] = []
+        engine.drainActions { seen.append($0) }
+        #expect(seen == [.write(t, Array(";)]}^\ninvalid_frame_type_or_argumentsK\n".utf8), .httpWholeBody)])
+        #expect(!engine.hasActions)
+        #expect(engine.transportCount == 0)
+    }
+
+    @Test func nextDeadlineTracksTimers() {
+        var configuration = ServerEngineConfiguration()
+        configuration.idleCheckInterval = 60
+        let h = Harness(configuration: configuration)
+        #expect(h.engine.nextDeadline == 60)
+        let t = h.socket()
+        h.send(t, [hs("maxia:5")])
+        #expect(h.engine.nextDeadline == 5)
+        h.advance(to: 5)
+        #expect(h.engine.nextDeadline == 10)
+    }
+}

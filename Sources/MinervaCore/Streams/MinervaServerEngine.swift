@@ -50,6 +50,14 @@ public final class MinervaServerEngine {
         return actions
     }
 
+    /// Passes each action produced so far to `body`, in order, and clears the outbox keeping its storage (no
+    /// allocation). `body` must not call back into the engine.
+    /// - Parameter body: carries out one action.
+    public func drainActions(_ body: (ServerAction) -> Void) {
+        for action in actions { body(action) }
+        actions.removeAll(keepingCapacity: true)
+    }
+
     /// Whether actions are waiting in the outbox.
     public var hasActions: Bool { !actions.isEmpty }
 

@@ -26,6 +26,7 @@ public final class ServerStream {
     var pretendAcked: Int64?
     var sendScheduled = false
 
+    var finishObservers: [() -> Void] = []
     var producer: (any MinervaProducer)?
     var producerIsPush = false
     var primaryPaused = false
@@ -91,6 +92,13 @@ public final class ServerStream {
         if streaming && (primaryPaused || primary == nil) { producer.pauseProducing() }
     }
 
+    /// Calls `body` when the stream ends (at its reset, just before the handler's `streamReset`); at once if it
+    /// already ended.
+    /// - Parameter body: the completion callback.
+    public func notifyFinish(_ body: @escaping () -> Void) {
+        if isReset { body() } else { finishObservers.append(body) }
+    }
+
     /// Unregisters the producer, if any.
     public func unregisterProducer() {
         producer = nil
@@ -126,6 +134,9 @@ public final class ServerStream {
             self.producer = nil
             producer.stopProducing()
         }
+        let observers = finishObservers
+        finishObservers = []
+        for observer in observers { observer() }
         let handler = self.handler
         self.handler = nil
         handler?.streamReset(self, reason: reason, applicationLevel: applicationLevel)
