@@ -308,3 +308,55 @@ final class PerStringHandler: MinervaStreamHandler {
         #expect(h.engine.nextDeadline == 10)
     }
 }
+
+@Suite struct ServerEngineEdgeTests {
+    @Test func waitingLongPollGetsResetWithContentLength() throws {
+        let h = Harness()
+        h.post(hh("eeds:null") + "\n")
+        let t = h.post(hh("-new", "eeds:null") + "\n")
+        try h.app { try h.stream!.reset(reason: "bye") }
+        #expect(h.responses[t]?.body == ";)]}^\nbye|1!\n")
+        #expect(h.responses[t]?.contentLength == 13)
+    }
+
+    @Test func maxOpenTimeZeroClosesOnNextTimerRun() {
+        let h = Harness()
+        h.post(hh("eeds:null") + "\n")
+        let t = h.post(hh("-new", "eeds:null", "maxt:0") + "\n")
+        #expect(h.responses[t]?.writes == 0)
+        #expect(h.engine.nextDeadline == 0)
+        h.advance(to: 0)
+        #expect(h.responses[t]?.body == ";)]}^\n|-1A\n|-1T\n")
+    }
+
+    @Test func httpBadSackKilledAttached() throws {
+        let h = Harness()
+        let t = h.post(hh("eeds:null", "ming:1") + "\n|0A\n")
+        #expect(h.responses[t]?.body == ";)]}^\nC\n|-1A\n|0T\nacked_unsent_stringsK\n")
+        #expect(h.responses[t]?.contentLength == 39)  // killed before the first write: the whole body
+        #expect(h.stream != nil)
+    }
+
+    @Test func socketHandleReusedAfterGraceWait() {
+        let h = Harness()
+        let t = h.socket()
+        h.send(t, ["?"])
+        #expect(h.out(t) == ["invalid_frame_type_or_argumentsK", "Y"])
+        h.engine.openTransport(t, kind: .socket, connection: ConnectionInfo(), now: 1)
+        h.send(t, [hs()])
+        #expect(h.out(t) == ["C"])
+        h.advance(to: 100)
+        #expect(h.closed.isEmpty)
+    }
+
+    @Test func secondaryUploadKeepsPrimaryAndAcks() throws {
+        let h = Harness()
+        let primary = h.post(hh("eeds:null", "ming:1") + "\n")
+        let upload = h.post(hh("-new", "tnum:1", "-eeds") + "\n0N\nhello \nworld \n")
+        #expect(h.responses[upload]?.body == ";)]}^\n|1A\n|1A\n|-1T\n")
+        #expect(h.responses[primary]?.finished == false)
+        #expect(h.app.allStrings == ["hello", "world"])
+        #expect(h.app.created == [0, 1])
+        #expect(h.app.destroyed == [1])
+    }
+}

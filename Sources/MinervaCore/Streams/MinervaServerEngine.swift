@@ -87,7 +87,11 @@ public final class MinervaServerEngine {
     ///   - now: the current time.
     public func openTransport(_ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double) {
         self.now = now
-        precondition(transports[handle] == nil, "transport handle reused while open")
+        if let previous = transports[handle] {
+            // A socket waiting for its grace-period close may be replaced; anything else is an I/O-layer bug.
+            precondition(previous.phase == .closing, "transport handle reused while open")
+            previous.phase = .gone
+        }
         transports[handle] = ServerTransport(handle: handle, kind: kind, connection: connection)
     }
 
