@@ -53,21 +53,40 @@ public final class ServerStream {
     /// - Parameter string: bytes in 0x20...0x7E.
     /// - Throws: ``MinervaStreamError/invalidString``, ``MinervaStreamError/streamIsReset``, or
     ///   ``MinervaStreamError/sendQueueFull`` (the stream was reset because too much is unacknowledged).
-    public func send(_ string: some Collection<UInt8>) throws {
+    public func send(_ string: [UInt8]) throws {
         guard RestrictedString.isValid(string) else { throw MinervaStreamError.invalidString }
+        try enqueue(string)
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: bytes in 0x20...0x7E, e.g. a borrowed slice received from the client.
+    public func send(_ string: ArraySlice<UInt8>) throws {
+        guard RestrictedString.isValid(string) else { throw MinervaStreamError.invalidString }
+        try enqueue(Array(string))
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: characters U+0020...U+007E.
+    public func send(_ string: String) throws {
+        var string = string
+        let bytes = string.withUTF8 { Array($0) }
+        try send(bytes)
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: bytes in 0x20...0x7E.
+    public func send(_ string: some Collection<UInt8>) throws {
+        try send(Array(string))
+    }
+
+    private func enqueue(_ string: [UInt8]) throws {
         guard !isReset else { throw MinervaStreamError.streamIsReset }
-        queue.append(Array(string))
+        queue.append(string)
         if let engine, queue.queuedBytes > engine.configuration.maxQueuedBytesPerStream {
             resetInternal(reason: "send queue limit exceeded")
             throw MinervaStreamError.sendQueueFull
         }
         engine?.scheduleSend(self)
-    }
-
-    /// Queues a string for the client (see ``send(_:)-(Collection<UInt8>)``).
-    /// - Parameter string: characters U+0020...U+007E.
-    public func send(_ string: String) throws {
-        try send(string.utf8)
     }
 
     /// Resets the stream (application level): writes `reason|1!` on every transport, drops queued strings and
