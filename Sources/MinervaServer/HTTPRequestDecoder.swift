@@ -226,7 +226,7 @@ final class HTTPRequestDecoder {
 
     fileprivate func fail(_ status: Int) -> Int32 {
         failureStatus = status
-        return 1
+        return -1  // nonzero is an error for every callback; for on_headers_complete 1 would mean "no body"
     }
 
     @inline(__always) private func offsetOf(_ at: UnsafePointer<CChar>) -> Int {
