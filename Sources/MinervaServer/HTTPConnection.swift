@@ -142,27 +142,24 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
 
     func decoderDidReceiveRequest(_ decoder: HTTPRequestDecoder) -> Bool {
         requestsSeen += 1
-        let method = decoder.methodCode
-        let isHead = method == 2  // HTTP_HEAD
-        let keepAlive = decoder.keepAlive && !context.draining
-        let response: HTTPResponse
-        if let spare {
-            response = spare
-            self.spare = nil
-            response.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
-        } else {
-            response = HTTPResponse(connection: self, eventLoop: context.loop)
-            response.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
-        }
-        current = response
+        startResponse(decoder)
         if !writeBlocked { list?.remove(self) }
         dispatching = true
-        context.router.dispatch(HTTPRequest(decoder: decoder), response)
+        context.router.dispatch(HTTPRequest(decoder: decoder), current!)
         dispatching = false
         if isClosed { return false }
-        guard let current, current.isFinished else { return false }
+        if current?.isFinished != true { return false }
         finishCurrent()
         return !closeAfterFlush
+    }
+
+    /// Makes `current` a fresh response, reusing the last one if nobody else kept it.
+    private func startResponse(_ decoder: HTTPRequestDecoder) {
+        let isHead = decoder.methodCode == 2  // HTTP_HEAD
+        let keepAlive = decoder.keepAlive && !context.draining
+        if spare == nil { spare = HTTPResponse(connection: self, eventLoop: context.loop) }
+        spare!.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
+        swap(&current, &spare)
     }
 
     func decoderWantsContinue(_ decoder: HTTPRequestDecoder) {

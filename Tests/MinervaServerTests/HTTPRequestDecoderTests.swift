@@ -1,5 +1,6 @@
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
 import Testing
+
 @testable import MinervaServer
 
 /// What the decoder delivered, as plain values.
@@ -116,7 +117,8 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
 
     @Test func chunkedBodyOverLimit() {
         let chunk = String(repeating: "z", count: 3000)
-        let input = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n\(chunk)\r\nbb8\r\n\(chunk)\r\n0\r\n\r\n"
+        let input =
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n\(chunk)\r\nbb8\r\n\(chunk)\r\n0\r\n\r\n"
         #expect(decode([Array(input.utf8)[...]]).failures == [413])
     }
 

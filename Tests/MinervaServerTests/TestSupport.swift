@@ -2,6 +2,7 @@
 import CShims
 import Glibc
 import Logging
+
 @testable import MinervaServer
 
 /// A thread-safe box for values shared between the loop thread and the test.
