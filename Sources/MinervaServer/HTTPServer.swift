@@ -16,7 +16,8 @@ final class HTTPLoopContext {
     let configuration: HTTPServerConfiguration
     let router: HTTPRouter
     let logger: Logger
-    unowned let server: HTTPServer
+    /// Weak: the server may be going away while loops drain (its deinit shuts them down).
+    weak var server: HTTPServer?
     let readBuffer: ByteStorage
     let iovecs: UnsafeMutablePointer<iovec>
     private(set) var connections: [HTTPConnection] = []
@@ -70,7 +71,7 @@ final class HTTPLoopContext {
             signals.append(
                 SignalWatcher(loop: loop.raw, signal: sig) { [unowned self] in
                     self.logger.info("signal received, shutting down")
-                    self.server.shutdown()
+                    self.server?.shutdown()
                 })
         }
     }
@@ -99,7 +100,7 @@ final class HTTPLoopContext {
         let connection = HTTPConnection(fd: fd, context: self)
         connection.index = connections.count
         connections.append(connection)
-        server.connectionOpened()
+        server?.connectionOpened()
     }
 
     func connectionClosed(_ connection: HTTPConnection) {
@@ -114,7 +115,7 @@ final class HTTPLoopContext {
         }
         loop.releaseLater(connection)
         if tearingDown { return }
-        server.connectionClosed()
+        server?.connectionClosed()
         if draining && connections.isEmpty { finish() }
     }
 
@@ -227,6 +228,13 @@ public final class HTTPServer {
         self.configuration = configuration
         self.router = router
         self.logger = logger
+    }
+
+    deinit {
+        if !threads.isEmpty {
+            shutdown(gracePeriod: 0)
+            waitUntilStopped()
+        }
     }
 
     /// The server's event loops (one per thread), available after `start`.
