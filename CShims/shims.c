@@ -188,3 +188,7 @@ int cshims_pthread_create(void *(*start)(void *), void *arg, unsigned long *out_
 }
 
 int cshims_pthread_join(unsigned long thread) { return -pthread_join((pthread_t)thread, NULL); }
+
+int cshims_socketpair(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : -errno;
+}

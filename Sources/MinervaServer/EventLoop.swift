@@ -70,6 +70,12 @@ public final class EventLoop {
         prepareToBlock()
     }
 
+    /// Runs one loop iteration without blocking: ready callbacks, work from `execute`, due timers, output
+    /// flushes. For loops driven by hand on the calling thread (`EmbeddedHTTPConnection`), never with `run()`.
+    public func runOnce() {
+        _ = cshims_ev_run_nowait(raw)
+    }
+
     private func drainInbox() {
         inboxLock.withLock { swap(&inbox, &draining) }
         for work in draining { work() }

@@ -35,12 +35,15 @@ final class HTTPLoopContext {
     private(set) var draining = false
     private var drainTimer: LoopTimer?
 
-    init(server: HTTPServer, listenFD: Int32) {
+    init(
+        configuration: HTTPServerConfiguration, router: HTTPRouter, logger: Logger, server: HTTPServer?,
+        listenFD: Int32?
+    ) {
         self.server = server
         loop = EventLoop()
-        configuration = server.configuration
-        router = server.router
-        logger = server.logger
+        self.configuration = configuration
+        self.router = router
+        self.logger = logger
         readBuffer = ByteStorage(capacity: configuration.readBufferSize)
         iovecs = .allocate(capacity: Self.maxIovecs)
         headerTimeouts = DeadlineList(loop: loop, duration: configuration.headerTimeout)
@@ -51,7 +54,7 @@ final class HTTPLoopContext {
         connections.reserveCapacity(1024)
         flushQueue.reserveCapacity(64)
         flushing.reserveCapacity(64)
-        listener = Listener(fd: listenFD, context: self)
+        if let listenFD { listener = Listener(fd: listenFD, context: self) }
         loop.beforeBlocking.append { [unowned self] in self.flushAll() }
     }
 
@@ -92,15 +95,17 @@ final class HTTPLoopContext {
         return date
     }
 
-    func adopt(fd: Int32) {
+    @discardableResult
+    func adopt(fd: Int32) -> HTTPConnection? {
         if draining {
             _ = cshims_close(fd)
-            return
+            return nil
         }
         let connection = HTTPConnection(fd: fd, context: self)
         connection.index = connections.count
         connections.append(connection)
         server?.connectionOpened()
+        return connection
     }
 
     func connectionClosed(_ connection: HTTPConnection) {
@@ -264,7 +269,9 @@ public final class HTTPServer {
         localPort = port
         var text = [CChar](repeating: 0, count: 64)
         if cshims_local_address(fds[0], &text, 64) == 0 { localAddress = String(cString: text) }
-        contexts = fds.map { HTTPLoopContext(server: self, listenFD: $0) }
+        contexts = fds.map {
+            HTTPLoopContext(configuration: configuration, router: router, logger: logger, server: self, listenFD: $0)
+        }
         if configuration.handleSignals { contexts[0].installSignalHandlers() }
         for context in contexts {
             let loop = context.loop

@@ -127,3 +127,16 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
         #expect(decode([Array("GET / HTTP/1.1\r\n\(headers)\r\n".utf8)[...]]).failures == [431])
     }
 }
+
+@Suite struct HTTPRequestDecoderProbeTests {
+    @Test func countsRequestsAndReportsFailures() {
+        let probe = HTTPRequestDecoderProbe()
+        let input = Array("GET / HTTP/1.1\r\n\r\nPOST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".utf8)
+        #expect(input.withUnsafeBytes { probe.feed($0) } == 2)
+        #expect(probe.bodyByteCount == 3)
+        #expect(probe.failureStatus == nil)
+        probe.reset()
+        _ = Array("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n".utf8).withUnsafeBytes { probe.feed($0) }
+        #expect(probe.failureStatus == 400)
+    }
+}
