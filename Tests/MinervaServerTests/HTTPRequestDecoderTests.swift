@@ -140,3 +140,47 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
         #expect(probe.failureStatus == 400)
     }
 }
+
+@Suite struct HTTPRequestDecoderRandomInputTests {
+    /// A small deterministic generator (SplitMix64), so failures reproduce.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func mutatedRequestsInRandomPiecesNeverCrashAndAgreeWithWholeInput() {
+        var rng = SplitMix(state: 42)
+        let alphabet = Array(
+            "GET POST /a?b=c HTTP/1.1\r\n:Content-Length: 5\r\nTransfer-Encoding: chunked\r\n0123456789abcdef".utf8)
+        for _ in 0..<1500 {
+            var input = Array(
+                "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n".utf8)
+            for _ in 0..<Int.random(in: 0...4, using: &rng) {
+                let i = Int.random(in: 0..<input.count, using: &rng)
+                switch Int.random(in: 0..<3, using: &rng) {
+                case 0: input[i] = alphabet.randomElement(using: &rng)!
+                case 1: input.insert(alphabet.randomElement(using: &rng)!, at: i)
+                default: input.remove(at: i)
+                }
+            }
+            let whole = decode([input[...]])
+            var pieces: [ArraySlice<UInt8>] = []
+            var start = 0
+            while start < input.count {
+                let end = min(input.count, start + Int.random(in: 1...12, using: &rng))
+                pieces.append(input[start..<end])
+                start = end
+            }
+            let split = decode(pieces)
+            #expect(
+                split.requests == whole.requests, "input \(String(decoding: input, as: UTF8.self).debugDescription)")
+            #expect(split.failures == whole.failures)
+        }
+    }
+}
