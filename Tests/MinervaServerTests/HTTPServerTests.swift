@@ -153,6 +153,15 @@ private func echoRoutes(_ router: HTTPRouter) {
         #expect(silent.waitForClose())
     }
 
+    @Test func stalledRequestBodyTimesOut() throws {
+        let s = try TestServer({ c in c.bodyTimeout = 0.3 }, routes: echoRoutes)
+        defer { s.stop() }
+        let c = try TestClient(port: s.port)
+        try c.send("POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly a part")
+        #expect(try c.readResponse().status == 408)
+        #expect(c.waitForClose())
+    }
+
     @Test func idleKeepAliveTimeout() throws {
         let s = try TestServer({ c in c.idleTimeout = 0.3 }, routes: echoRoutes)
         defer { s.stop() }
