@@ -346,7 +346,8 @@ class HttpTransport {
             frames.push(line);
         }
         this.buffer = buf.slice(start);
-        if (this.buffer.length > MAX_FRAME_LENGTH + 1) tooLong = true;
+        const rest = this.buffer.length - MAX_FRAME_LENGTH;
+        if (rest > 1 || (rest === 1 && !this.buffer.endsWith('\r'))) tooLong = true;
         this.stream._handleFrames(this, frames, tooLong);
     }
 

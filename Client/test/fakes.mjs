@@ -67,6 +67,7 @@ export class FakeRequest {
         this._body = new ReadableStream({ start: (c) => (this._controller = c) });
         this._closed = false;
         init.signal.addEventListener('abort', () => {
+            if (this.settled && this._closed) return; // aborting a finished request does nothing
             this.aborted = true;
             const error = new DOMException('aborted', 'AbortError');
             if (!this.settled) this._reject(error);
