@@ -122,9 +122,11 @@ export class FakeRequest {
 export class FakeNet {
     constructor() {
         this.requests = [];
+        this.onrequest = null; // optional hook, called with each new FakeRequest
         this.fetch = (url, init) => {
             const request = new FakeRequest(url, init);
             this.requests.push(request);
+            if (this.onrequest) this.onrequest(request);
             return request.promise;
         };
     }
