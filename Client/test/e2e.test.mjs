@@ -9,7 +9,7 @@ import { FakeServer, connect, seededRandom } from './fake-server.mjs';
  * Sends `count` strings in bursts while the server echoes them; returns what both sides received.
  * Gives up after `maxSeconds` of simulated time.
  */
-async function echoRun({ seed, transport, count = 300, network = {}, maxSeconds = 3600 }) {
+async function echoRun({ seed, transport, count = 1000, network = {}, maxSeconds = 3600 }) {
     const random = seededRandom(seed);
     const t = makeStream({ transport, random });
     const server = new FakeServer();
@@ -19,7 +19,7 @@ async function echoRun({ seed, transport, count = 300, network = {}, maxSeconds 
     let elapsed = 0;
     while (elapsed < maxSeconds * 1000) {
         if (sent.length < count) {
-            const burst = 1 + Math.floor(random() * 8);
+            const burst = Math.floor(random() * 6);
             for (let i = 0; i < burst && sent.length < count; i++) {
                 const s = `m${sent.length} ` + 'x'.repeat(Math.floor(random() * 40));
                 sent.push(s);
@@ -43,7 +43,7 @@ function checkExactlyOnceInOrder(run) {
 }
 
 for (const transport of ['long-poll', 'streaming']) {
-    test(`${transport}: perfect network, 300 strings echoed`, async () => {
+    test(`${transport}: perfect network, 1000 strings echoed`, async () => {
         const run = await echoRun({ seed: 1, transport });
         checkExactlyOnceInOrder(run);
     });
