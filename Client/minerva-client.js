@@ -242,6 +242,7 @@ class HttpTransport {
         this.penalty = 0;
         this.frames = 0;
         this.noDelay = false; // replaced on purpose (streaming fallback): no backoff
+        this.timedOut = false;
         this.peerSeqNum = -1;
         this.gotPreamble = false;
         this.buffer = '';
@@ -266,6 +267,7 @@ class HttpTransport {
         if (this.timer !== null) clock.clearTimeout(this.timer);
         this.timer = clock.setTimeout(() => {
             this.timer = null;
+            this.timedOut = true;
             this.close();
         }, ms);
     }
@@ -416,6 +418,7 @@ class ClientStream {
         if (!['auto', 'streaming', 'long-poll'].includes(mode)) throw new Error('unknown transport: ' + mode);
         this._streaming = mode !== 'long-poll';
         this._fallbackMs = mode === 'auto' ? (o.fallbackMs || 5000) : 0;
+        this._stalls = 0; // streaming primaries in a row that went silent after their preamble
         this.streamId = makeStreamId(o.getRandomValues || ((a) => root.crypto.getRandomValues(a)));
         this.maxUndeliveredStrings = 50;
         this.maxUndeliveredBytes = 1048576;
@@ -705,6 +708,11 @@ class ClientStream {
         if (isPrimary) this._primary = null;
         else this._secondary = null;
         if (this._state !== STARTED) return;
+        if (isPrimary && t.ming && this._fallbackMs) {
+            // Heartbeats come every 10 s; silence twice in a row means something buffers the responses.
+            this._stalls = t.timedOut && t.gotPreamble ? this._stalls + 1 : 0;
+            if (this._stalls >= 2) this._streaming = false;
+        }
         if (!t.penalty) {
             this._penalty = 0;
         } else if ((this._penalty += t.penalty) >= 1) {

@@ -468,6 +468,36 @@ test('auto mode keeps streaming when the preamble arrives in time', async () => 
     assert.equal(net.requests[1].hello.ming, true, 'a later stall is not buffering: still streaming');
 });
 
+test('auto mode falls back after two streaming primaries in a row go silent after their preamble', async () => {
+    const { stream, net, clock } = makeStream();
+    stream.start();
+    await flush();
+    for (const i of [0, 1]) {
+        net.requests[i].respond();
+        net.requests[i].write(i === 0 ? ';)]}^\nC\nbeat^\n' : ';)]}^\nbeat^\n');
+        await clock.advance(13500);
+        assert.ok(net.requests[i].aborted);
+    }
+    assert.equal(net.requests[1].hello.ming, true, 'one stall is not enough');
+    assert.equal(net.requests[2].hello.ming, false);
+    // A streaming primary that ends normally in between resets the count.
+    const other = makeStream();
+    other.stream.start();
+    await flush();
+    const r = other.net.requests;
+    r[0].respond();
+    r[0].write(';)]}^\nC\nbeat^\n');
+    await other.clock.advance(13500);
+    r[1].respond();
+    r[1].write(';)]}^\n|-1A\n|-1T\n');
+    r[1].end();
+    await flush();
+    r[2].respond();
+    r[2].write(';)]}^\nbeat^\n');
+    await other.clock.advance(13500);
+    assert.equal(r[3].hello.ming, true);
+});
+
 test('forced streaming never falls back', async () => {
     const { stream, net, clock } = makeStream({ transport: 'streaming' });
     stream.start();
