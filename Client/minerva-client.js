@@ -9,6 +9,7 @@
 
 const TWO53 = 9007199254740992;
 const MAX_FRAME_LENGTH = 1048576;
+const MAX_BODY_STRINGS = 1048576; // characters of strings per request (at least one string is always sent)
 const RTT_GUESS = 3000;
 const RTT_VARIANCE = 1500;
 const DL_SPEED = 3072; // bytes per second, used to size a long-poll's receive timeout
@@ -590,7 +591,10 @@ class ClientStream {
             }),
         ];
         let last = -1;
+        let size = 0;
         for (const [seqNum, s] of this._unsent()) {
+            if (size > 0 && size + s.length > MAX_BODY_STRINGS) break;
+            size += s.length + 1;
             if (last === -1 || seqNum !== last + 1) lines.push(seqNum + 'N');
             lines.push(s + ' ');
             t.written.add(seqNum);

@@ -130,6 +130,22 @@ test('a lost upload is retransmitted with the same sequence numbers after the ba
     assert.equal(net.requests[3].hello.tnum, 3);
 });
 
+test('a request carries at most about 1 MiB of strings; the rest follows in the next one', async () => {
+    const { stream, net } = await createdLongPoll();
+    const shape = (r) => r.frames.map((f) => (f.length > 20 ? f[0] + f.length : f)); // keeps failures readable
+    for (let i = 0; i < 3; i++) stream.sendString('b'.repeat(400000));
+    stream.sendString('small');
+    await flush();
+    assert.deepEqual(shape(net.requests[2]), ['0N', 'b400001', 'b400001']);
+    net.requests[2].reply(';)]}^\n|1A\n|1A\n|-1T\n');
+    await flush();
+    assert.deepEqual(shape(net.requests[3]), ['2N', 'b400001', 'small ']);
+    stream.sendString('h'.repeat(1048575));
+    net.requests[3].reply(';)]}^\n|3A\n|3A\n|-1T\n');
+    await flush();
+    assert.deepEqual(shape(net.requests[4]), ['4N', 'h1048576'], 'one string always fits');
+});
+
 test('S2C strings: SeqNum frames, duplicates and reordering within and across responses', async () => {
     const { net, strings } = await createdLongPoll();
     net.requests[1].reply(';)]}^\n1N\nb \n0N\na \na \n3N\nd \n|-1A\n|-1T\n');
