@@ -61,6 +61,10 @@ declare namespace Minerva {
         onstring: ((this: ClientStream, s: string) => void) | null;
         onreset: ((this: ClientStream, reason: string, applicationLevel: boolean) => void) | null;
         ondisconnect: ((this: ClientStream) => void) | null;
+        /** Extension (not in the original API): where the stream's connection stands. */
+        readonly connectionState: 'unstarted' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
+        /** Extension: called with the new connectionState whenever it changes. */
+        onconnectionstate: ((this: ClientStream, state: ClientStream['connectionState']) => void) | null;
         /** Returns the stream itself (the `this` of the callbacks). */
         getUserContext(): ClientStream;
         bindToProtocol(protocol: StreamProtocol): void;

@@ -427,6 +427,10 @@ class ClientStream {
         this.onstring = null;
         this.onreset = null;
         this.ondisconnect = null;
+        /** Extension: 'unstarted', 'connecting', 'connected', 'reconnecting' (backing off) or 'disconnected'. */
+        this.connectionState = 'unstarted';
+        /** Extension: called with the new connectionState whenever it changes. */
+        this.onconnectionstate = null;
         this._protocol = null;
         this._state = UNSTARTED;
         this._nextTransportNumber = 0;
@@ -465,6 +469,7 @@ class ClientStream {
         if (this.onmessage) throw new Error('ClientStream has an onmessage property; did you mean onstring?');
         if (this._state !== UNSTARTED) throw new Error('ClientStream.start: already started');
         this._state = STARTED;
+        this._setConnectionState('connecting');
         if (this.onstarted) this.onstarted.call(this, this);
         if (this._state === STARTED && !this._primary) this._newPrimary();
     }
@@ -519,6 +524,7 @@ class ClientStream {
         this._state = DISCONNECTED;
         this._abortTransports();
         if (this._resetter) this._resetter.abort();
+        this._setConnectionState('disconnected');
         if (this.ondisconnect) this._call(this.ondisconnect);
     }
 
@@ -534,6 +540,12 @@ class ClientStream {
         } catch (e) {
             this._reportError(e);
         }
+    }
+
+    _setConnectionState(state) {
+        if (this.connectionState === state) return;
+        this.connectionState = state;
+        if (this.onconnectionstate) this._call(this.onconnectionstate, state);
     }
 
     _callReset(reason, applicationLevel) {
@@ -631,6 +643,7 @@ class ClientStream {
                     break;
                 }
                 t.gotPreamble = true;
+                if (this._state === STARTED) this._setConnectionState('connected');
                 if (t.fallbackTimer !== null) this._clock.clearTimeout(t.fallbackTimer);
                 t.fallbackTimer = null;
                 t.frames++;
@@ -734,6 +747,7 @@ class ClientStream {
         const delay = count
             ? Math.max(0, 2000 * Math.min(count, 3) + jitter - (this._clock.now() - t.started))
             : 0;
+        if (delay > 0) this._setConnectionState('reconnecting');
         if (isPrimary) {
             if (delay > 0) {
                 this._primary = new Delay(this._clock, delay, () => {

@@ -702,3 +702,22 @@ test('bindToProtocol routes callbacks (with transport info) to the protocol obje
     ]);
     assert.equal(stream.getUserContext(), stream);
 });
+
+test('connectionState: connecting, connected, reconnecting during backoff, disconnected', async () => {
+    const { stream, net, clock } = makeStream({ transport: 'long-poll' });
+    const states = [];
+    stream.onconnectionstate = (state) => states.push(state);
+    assert.equal(stream.connectionState, 'unstarted');
+    stream.start();
+    await flush();
+    net.requests[0].reply(CREATED);
+    await flush();
+    net.requests[1].fail();
+    await flush();
+    assert.equal(stream.connectionState, 'reconnecting');
+    await clock.advance(2000);
+    net.requests[2].reply(';)]}^\n|-1A\n|-1T\n');
+    await flush();
+    stream.dispose();
+    assert.deepEqual(states, ['connecting', 'connected', 'reconnecting', 'connected', 'disconnected']);
+});
