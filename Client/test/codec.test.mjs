@@ -23,8 +23,9 @@ test('SeqNum frames decode (A1) and reject bad numbers (A2)', () => {
     assert.equal(decodeFrame('1N').seqNum, 1);
     assert.equal(decodeFrame('4294967296N').seqNum, 4294967296);
     assert.equal(decodeFrame('9007199254740992N').seqNum, TWO53);
-    for (const bad of ['-1N', '-9007199254740992N', '9007199254740993N', '00N', '0'.repeat(1023) + 'N', 'N', 'xN', ' 1N']) {
-        assert.equal(decodeFrame(bad), null, bad);
+    const bad = ['-1N', '-9007199254740992N', '9007199254740993N', '00N', '0'.repeat(1023) + 'N', 'N', 'xN', ' 1N'];
+    for (const frame of bad) {
+        assert.equal(decodeFrame(frame), null, frame);
     }
 });
 

@@ -145,7 +145,8 @@ export function makeStream(options = {}) {
     const net = new FakeNet();
     const clock = new FakeClock();
     const errors = [];
-    const stream = new Minerva.ClientStream(new Minerva.HttpEndpoint(options.url || 'http://127.0.0.1:8080/_minerva/'), {
+    const endpoint = new Minerva.HttpEndpoint(options.url || 'http://127.0.0.1:8080/_minerva/');
+    const stream = new Minerva.ClientStream(endpoint, {
         fetch: net.fetch,
         clock,
         random: options.random || (() => 0.5),

@@ -248,7 +248,7 @@ test('a server reset during streaming aborts the primary and the upload (interna
     assert.ok(net.requests[1].aborted);
 });
 
-test('a first line that is a valid frame but not the preamble: closed, replaced after backoff (case 107, 10.21)', async () => {
+test('a valid first frame that is not the preamble: closed, replaced after backoff (case 107, 10.21)', async () => {
     const { stream, net, clock } = makeStream({ transport: 'long-poll' });
     stream.start();
     await flush();
@@ -401,7 +401,7 @@ test('client reset reasons are validated (10.12); reset before start reports loc
     assert.throws(() => stream.start(), /already started/);
 });
 
-test('sendString rejects non-restricted strings and non-strings; validate=false skips the check (case 103)', async () => {
+test('sendString rejects non-restricted strings and non-strings; validate=false skips it (case 103)', async () => {
     const { stream, net } = makeStream({ transport: 'long-poll' });
     for (const bad of ['\x00', '\xff', '\n', '\x1f', '\x7f', 'hello\tworld', '\u20ac']) {
         assert.throws(() => stream.sendString(bad), /U\+0020\.\.U\+007E/);
