@@ -484,10 +484,12 @@ class ClientStream {
             throw new Error('ClientStream.sendString: stream was reset or disposed');
         }
         if (typeof s !== 'string') throw new TypeError('ClientStream.sendString: not a string: ' + typeof s);
-        if (validate !== false && !RESTRICTED.test(s)) {
+        const bad = validate === false ? -1 : s.search(/[^\x20-\x7e]/);
+        if (bad >= 0) {
+            const code = s.charCodeAt(bad).toString(16).toUpperCase().padStart(4, '0');
             throw new Error(
-                'ClientStream.sendString: string contains a character outside U+0020..U+007E; ' +
-                    'encode it first (e.g. Minerva.JSON.asciify)',
+                `ClientStream.sendString: character U+${code} at index ${bad} is outside U+0020..U+007E; ` +
+                    'encode the string first (e.g. with Minerva.JSON.asciify)',
             );
         }
         this._queue.push(s);
