@@ -458,6 +458,9 @@ class ClientStream {
      * `streamReset(reason, applicationLevel)`, and optionally `transportCreated(info)`/`transportDestroyed(info)`.
      */
     bindToProtocol(protocol) {
+        for (const name of ['streamStarted', 'stringReceived', 'streamReset']) {
+            if (typeof protocol[name] !== 'function') throw new TypeError('bindToProtocol: protocol lacks ' + name);
+        }
         this._protocol = protocol;
         this.onstarted = (stream) => protocol.streamStarted(stream);
         this.onstring = (s) => protocol.stringReceived(s);
@@ -470,7 +473,7 @@ class ClientStream {
         if (this._state !== UNSTARTED) throw new Error('ClientStream.start: already started');
         this._state = STARTED;
         this._setConnectionState('connecting');
-        if (this.onstarted) this.onstarted.call(this, this);
+        if (this.onstarted) this._call(this.onstarted, this);
         if (this._state === STARTED && !this._primary) this._newPrimary();
     }
 

@@ -722,3 +722,15 @@ test('connectionState: connecting, connected, reconnecting during backoff, disco
     stream.dispose();
     assert.deepEqual(states, ['connecting', 'connected', 'reconnecting', 'connected', 'disconnected']);
 });
+
+test('an exception in onstarted is reported and the stream still connects; bindToProtocol checks methods', async () => {
+    const { stream, net, errors } = makeStream();
+    stream.onstarted = () => {
+        throw new Error('oops');
+    };
+    stream.start();
+    await flush();
+    assert.equal(errors[0].message, 'oops');
+    assert.equal(net.requests.length, 1);
+    assert.throws(() => stream.bindToProtocol({ streamStarted() {}, stringReceived() {} }), /streamReset/);
+});
