@@ -262,7 +262,7 @@ private struct Network {
     }
 
     /// With no more loss: delivers everything in order and follows the clocks until both sides are done.
-    mutating func settle() {
+    mutating func settle(until finished: (Network) -> Bool = { $0.done }) {
         while !ghosts.isEmpty { closeGhost(0) }
         for _ in 0..<2000 {
             var moved = false
@@ -276,12 +276,41 @@ private struct Network {
                     moved = true
                 }
             }
-            if done { return }
+            if finished(self) { return }
             if !moved {
                 let next = min(client.nextDeadline ?? .infinity, engine.nextDeadline, now + 30)
                 advance(by: max(0.001, next - now))
             }
         }
+    }
+
+    /// Ends the stream from one side, then lets the network deliver until the client has disconnected.
+    mutating func reset(byClient: Bool) {
+        if byClient {
+            apply(try! client.reset(reason: "bye", now: now))
+        } else {
+            // Let the client's waiting primary reach the server first, or the reset has no transport to go on
+            // (then the client learns it as `stream_attach_failure`, PROTOCOL.md 6.8).
+            for _ in 0..<100 {
+                var moved = false
+                for number in connections.keys.sorted() {
+                    while connections[number]?.uploads.isEmpty == false {
+                        deliverUpload(number)
+                        moved = true
+                    }
+                    while connections[number]?.downloads.isEmpty == false {
+                        deliverDownload(number)
+                        moved = true
+                    }
+                }
+                if !moved { break }
+            }
+            try! app.stream?.reset(reason: "bye")
+            drainServer()
+            engine.flush(now: now)
+            drainServer()
+        }
+        settle { $0.client.state == .disconnected && $0.engine.transportCount == 0 }
     }
 
     var done: Bool {
@@ -310,6 +339,13 @@ struct PropertyClientServerTests {
         #expect(network.app.stream?.queuedCount ?? 0 == 0)
         #expect(network.maxClientCache <= 8)
         #expect(network.client.openTransportNumbers.count <= 3)
+        // Either side ends the stream; both learn it, and nothing is left open.
+        network.reset(byClient: script.count % 2 == 0)
+        #expect(network.clientProblems == ["reset: bye", "disconnected"])
+        #expect(network.app.resets == ["bye"])
+        #expect(network.engine.streamCount == 0)
+        #expect(network.engine.transportCount == 0)
+        #expect(network.client.openTransportNumbers.isEmpty)
         return (network.kills, network.losses, network.duplicates)
     }
 
