@@ -238,6 +238,9 @@ struct ClientReactionTests {
         var original = ClientDriver(.httpLongPoll) { $0.badResponseSuggestsDelay = false }
         try original.start()
         original.respond(0, preamble + "C\n|-1A\n|-1T\n")
+        let headers = original.record(
+            original.machine.responseStarted(transportNumber: 1, status: 502, now: original.now))
+        #expect(headers.closed.isEmpty)
         let body = original.receive(1, quietEnd)
         #expect(body.closed.isEmpty)
         let end = original.record(

@@ -246,7 +246,9 @@ public struct ClientStreamMachine: Sendable {
     /// The HTTP response headers arrived, or the socket connected: a sign of life.
     /// - Parameters:
     ///   - transportNumber: the transport.
-    ///   - status: the HTTP status (nil for sockets); anything but 200 closes the transport (PROTOCOL.md 10.21).
+    ///   - status: the HTTP status (nil for sockets); anything but 200 closes the transport as "had problems"
+    ///     (PROTOCOL.md 10.21) unless ``ClientConfiguration/badResponseSuggestsDelay`` is false (the original
+    ///     ignores the status).
     ///   - contentLength: the response's Content-Length, if valid (sets a long-poll's receive timeout).
     ///   - now: the current time in seconds.
     /// - Returns: the actions to carry out.
@@ -254,8 +256,8 @@ public struct ClientStreamMachine: Sendable {
         transportNumber: Int64, status: Int?, contentLength: Int? = nil, now: Double
     ) -> [ClientAction] {
         guard var transport = transports[transportNumber] else { return finish() }
-        if let status, status != 200 {
-            if configuration.badResponseSuggestsDelay { transport.hadProblems = true }
+        if let status, status != 200, configuration.badResponseSuggestsDelay {
+            transport.hadProblems = true
             transports[transportNumber] = transport
             close(transportNumber, now: now)
             return finish()
