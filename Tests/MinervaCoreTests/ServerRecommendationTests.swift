@@ -360,3 +360,29 @@ final class PerStringHandler: MinervaStreamHandler {
         #expect(h.app.destroyed == [1])
     }
 }
+
+@Suite struct ServerRateLimitTests {
+    @Test func newStreamsPerKeyPerSecondLimited() {
+        var configuration = ServerEngineConfiguration()
+        configuration.maxNewStreamsPerKeyPerSecond = 2
+        let h = Harness(configuration: configuration)
+        var handle = 100
+        func hello(_ index: Int, key: String?) -> [String] {
+            handle += 1
+            let t = TransportHandle(handle)
+            h.engine.openTransport(t, kind: .socket, connection: ConnectionInfo(rateLimitKey: key), now: h.now)
+            let id = String(repeating: "a", count: 20) + String(index)
+            h.send(t, [hs("id:\"\(id)\"")])
+            return h.out(t)
+        }
+        #expect(hello(1, key: "10.0.0.1") == ["C"])
+        #expect(hello(2, key: "10.0.0.1") == ["C"])
+        #expect(hello(3, key: "10.0.0.1") == ["stream_attach_failureK", "Y"])
+        #expect(hello(4, key: "10.0.0.2") == ["C"])
+        #expect(hello(5, key: nil) == ["C"])
+        h.now = 0.5
+        #expect(hello(6, key: "10.0.0.1") == ["C"])
+        #expect(hello(7, key: "10.0.0.1") == ["stream_attach_failureK", "Y"])
+        #expect(h.engine.streamCount == 5)
+    }
+}

@@ -26,6 +26,7 @@ public final class MinervaServerEngine {
     private var actions: [ServerAction] = []
     private var timers = DeadlineHeap()
     private var nextIdleCheck: Double
+    private var creationBuckets: [String: (tokens: Double, time: Double)] = [:]
 
     /// Creates an engine.
     /// - Parameters:
@@ -243,6 +244,9 @@ public final class MinervaServerEngine {
             stream.resetInternal(reason: "no activity from peer")
         }
         recentlyReset = recentlyReset.filter { $0.value > now }
+        // Buckets that refilled completely are the same as absent ones.
+        let rate = configuration.maxNewStreamsPerKeyPerSecond
+        creationBuckets = creationBuckets.filter { $0.value.tokens + (now - $0.value.time) * rate < rate }
     }
 
     // MARK: Batch processing (PROTOCOL.md 5.2, 5.3)
@@ -280,7 +284,9 @@ public final class MinervaServerEngine {
             stream = existing
         } else {
             let rememberedReset = recentlyReset[hello.streamID].map { $0 > now } ?? false
-            guard hello.requestNewStream, !rememberedReset, streams.count < configuration.maxStreams else {
+            guard hello.requestNewStream, !rememberedReset, streams.count < configuration.maxStreams,
+                takeCreationToken(transport.connection.rateLimitKey)
+            else {
                 kill(transport, .streamAttachFailure)
                 return
             }
@@ -481,6 +487,22 @@ public final class MinervaServerEngine {
         transport.stream = nil
         stream.lastReceived = now  // PROTOCOL.md 10.10 recommendation
         stream.transportOffline(transport)
+    }
+
+    /// Takes one stream-creation token from the key's bucket.
+    private func takeCreationToken(_ key: String?) -> Bool {
+        let rate = configuration.maxNewStreamsPerKeyPerSecond
+        guard rate > 0, let key else { return true }
+        var bucket = creationBuckets[key] ?? (tokens: rate, time: now)
+        bucket.tokens = min(rate, bucket.tokens + (now - bucket.time) * rate)
+        bucket.time = now
+        guard bucket.tokens >= 1 else {
+            creationBuckets[key] = bucket
+            return false
+        }
+        bucket.tokens -= 1
+        creationBuckets[key] = bucket
+        return true
     }
 
     private func schedule(_ transport: ServerTransport, _ kind: DeadlineHeap.Kind, at deadline: Double) {
