@@ -23,6 +23,7 @@ public final class MinervaServerEngine {
     var transports: [TransportHandle: ServerTransport] = [:]
     private var recentlyReset: [StreamID: Double] = [:]
     private var pendingSends: [ServerStream] = []
+    private var sendingNow: [ServerStream] = []
     private var actions: [ServerAction] = []
     private var timers = DeadlineHeap()
     private var nextIdleCheck: Double
@@ -229,11 +230,12 @@ public final class MinervaServerEngine {
     public func flush(now: Double) {
         self.now = now
         while !pendingSends.isEmpty {
-            let streams = pendingSends
-            pendingSends.removeAll()
-            for stream in streams where stream.sendScheduled {
+            // Swap buffers (no allocation): sends scheduled meanwhile go to the other one.
+            swap(&pendingSends, &sendingNow)
+            for stream in sendingNow where stream.sendScheduled {
                 stream.trySend()
             }
+            sendingNow.removeAll(keepingCapacity: true)
         }
     }
 
@@ -367,18 +369,18 @@ public final class MinervaServerEngine {
 
     private func deliverPending(_ transport: ServerTransport) {
         guard !transport.pending.isEmpty, let stream = transport.stream else {
-            transport.pending.removeAll()
+            transport.pending.removeAll(keepingCapacity: true)
             return
         }
-        var pairs = transport.pending
-        transport.pending.removeAll()
-        if !isSorted(pairs) {
+        if !isSorted(transport.pending) {
             // Stable: repeated numbers keep their arrival order (PROTOCOL.md 5.2 recommendation).
-            pairs = pairs.enumerated().sorted { ($0.element.seq, $0.offset) < ($1.element.seq, $1.offset) }
-                .map(\.element)
+            transport.pending = transport.pending.enumerated()
+                .sorted { ($0.element.seq, $0.offset) < ($1.element.seq, $1.offset) }.map(\.element)
         }
         transport.sackDirty = true
-        let overflow = stream.stringsReceived(pairs)
+        let overflow = stream.stringsReceived(transport.pending)
+        // Keeps the storage for the next batch (and releases the slices of the received bytes).
+        transport.pending.removeAll(keepingCapacity: true)
         if overflow { kill(transport, .rwinOverflow) }
         if !transport.terminating, transport.phase == .open, transport.sackDirty, transport.stream === stream {
             transport.appendSACK(of: stream)
