@@ -4,11 +4,24 @@
 
 /// The Minerva server's protocol engine: streams keyed by ``StreamID``, transports keyed by ``TransportHandle``.
 ///
-/// Events: ``openTransport(_:kind:connection:now:)``, ``httpBodyReceived(_:body:now:)``,
-/// ``framesReceived(_:frames:frameCorruption:now:)``, ``transportClosed(_:now:)``,
-/// ``transportWritable(_:_:)``, ``timersDue(now:)``, ``flush(now:)`` (end of an event-loop turn: writes the
-/// strings the application sent). Output: ``takeActions()`` and ``nextDeadline``.
-/// Not thread-safe: confine an engine to one thread.
+/// How an I/O layer drives it (all on one thread, the engine's event loop):
+/// 1. HTTP: when a POST to `io/` has its headers, ``openTransport(_:kind:connection:now:)`` with `.http`; when its
+///    body is complete, ``httpBodyReceived(_:body:now:)``; if the client goes away, ``transportClosed(_:now:)``.
+/// 2. Sockets: after mode detection chose int32 (``SocketModeDetector``), ``openTransport(_:kind:connection:now:)``
+///    with `.socket`, then ``socketBytesReceived(_:bytes:now:)`` for the remainder and every later chunk
+///    (or cut frames yourself and call ``framesReceived(_:frames:frameCorruption:now:)``); peer close ->
+///    ``transportClosed(_:now:)``.
+/// 3. After each event, carry out the actions (``drainActions(_:)`` or ``takeActions()``): ``ServerAction/write(_:_:_:)``
+///    (for HTTP, ``WriteKind/httpWholeBody`` means send `Content-Length` and end the response; the first
+///    ``WriteKind/httpChunk`` carries the status line and headers of a streamed response), ``ServerAction/finish(_:)``,
+///    ``ServerAction/close(_:)``. Nothing is sent on an HTTP request before its first write.
+/// 4. Once per event-loop iteration, ``flush(now:)`` (strings the application sent are written then: a burst is one
+///    write), then carry out the actions again.
+/// 5. Wake at ``nextDeadline`` and call ``timersDue(now:)`` (heartbeats, `maxt`, socket close grace, idle streams).
+/// 6. Report socket backpressure with ``transportWritable(_:_:)`` (pauses the stream's push producer).
+///
+/// The application sees streams through ``MinervaStreamHandler`` (built by `handlerFactory`) and ``ServerStream``.
+/// Callbacks run synchronously inside engine calls and may re-enter the stream (send, reset). Not thread-safe.
 public final class MinervaServerEngine {
     /// Limits and timings.
     public let configuration: ServerEngineConfiguration
