@@ -1,8 +1,194 @@
 // Real C helpers for MinervaServer. Kept small: raw socket calls that need _GNU_SOURCE or errno handling.
+// Every function returns a non-negative result or a negated errno value, so Swift never reads errno.
 #define _GNU_SOURCE
 #include "CShims.h"
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
-/// Ignores SIGPIPE for the whole process (writes to a closed peer then fail with EPIPE instead).
 void cshims_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int cshims_listen_tcp(const char *host, int port, int backlog, int reuse_port) {
+    struct addrinfo hints, *res = NULL, *ai;
+    char portstr[16];
+    int fd = -1, err = EADDRNOTAVAIL, one = 1;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &res);
+    if (gai != 0) return -EADDRNOTAVAIL;
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) { err = errno; continue; }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+            err = errno; close(fd); fd = -1; continue;
+        }
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd >= 0 ? fd : -err;
+}
+
+int cshims_local_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+int cshims_local_address(int fd, char *out, size_t outlen) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -errno;
+    const void *addr = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                                 : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (inet_ntop(ss.ss_family, addr, out, (socklen_t)outlen) == NULL) return -errno;
+    return 0;
+}
+
+int cshims_accept(int listen_fd) {
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+ssize_t cshims_read(int fd, void *buf, size_t len) {
+    ssize_t n;
+    do { n = read(fd, buf, len); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+ssize_t cshims_writev(int fd, const struct iovec *iov, int count) {
+    ssize_t n;
+    do { n = writev(fd, iov, count); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+int cshims_close(int fd) { return close(fd) == 0 ? 0 : -errno; }
+
+int cshims_shutdown_write(int fd) { return shutdown(fd, SHUT_WR) == 0 ? 0 : -errno; }
+
+size_t cshims_format_http_date(double now, char *out, size_t outlen) {
+    time_t t = (time_t)now;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    return strftime(out, outlen, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+ssize_t cshims_read_file(const char *path, void **out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) { int e = errno; close(fd); return -e; }
+    if (!S_ISREG(st.st_mode)) { close(fd); return -EISDIR; }
+    size_t size = (size_t)st.st_size;
+    char *buf = malloc(size ? size : 1);
+    if (buf == NULL) { close(fd); return -ENOMEM; }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { int e = n < 0 ? errno : EIO; free(buf); close(fd); return -e; }
+        got += (size_t)n;
+    }
+    close(fd);
+    *out = buf;
+    return (ssize_t)size;
+}
+
+int cshims_connect_tcp(const char *host, int port) {
+    struct addrinfo hints, *res = NULL, *ai;
+    char portstr[16];
+    int fd = -1, err = ECONNREFUSED, one = 1;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &res) != 0) return -EADDRNOTAVAIL;
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) { err = errno; continue; }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd >= 0 ? fd : -err;
+}
+
+int cshims_set_timeouts(int fd, int millis) {
+    struct timeval tv = {millis / 1000, (millis % 1000) * 1000};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) return -errno;
+    return 0;
+}
+
+int cshims_set_rcvbuf(int fd, int bytes) {
+    return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) == 0 ? 0 : -errno;
+}
+
+int cshims_set_sndbuf(int fd, int bytes) {
+    return setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) == 0 ? 0 : -errno;
+}
+
+ssize_t cshims_send(int fd, const void *buf, size_t len) {
+    ssize_t n;
+    do { n = send(fd, buf, len, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+int cshims_set_nonblocking(int fd, int on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    return fcntl(fd, F_SETFL, flags) == 0 ? 0 : -errno;
+}
+
+int cshims_raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -errno;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    return (int)rl.rlim_cur;
+}
+
+int cshims_pthread_create(void *(*start)(void *), void *arg, unsigned long *out_thread) {
+    pthread_t t;
+    int r = pthread_create(&t, NULL, start, arg);
+    if (r != 0) return -r;
+    *out_thread = (unsigned long)t;
+    return 0;
+}
+
+int cshims_pthread_join(unsigned long thread) { return -pthread_join((pthread_t)thread, NULL); }
+
+int cshims_socketpair(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : -errno;
+}

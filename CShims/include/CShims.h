@@ -52,4 +52,53 @@ static inline uint64_t cshims_http_parser_content_length(const http_parser *p) {
 static inline unsigned cshims_http_parser_flags(const http_parser *p) { return p->flags; }
 static inline void cshims_http_parser_pause(http_parser *p, int paused) { http_parser_pause(p, paused); }
 
+// ---- shims.c: sockets, files, time, threads (each returns a value >= 0 or a negated errno) --------------
+
+/// Ignores SIGPIPE for the whole process (writes to a closed peer then fail with EPIPE instead).
+void cshims_ignore_sigpipe(void);
+/// Creates a non-blocking listening TCP socket bound to host:port (numeric or name; IPv4 or IPv6).
+int cshims_listen_tcp(const char *host, int port, int backlog, int reuse_port);
+/// The local port a socket is bound to.
+int cshims_local_port(int fd);
+/// The local address a socket is bound to, as text.
+int cshims_local_address(int fd, char *out, size_t outlen);
+/// accept4 (non-blocking, close-on-exec) and TCP_NODELAY on the new socket.
+int cshims_accept(int listen_fd);
+/// read(2), retried on EINTR.
+ssize_t cshims_read(int fd, void *buf, size_t len);
+/// writev(2), retried on EINTR.
+ssize_t cshims_writev(int fd, const struct iovec *iov, int count);
+/// close(2).
+int cshims_close(int fd);
+/// shutdown(fd, SHUT_WR).
+int cshims_shutdown_write(int fd);
+/// Formats a Unix time as an IMF-fixdate (RFC 9110) into out; returns its length.
+size_t cshims_format_http_date(double now, char *out, size_t outlen);
+/// Reads a whole regular file into a malloc'ed buffer (*out, to be freed by the caller); returns its size.
+ssize_t cshims_read_file(const char *path, void **out);
+/// Blocking TCP connect (tests and tools); TCP_NODELAY set.
+int cshims_connect_tcp(const char *host, int port);
+/// SO_RCVTIMEO and SO_SNDTIMEO in milliseconds (tests and tools).
+int cshims_set_timeouts(int fd, int millis);
+/// SO_RCVBUF.
+int cshims_set_rcvbuf(int fd, int bytes);
+/// SO_SNDBUF.
+int cshims_set_sndbuf(int fd, int bytes);
+/// send(2) with MSG_NOSIGNAL, retried on EINTR.
+ssize_t cshims_send(int fd, const void *buf, size_t len);
+/// Sets or clears O_NONBLOCK.
+int cshims_set_nonblocking(int fd, int on);
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit.
+int cshims_raise_nofile(void);
+/// A connected pair of non-blocking, close-on-exec Unix stream sockets (embedded connections).
+int cshims_socketpair(int fds[2]);
+/// pthread_create with default attributes.
+int cshims_pthread_create(void *(*start)(void *), void *arg, unsigned long *out_thread);
+/// pthread_join.
+int cshims_pthread_join(unsigned long thread);
+
+static inline double cshims_ev_now(struct ev_loop *loop) { return ev_now(loop); }
+static inline int cshims_ev_run_nowait(struct ev_loop *loop) { return ev_run(loop, EVRUN_NOWAIT); }
+static inline void cshims_ev_break_all(struct ev_loop *loop) { ev_break(loop, EVBREAK_ALL); }
+
 #endif

@@ -1,0 +1,154 @@
+// A growable byte buffer at a stable heap address (until it grows), used for read, head, body and output
+// buffers. Manual memory avoids copy-on-write checks and exclusivity bookkeeping on the hot path.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// A growable, manually managed byte buffer.
+final class ByteStorage {
+    private(set) var base: UnsafeMutableRawPointer
+    private(set) var capacity: Int
+    /// Number of valid bytes from `base`.
+    var count: Int = 0
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 16)
+        self.base = malloc(self.capacity)!
+    }
+
+    /// Takes ownership of a malloc'ed block.
+    init(adopting pointer: UnsafeMutableRawPointer, count: Int) {
+        self.base = pointer
+        self.capacity = max(count, 1)
+        self.count = count
+    }
+
+    deinit { free(base) }
+
+    /// The valid bytes. - Warning: invalid after the next mutation.
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Ensures room for `extra` more bytes.
+    @inline(__always) func reserve(_ extra: Int) {
+        let needed = count + extra
+        if needed <= capacity { return }
+        var newCapacity = capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        base = realloc(base, newCapacity)!
+        capacity = newCapacity
+    }
+
+    @inline(__always) func append(_ pointer: UnsafeRawPointer, count n: Int) {
+        if n == 0 { return }
+        reserve(n)
+        (base + count).copyMemory(from: pointer, byteCount: n)
+        count += n
+    }
+
+    func append(_ buffer: UnsafeRawBufferPointer) {
+        if let p = buffer.baseAddress { append(p, count: buffer.count) }
+    }
+
+    func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+
+    func append(_ string: StaticString) { append(string.utf8Start, count: string.utf8CodeUnitCount) }
+
+    func append(_ string: String) {
+        var string = string
+        string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    @inline(__always) func append(byte: UInt8) {
+        reserve(1)
+        base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
+        count += 1
+    }
+
+    /// Appends a non-negative integer in decimal.
+    func appendDecimal(_ value: Int) {
+        var v = value
+        var digits = 1
+        while v >= 10 {
+            v /= 10
+            digits += 1
+        }
+        reserve(digits)
+        v = value
+        var i = count + digits - 1
+        repeat {
+            base.storeBytes(of: UInt8(48 + v % 10), toByteOffset: i, as: UInt8.self)
+            v /= 10
+            i -= 1
+        } while v > 0
+        count += digits
+    }
+
+    /// Appends a non-negative integer in lowercase hexadecimal.
+    func appendHex(_ value: Int) {
+        var v = value
+        var digits = 1
+        while v >= 16 {
+            v >>= 4
+            digits += 1
+        }
+        reserve(digits)
+        v = value
+        var i = count + digits - 1
+        repeat {
+            let d = UInt8(v & 15)
+            base.storeBytes(of: d < 10 ? 48 + d : 87 + d, toByteOffset: i, as: UInt8.self)
+            v >>= 4
+            i -= 1
+        } while v > 0
+        count += digits
+    }
+
+    /// Drops the first `n` bytes, moving the rest to the front.
+    func removeFirst(_ n: Int) {
+        if n >= count {
+            count = 0
+            return
+        }
+        memmove(base, base + n, count - n)
+        count -= n
+    }
+}
+
+/// A pthread mutex at a fixed address.
+final class Lock {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init() { pthread_mutex_init(mutex, nil) }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    @inline(__always) func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
+
+/// Lowercases an ASCII byte.
+@inline(__always) func asciiLower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
+
+/// Case-insensitive ASCII comparison of raw bytes with a lowercase literal.
+@inline(__always) func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+    let n = lower.utf8CodeUnitCount
+    if bytes.count != n { return false }
+    let l = lower.utf8Start
+    for i in 0..<n where asciiLower(bytes[i]) != l[i] { return false }
+    return true
+}
+
+/// Case-insensitive ASCII comparison of raw bytes with lowercase bytes.
+@inline(__always) func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: [UInt8]) -> Bool {
+    if bytes.count != lower.count { return false }
+    for i in 0..<lower.count where asciiLower(bytes[i]) != lower[i] { return false }
+    return true
+}

@@ -1,0 +1,374 @@
+// The C boundary, part 2: the one Swift type over http-parser. Nothing else in the package sees http-parser,
+// so it can be replaced (llhttp) by rewriting this file alone.
+//
+// Header names, values and the URL are recorded as byte offsets from the start of the request head. While a
+// head is complete in the caller's buffer nothing is copied; when a head (or a head followed by a body) spans
+// reads, its bytes are copied once into `headStore`, where the same offsets stay valid.
+internal import CShims
+
+/// Request size limits enforced by the decoder.
+struct HTTPDecoderLimits {
+    var maxHeaderBytes: Int
+    var maxHeaderCount: Int
+    var maxURLBytes: Int
+    var maxBodyBytes: Int
+}
+
+/// Receives the decoder's results.
+protocol HTTPRequestDecoderDelegate: AnyObject {
+    /// A whole request (head and body) is available through `decoder.request`.
+    /// - Returns: true to go on parsing the following bytes now, false to stop until `resume`.
+    func decoderDidReceiveRequest(_ decoder: HTTPRequestDecoder) -> Bool
+    /// The head asked for `Expect: 100-continue` and its body has not arrived yet.
+    func decoderWantsContinue(_ decoder: HTTPRequestDecoder)
+    /// The input is unacceptable; answer `status` and close.
+    func decoderDidFail(_ decoder: HTTPRequestDecoder, status: Int)
+}
+
+/// Incremental HTTP/1.x request decoder over http-parser.
+final class HTTPRequestDecoder {
+    /// Where the decoder stands.
+    enum Phase {
+        /// Between requests.
+        case idle
+        /// Inside a request head.
+        case head
+        /// Inside a request body.
+        case body
+        /// A request was delivered and the delegate asked to wait.
+        case paused
+        /// Bad input was seen; the decoder is finished.
+        case failed
+    }
+
+    struct HeaderRange {
+        var nameStart: Int32
+        var nameEnd: Int32
+        var valueStart: Int32
+        var valueEnd: Int32
+    }
+
+    let limits: HTTPDecoderLimits
+    private let parser = UnsafeMutablePointer<http_parser>.allocate(capacity: 1)
+    private(set) var phase = Phase.idle
+
+    // Current message.
+    private(set) var headers: [HeaderRange] = []
+    private var lastWasValue = false
+    private(set) var urlStart = 0
+    private(set) var urlEnd = 0
+    private var maxTokenEnd = 0
+    private var headersDone = false
+    private(set) var methodCode: UInt32 = 0
+    private(set) var versionMajor: UInt16 = 1
+    private(set) var versionMinor: UInt16 = 1
+    private(set) var keepAlive = false
+    private(set) var isUpgrade = false
+    private(set) var expectsContinue = false
+    private var continueHandled = false
+    private var messageDone = false
+    private var failureStatus = 0
+    /// The request body received so far.
+    let body = ByteStorage(capacity: 256)
+
+    // Where the head's bytes are.
+    private let headStore = ByteStorage(capacity: 256)
+    private var headInStore = false
+    private var chunkBase: UnsafeRawPointer?
+    private var chunkHeadOffset = 0
+    /// Base of the head bytes while a request is delivered.
+    private(set) var headBase: UnsafeRawPointer?
+
+    // Unparsed input kept while paused.
+    private let pending = ByteStorage(capacity: 0)
+    private var pendingStart = 0
+
+    /// Increases with every delivered request (lets `HTTPRequest` views detect misuse).
+    private(set) var generation: UInt64 = 0
+
+    init(limits: HTTPDecoderLimits) {
+        self.limits = limits
+        http_parser_init(parser, HTTP_REQUEST)
+        // `data` points to self, unretained: the parser memory is owned and freed by self.
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        headers.reserveCapacity(16)
+    }
+
+    deinit { parser.deallocate() }
+
+    /// Bytes received but not parsed yet (kept while paused).
+    var pendingCount: Int { pending.count - pendingStart }
+
+    /// Parses `bytes`, which must not be retained by the caller's expectations beyond this call.
+    func feed<D: HTTPRequestDecoderDelegate>(_ bytes: UnsafeRawBufferPointer, delegate: D) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        switch phase {
+        case .paused:
+            pending.append(bytes)
+            return
+        case .failed:
+            return
+        default:
+            break
+        }
+        let consumed = run(base, bytes.count, delegate: delegate)
+        if phase == .paused && consumed < bytes.count {
+            pending.count = 0
+            pendingStart = 0
+            pending.append(base + consumed, count: bytes.count - consumed)
+        }
+    }
+
+    /// Continues after a paused request was answered: parses the bytes kept meanwhile.
+    func resume<D: HTTPRequestDecoderDelegate>(delegate: D) {
+        guard phase == .paused else { return }
+        phase = .idle
+        http_parser_pause(parser, 0)
+        while pendingCount > 0 && phase != .paused && phase != .failed {
+            let start = pendingStart
+            let consumed = run(UnsafeRawPointer(pending.base + start), pending.count - start, delegate: delegate)
+            pendingStart = start + consumed
+        }
+        if pendingStart >= pending.count {
+            pending.count = 0
+            pendingStart = 0
+        } else if pendingStart > 0 {
+            pending.removeFirst(pendingStart)
+            pendingStart = 0
+        }
+    }
+
+    private func resetMessage() {
+        headers.removeAll(keepingCapacity: true)
+        lastWasValue = false
+        urlStart = 0
+        urlEnd = 0
+        maxTokenEnd = 0
+        headersDone = false
+        expectsContinue = false
+        continueHandled = false
+        messageDone = false
+        isUpgrade = false
+        body.count = 0
+    }
+
+    /// Runs http-parser over `count` bytes; returns how many it consumed.
+    private func run<D: HTTPRequestDecoderDelegate>(_ base: UnsafeRawPointer, _ count: Int, delegate: D) -> Int {
+        var offset = 0
+        while offset < count {
+            let start = base + offset
+            if phase == .idle {
+                headInStore = false
+                headStore.count = 0
+                chunkHeadOffset = 0
+            } else {
+                chunkHeadOffset = headStore.count
+            }
+            chunkBase = start
+            let n = withUnsafePointer(to: &decoderSettings) { settings in
+                http_parser_execute(
+                    parser, settings, start.assumingMemoryBound(to: CChar.self), count - offset)
+            }
+            let errno = cshims_http_parser_errno(parser)
+            if errno == HPE_PAUSED && messageDone {
+                if headInStore && maxTokenEnd > headStore.count {
+                    headStore.append(start, count: maxTokenEnd - headStore.count)
+                }
+                headBase = headInStore ? UnsafeRawPointer(headStore.base) : start
+                offset += n
+                phase = .paused
+                generation &+= 1
+                if isUpgrade { keepAlive = false }
+                let goOn = delegate.decoderDidReceiveRequest(self)
+                headBase = nil
+                if !goOn || phase == .failed { return offset }
+                phase = .idle
+                http_parser_pause(parser, 0)
+                continue
+            }
+            if errno != HPE_OK {
+                phase = .failed
+                let status = failureStatus != 0 ? failureStatus : (errno == HPE_HEADER_OVERFLOW ? 431 : 400)
+                delegate.decoderDidFail(self, status: status)
+                return offset + n
+            }
+            offset += n
+            // Everything consumed; the message (if any) continues in the next read.
+            if phase == .head {
+                if !headInStore {
+                    headInStore = true
+                    headStore.count = 0
+                }
+                headStore.append(start, count: n)
+                if headStore.count > limits.maxHeaderBytes {
+                    phase = .failed
+                    delegate.decoderDidFail(self, status: 431)
+                    return offset
+                }
+            } else if phase == .body {
+                if !headInStore {
+                    headInStore = true
+                    headStore.count = 0
+                    headStore.append(start, count: maxTokenEnd)
+                } else if maxTokenEnd > headStore.count {
+                    headStore.append(start, count: maxTokenEnd - headStore.count)
+                }
+                if expectsContinue && !continueHandled {
+                    continueHandled = true
+                    delegate.decoderWantsContinue(self)
+                }
+            }
+        }
+        return offset
+    }
+
+    // MARK: http-parser callbacks (called only from inside `run`)
+
+    fileprivate func fail(_ status: Int) -> Int32 {
+        failureStatus = status
+        return -1  // nonzero is an error for every callback; for on_headers_complete 1 would mean "no body"
+    }
+
+    @inline(__always) private func offsetOf(_ at: UnsafePointer<CChar>) -> Int {
+        chunkHeadOffset + (UnsafeRawPointer(at) - chunkBase!)
+    }
+
+    fileprivate func onMessageBegin() -> Int32 {
+        resetMessage()
+        phase = .head
+        return 0
+    }
+
+    fileprivate func onURL(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
+        let start = offsetOf(at)
+        if urlEnd == urlStart { urlStart = start }
+        urlEnd = start + length
+        maxTokenEnd = urlEnd
+        if urlEnd - urlStart > limits.maxURLBytes { return fail(414) }
+        if urlEnd > limits.maxHeaderBytes { return fail(431) }
+        return 0
+    }
+
+    fileprivate func onHeaderField(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
+        if headersDone { return 0 }  // trailers are ignored
+        let start = offsetOf(at)
+        let end = start + length
+        if !lastWasValue, let last = headers.indices.last, Int(headers[last].nameEnd) == start {
+            headers[last].nameEnd = Int32(end)
+        } else {
+            if headers.count >= limits.maxHeaderCount { return fail(431) }
+            headers.append(
+                HeaderRange(nameStart: Int32(start), nameEnd: Int32(end), valueStart: Int32(end), valueEnd: Int32(end)))
+            lastWasValue = false
+        }
+        maxTokenEnd = end
+        if end > limits.maxHeaderBytes { return fail(431) }
+        return 0
+    }
+
+    fileprivate func onHeaderValue(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
+        if headersDone { return 0 }
+        guard let last = headers.indices.last else { return 0 }
+        let start = offsetOf(at)
+        let end = start + length
+        if !lastWasValue {
+            headers[last].valueStart = Int32(start)
+            lastWasValue = true
+        }
+        headers[last].valueEnd = Int32(end)
+        maxTokenEnd = end
+        if end > limits.maxHeaderBytes { return fail(431) }
+        return 0
+    }
+
+    fileprivate func onHeadersComplete() -> Int32 {
+        headersDone = true
+        phase = .body
+        methodCode = cshims_http_parser_method(parser)
+        versionMajor = parser.pointee.http_major
+        versionMinor = parser.pointee.http_minor
+        isUpgrade = cshims_http_parser_upgrade(parser) != 0
+        // Which headers matter for framing: scan once (names are short).
+        let base = chunkHeadBase()
+        var sawLength = false
+        var sawTransferEncoding = false
+        for h in headers {
+            let name = UnsafeRawBufferPointer(
+                start: base + Int(h.nameStart), count: Int(h.nameEnd - h.nameStart))
+            switch name.count {
+            case 14 where equalsLowercase(name, "content-length"): sawLength = true
+            case 17 where equalsLowercase(name, "transfer-encoding"): sawTransferEncoding = true
+            case 6 where equalsLowercase(name, "expect"):
+                let value = UnsafeRawBufferPointer(
+                    start: base + Int(h.valueStart), count: Int(h.valueEnd - h.valueStart))
+                if equalsLowercase(value, "100-continue") { expectsContinue = true }
+            default: break
+            }
+        }
+        if sawLength && sawTransferEncoding { return fail(400) }
+        let flags = cshims_http_parser_flags(parser)
+        if flags & UInt32(F_CONTENTLENGTH.rawValue) != 0 {
+            let length = cshims_http_parser_content_length(parser)
+            if length > UInt64(limits.maxBodyBytes) { return fail(413) }
+        }
+        return 0
+    }
+
+    /// The head's bytes while inside `run` (the store if part of the head came in an earlier read).
+    private func chunkHeadBase() -> UnsafeRawPointer {
+        if headInStore {
+            if maxTokenEnd > headStore.count {
+                // The chunk's byte 0 is head offset `chunkHeadOffset` (== the store's count before this).
+                headStore.append(chunkBase!, count: maxTokenEnd - headStore.count)
+            }
+            return UnsafeRawPointer(headStore.base)
+        }
+        return chunkBase!
+    }
+
+    fileprivate func onBody(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
+        if body.count + length > limits.maxBodyBytes { return fail(413) }
+        body.append(UnsafeRawPointer(at), count: length)
+        return 0
+    }
+
+    fileprivate func onMessageComplete() -> Int32 {
+        messageDone = true
+        keepAlive = http_should_keep_alive(parser) != 0
+        http_parser_pause(parser, 1)
+        return 0
+    }
+
+    // MARK: request view accessors
+
+    @inline(__always) func bytes(_ start: Int, _ end: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: headBase! + start, count: end - start)
+    }
+
+    var methodName: HTTPMethod {
+        Int(methodCode) < methodTable.count ? methodTable[Int(methodCode)] : HTTPMethod("UNKNOWN")
+    }
+}
+
+/// http-parser's method codes (enum http_method) as names, built once.
+private let methodTable: [HTTPMethod] = (0..<40).map { code in
+    guard let name = http_method_str(http_method(rawValue: UInt32(code))) else { return HTTPMethod("UNKNOWN") }
+    return HTTPMethod(String(cString: name))
+}
+
+@inline(__always) private func decoder(_ parser: UnsafeMutablePointer<http_parser>?) -> HTTPRequestDecoder {
+    Unmanaged<HTTPRequestDecoder>.fromOpaque(parser!.pointee.data).takeUnretainedValue()
+}
+
+/// One settings struct for every decoder: capture-free callbacks that forward to the decoder in `data`.
+private var decoderSettings: http_parser_settings = {
+    var s = http_parser_settings()
+    s.on_message_begin = { decoder($0).onMessageBegin() }
+    s.on_url = { decoder($0).onURL($1!, $2) }
+    s.on_header_field = { decoder($0).onHeaderField($1!, $2) }
+    s.on_header_value = { decoder($0).onHeaderValue($1!, $2) }
+    s.on_headers_complete = { decoder($0).onHeadersComplete() }
+    s.on_body = { decoder($0).onBody($1!, $2) }
+    s.on_message_complete = { decoder($0).onMessageComplete() }
+    return s
+}()

@@ -1,0 +1,246 @@
+// The response object a handler answers through, now or over time.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// A response being written on a connection; a handler may keep it and finish it later.
+///
+/// Status and headers are committed at the first body write (`write`, `end`), so they can be decided late.
+/// `end(_:)` on a response with nothing written yet sends an exact `Content-Length`. Streamed bodies are
+/// chunked on HTTP/1.1 and close-delimited on HTTP/1.0, unless `writeHead(contentLength:)` gave a length.
+/// All methods must be called on `eventLoop`'s thread.
+public final class HTTPResponse {
+    enum Framing {
+        case none
+        case length
+        case chunked
+        case closeDelimited
+    }
+
+    var connection: HTTPConnection?
+    /// The loop this response lives on; use `eventLoop.execute` to reach it from other threads.
+    public let eventLoop: EventLoop
+    /// The status code to send (default 200); ignored once the head was written.
+    public var status = 200
+    let extraHeaders = ByteStorage(capacity: 128)
+    var isHeadRequest = false
+    var requestMinor: UInt16 = 1
+    var keepAlive = true
+    var framing = Framing.none
+    var remaining = 0
+    /// Whether the status line and headers were written.
+    public private(set) var headSent = false
+    /// Whether `end` was called (or the connection closed).
+    public private(set) var isFinished = false
+    /// Called once if the connection closes before the response is finished (client gone, timeout, shutdown).
+    public var onClose: (() -> Void)?
+    /// Called when buffered output falls below the low-water mark after `isWritable` had turned false.
+    public var onWritable: (() -> Void)?
+
+    init(connection: HTTPConnection, eventLoop: EventLoop) {
+        self.connection = connection
+        self.eventLoop = eventLoop
+    }
+
+    func reset(connection: HTTPConnection, isHead: Bool, minor: UInt16, keepAlive: Bool) {
+        self.connection = connection
+        status = 200
+        extraHeaders.count = 0
+        isHeadRequest = isHead
+        requestMinor = minor
+        self.keepAlive = keepAlive
+        framing = .none
+        remaining = 0
+        headSent = false
+        isFinished = false
+        onClose = nil
+        onWritable = nil
+    }
+
+    /// Whether the client is still connected and the response is not finished.
+    public var isOpen: Bool { connection != nil && !isFinished }
+
+    /// Bytes queued on the connection and not yet accepted by the kernel.
+    public var bufferedBytes: Int { connection?.pendingOutput ?? 0 }
+
+    /// False while buffered output is above the high-water mark: the producer should wait for `onWritable`.
+    public var isWritable: Bool {
+        guard let connection else { return false }
+        return !connection.producerPaused
+    }
+
+    /// Whether the request was HEAD (bodies written are then dropped).
+    public var isHead: Bool { isHeadRequest }
+
+    /// Adds a response header line (not `Content-Length`, `Transfer-Encoding`, `Date` or `Connection`).
+    public func setHeader(_ name: String, _ value: String) {
+        precondition(!headSent, "headers already sent")
+        extraHeaders.append(name)
+        extraHeaders.append(": ")
+        extraHeaders.append(value)
+        extraHeaders.append("\r\n")
+    }
+
+    /// Adds a response header line from static strings (no allocation).
+    public func setHeader(_ name: StaticString, _ value: StaticString) {
+        precondition(!headSent, "headers already sent")
+        extraHeaders.append(name)
+        extraHeaders.append(": ")
+        extraHeaders.append(value)
+        extraHeaders.append("\r\n")
+    }
+
+    /// Adds pre-encoded header lines, each ending in CRLF.
+    func appendHeaderBlock(_ block: ByteStorage) { extraHeaders.append(block.bytes) }
+
+    /// Writes the status line and headers now.
+    /// - Parameter contentLength: the exact body length, or nil to stream (chunked or close-delimited).
+    public func writeHead(contentLength: Int? = nil) {
+        guard !headSent, !isFinished, let connection else { return }
+        headSent = true
+        let bodiless = status < 200 || status == 204 || status == 304
+        if bodiless {
+            framing = .none
+        } else if let contentLength {
+            framing = .length
+            remaining = contentLength
+        } else if requestMinor >= 1 {
+            framing = .chunked
+        } else {
+            framing = .closeDelimited
+            keepAlive = false
+        }
+        if connection.context.draining { keepAlive = false }
+        let status = self.status
+        connection.withOutput { out in
+            out.append("HTTP/1.1 ")
+            out.appendDecimal(status)
+            out.append(byte: 32)
+            out.append(reasonPhrase(status))
+            out.append("\r\n")
+            out.append(connection.context.dateLine().bytes)
+            out.append(extraHeaders.bytes)
+            switch framing {
+            case .length:
+                out.append("Content-Length: ")
+                out.appendDecimal(remaining)
+                out.append("\r\n")
+            case .chunked: out.append("Transfer-Encoding: chunked\r\n")
+            case .none:
+                if status == 204 || status == 304 || status < 200 { break }
+                out.append("Content-Length: 0\r\n")
+            case .closeDelimited: break
+            }
+            if !keepAlive {
+                out.append("Connection: close\r\n")
+            } else if requestMinor == 0 {
+                out.append("Connection: keep-alive\r\n")
+            }
+            out.append("\r\n")
+        }
+        if isHeadRequest || bodiless { remaining = 0 }
+    }
+
+    /// Writes body bytes (committing the head first, streamed, if needed).
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard !isFinished, let connection else { return }
+        if !headSent { writeHead(contentLength: nil) }
+        if isHeadRequest || bytes.isEmpty { return }
+        guard let base = bytes.baseAddress else { return }
+        switch framing {
+        case .none: return
+        case .length:
+            let n = min(bytes.count, remaining)
+            remaining -= n
+            connection.withOutput { $0.append(base, count: n) }
+        case .closeDelimited:
+            connection.withOutput { $0.append(base, count: bytes.count) }
+        case .chunked:
+            connection.withOutput { out in
+                out.appendHex(bytes.count)
+                out.append("\r\n")
+                out.append(base, count: bytes.count)
+                out.append("\r\n")
+            }
+        }
+    }
+
+    /// Writes body bytes.
+    public func write(_ bytes: [UInt8]) { bytes.withUnsafeBytes { write($0) } }
+
+    /// Writes a string's UTF-8 bytes.
+    public func write(_ string: String) {
+        var string = string
+        string.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Writes a static string's bytes.
+    public func write(_ string: StaticString) {
+        write(UnsafeRawBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount))
+    }
+
+    /// Finishes the response. With nothing written yet, `bytes` is the whole body and gets an exact Content-Length.
+    public func end(_ bytes: UnsafeRawBufferPointer) {
+        guard !isFinished, connection != nil else { return }
+        if !headSent { writeHead(contentLength: bytes.count) }
+        write(bytes)
+        end()
+    }
+
+    /// Finishes the response with a final body chunk (exact Content-Length if nothing was written yet).
+    public func end(_ bytes: [UInt8]) { bytes.withUnsafeBytes { end($0) } }
+
+    /// Finishes the response with a final string (exact Content-Length if nothing was written yet).
+    public func end(_ string: String) {
+        var string = string
+        string.withUTF8 { end(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Finishes the response with a final static string (exact Content-Length if nothing was written yet).
+    public func end(_ string: StaticString) {
+        end(UnsafeRawBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount))
+    }
+
+    /// Finishes the response (an empty body if nothing was written).
+    public func end() {
+        guard !isFinished, let connection else { return }
+        if !headSent { writeHead(contentLength: 0) }
+        switch framing {
+        case .chunked where !isHeadRequest:
+            connection.withOutput { $0.append("0\r\n\r\n") }
+        case .length where remaining > 0:
+            keepAlive = false  // the body is short: only closing can delimit it now
+        case .closeDelimited:
+            keepAlive = false
+        default: break
+        }
+        isFinished = true
+        onClose = nil
+        onWritable = nil
+        connection.responseFinished(self)
+    }
+
+    /// Sends a complete response with an exact Content-Length.
+    /// - Parameters:
+    ///   - status: the status code.
+    ///   - contentType: the Content-Type value.
+    ///   - body: the body text.
+    public func send(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+        self.status = status
+        setHeader("Content-Type", contentType)
+        end(body)
+    }
+
+    /// Called by the connection when it closes before `end`.
+    func connectionClosed() {
+        connection = nil
+        if isFinished { return }
+        isFinished = true
+        let callback = onClose
+        onClose = nil
+        onWritable = nil
+        callback?()
+    }
+}

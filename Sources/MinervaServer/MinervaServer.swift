@@ -1,1 +1,0 @@
-// MinervaServer: the event loop, the HTTP/1.1 server and the Minerva transports.

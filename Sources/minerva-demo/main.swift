@@ -1,1 +1,0 @@
-print("minerva-demo: not yet")
