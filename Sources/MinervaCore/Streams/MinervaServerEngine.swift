@@ -134,24 +134,33 @@ public final class MinervaServerEngine {
     ///   - handle: the transport, opened with ``TransportKind/http``.
     ///   - body: the request body.
     ///   - now: the current time.
-    public func httpBodyReceived(_ handle: TransportHandle, body: [UInt8], now: Double) {
-        let (frames, corrupted) = MinervaServerEngine.splitHTTPBody(body)
-        framesReceived(handle, frames: frames, frameCorruption: corrupted, now: now)
+    public func httpBodyReceived(_ handle: TransportHandle, body: some Sequence<UInt8>, now: Double) {
+        switch NewlineFrameDecoder.decodeBody(body) {
+        case .success(let frames):
+            framesReceived(handle, frames: frames, now: now)
+        case .failure:
+            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
+        }
     }
 
-    // TEMPORARY until the codec's newline decoder lands on main: split at \n, drop one \r before it.
-    static func splitHTTPBody(_ body: [UInt8]) -> ([ArraySlice<UInt8>], Bool) {
-        var frames: [ArraySlice<UInt8>] = []
-        var start = 0
-        for index in body.indices where body[index] == UInt8(ascii: "\n") {
-            var end = index
-            if end > start, body[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-            if end - start > maxFrameLength { return ([], true) }
-            frames.append(body[start..<end])
-            start = index + 1
+    /// Bytes arrived on a socket transport in int32 mode (after the `<int32/>\n` prefix, which the I/O layer's
+    /// mode detection consumes): the frames they complete are processed as one batch. An over-long length prefix
+    /// kills the transport with `frame_corruption` (no frame of that chunk is processed).
+    /// - Parameters:
+    ///   - handle: the transport, opened with ``TransportKind/socket``.
+    ///   - bytes: the received chunk.
+    ///   - now: the current time.
+    public func socketBytesReceived(_ handle: TransportHandle, bytes: some Sequence<UInt8>, now: Double) {
+        guard let transport = transports[handle], transport.kind == .socket, transport.phase == .open,
+            !transport.terminating
+        else { return }
+        let result = transport.int32Decoder.receive(bytes)
+        switch result {
+        case .success(let frames):
+            if !frames.isEmpty { framesReceived(handle, frames: frames, now: now) }
+        case .failure:
+            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
         }
-        if body.count - start > maxFrameLength { return ([], true) }
-        return (frames, false)
     }
 
     /// The peer closed the connection or aborted the HTTP request: the transport detaches silently.
