@@ -306,6 +306,10 @@ final class PerStringHandler: MinervaStreamHandler {
         #expect(h.engine.nextDeadline == 5)
         h.advance(to: 5)
         #expect(h.engine.nextDeadline == 10)
+        var manual = ServerEngineConfiguration()
+        manual.idleCheckInterval = 0
+        let engine = MinervaServerEngine(configuration: manual, now: 0) { _ in Recorder() }
+        #expect(engine.nextDeadline == .infinity)
     }
 }
 

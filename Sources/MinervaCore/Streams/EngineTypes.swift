@@ -170,7 +170,8 @@ public struct ServerEngineConfiguration: Sendable {
     public var receiveWindow = ReceiveWindowLimits.server
     /// Default idle time after which a stream without transports is reset (original: 120).
     public var maxIdleTime: Double = 120
-    /// Period of the idle check (original: 60).
+    /// Period of the idle check (original: 60); 0 or less disables the automatic check (call
+    /// ``MinervaServerEngine/resetIdleStreams()`` yourself).
     public var idleCheckInterval: Double = 60
     /// The most streams at once; a `new` hello beyond it gets `stream_attach_failure`.
     public var maxStreams = 100_000

@@ -54,7 +54,7 @@ public final class MinervaServerEngine {
         self.configuration = configuration
         self.handlerFactory = handlerFactory
         self.now = now
-        self.nextIdleCheck = now + configuration.idleCheckInterval
+        self.nextIdleCheck = MinervaServerEngine.idleCheck(after: now, configuration.idleCheckInterval)
     }
 
     // MARK: Outputs
@@ -76,7 +76,7 @@ public final class MinervaServerEngine {
     /// Whether actions are waiting in the outbox.
     public var hasActions: Bool { !actions.isEmpty }
 
-    /// The earliest time at which ``timersDue(now:)`` has work (it may be early, never late).
+    /// The earliest time at which ``timersDue(now:)`` has work (it may be early, never late); infinity if none.
     public var nextDeadline: Double {
         min(timers.first?.deadline ?? .infinity, nextIdleCheck)
     }
@@ -232,7 +232,7 @@ public final class MinervaServerEngine {
             }
         }
         if nextIdleCheck <= now {
-            nextIdleCheck = now + configuration.idleCheckInterval
+            nextIdleCheck = MinervaServerEngine.idleCheck(after: now, configuration.idleCheckInterval)
             resetIdleStreams()
         }
     }
@@ -502,6 +502,10 @@ public final class MinervaServerEngine {
         transport.stream = nil
         stream.lastReceived = now  // PROTOCOL.md 10.10 recommendation
         stream.transportOffline(transport)
+    }
+
+    private static func idleCheck(after now: Double, _ interval: Double) -> Double {
+        interval > 0 ? now + interval : .infinity
     }
 
     /// Takes one stream-creation token from the key's bucket.
