@@ -390,3 +390,46 @@ final class PerStringHandler: MinervaStreamHandler {
         #expect(h.engine.streamCount == 5)
     }
 }
+
+@Suite struct ServerReentrancyTests {
+    /// A handler that resets the stream when a transport goes away.
+    final class ResetOnDestroy: MinervaStreamHandler {
+        var resets: [String] = []
+        func streamStarted(_ stream: ServerStream) throws {}
+        func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) { resets.append(reason) }
+        func transportDestroyed(_ info: TransportInfo, on stream: ServerStream) {
+            try? stream.send("late")
+            try? stream.reset(reason: "old primary gone")
+        }
+    }
+
+    @Test func resetInsideTransportDestroyedDuringPrimaryReplacement() {
+        let h = Harness()
+        let handler = ResetOnDestroy()
+        h.factory = { _ in handler }
+        let t0 = h.socket()
+        h.send(t0, [hs("eeds:null")])
+        let t1 = h.socket()
+        h.send(t1, [hs("-new", "tnum:1", "eeds:null"), "string0 "])
+        #expect(h.out(t0) == ["C", "|-1A", "|-1T", "Y"])
+        #expect(h.out(t1) == ["old primary gone|1!", "Y"])
+        #expect(handler.resets == ["old primary gone"])
+        #expect(h.stream == nil)
+        #expect(h.engine.transportCount == 2)  // both sockets wait for the peer (or the grace period)
+    }
+
+    @Test func sendInsideTransportCreatedReachesNewPrimary() {
+        let h = Harness()
+        final class Greeter: MinervaStreamHandler {
+            func streamStarted(_ stream: ServerStream) throws {}
+            func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
+            func transportCreated(_ info: TransportInfo, on stream: ServerStream) {
+                try? stream.send("hi\(info.transportNumber)")
+            }
+        }
+        h.factory = { _ in Greeter() }
+        let t0 = h.socket()
+        h.send(t0, [hs("eeds:null")])
+        #expect(h.out(t0) == ["C", "0N", "hi0 "])
+    }
+}
