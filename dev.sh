@@ -36,6 +36,7 @@ test)
     ;;
 bench)
     ensure_apt "${BUILD_DEPS[@]}" nginx-light wrk
+    (cd Benchmarks && swift package --disable-sandbox benchmark --no-progress)
     exec Benchmarks/run-load.sh "$@"
     ;;
 *)

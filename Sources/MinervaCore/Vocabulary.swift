@@ -178,6 +178,9 @@ public struct HelloFrame: Equatable, Sendable {
     public var maxOpenTime: Int64?
     /// `maxia`: heartbeat interval in seconds, 0...600; 0 means no heartbeats.
     public var maxInactivity: Int
+    /// `tcpack`: ignored by the server; kept when it is a boolean (the original client sends `false`), nil when
+    /// absent or not a boolean. Encoded only when non-nil.
+    public var useMyTcpAcks: Bool?
     /// `eeds`: whether and what the transport succeeds.
     public var succeedsTransport: SucceedsTransport = .absent
     /// `sack`: SACK of S2C strings, applied before the transport attaches.
