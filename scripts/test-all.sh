@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== swift format lint"
-swift format lint -r --strict Package.swift Sources Tests
+swift format lint -r --strict Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks
 
 echo "== swift test"
 swift build --build-tests
