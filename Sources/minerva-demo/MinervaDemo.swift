@@ -23,9 +23,23 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Serve files from this directory under /static/.")
     var staticDir: String?
 
+    @Option(help: "Port of the Minerva socket listener (int32 mode and Flash policy); off unless given.")
+    var socketPort: Int?
+
+    @Option(help: "An origin allowed to use the Minerva endpoint cross-site (CORS); repeatable.")
+    var allowedOrigin: [String] = []
+
+    @Option(help: "Seconds without transports after which a Minerva stream is reset.")
+    var idleTimeout: Double = 120
+
+    @Option(help: "The JavaScript client file served at /_minerva/minerva-client.js.")
+    var clientScript = MinervaEndpointConfiguration.defaultClientScriptPath
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
+        if let socketPort, !(0...65535).contains(socketPort) { throw ValidationError("bad --socket-port") }
     }
 
     func run() throws {
@@ -47,6 +61,18 @@ struct MinervaDemo: ParsableCommand {
             router.mount("/static/", methods: [.GET, .HEAD], files.handler)
         }
 
+        var minerva = MinervaEndpointConfiguration()
+        minerva.allowedOrigins = allowedOrigin
+        minerva.engine.maxIdleTime = idleTimeout
+        minerva.clientScriptPath = clientScript
+        let demo = MinervaDemoApplication()
+        let endpoint = MinervaEndpoint(
+            configuration: minerva, logger: Logger(label: "minerva"), handlerFactory: demo.handlerFactory)
+        endpoint.mount(on: router)
+        let chat = StaticContent(
+            text: endpoint.servesClientScript ? chatPage : chatPlaceholderPage, contentType: "text/html; charset=utf-8")
+        router.route("/chat", chat.handler)
+
         var configuration = HTTPServerConfiguration()
         configuration.host = host
         configuration.port = port
@@ -56,7 +82,17 @@ struct MinervaDemo: ParsableCommand {
         try server.start()
         let address = server.localAddress.contains(":") ? "[\(server.localAddress)]" : server.localAddress
         logger.info("minerva-demo listening on http://\(address):\(server.localPort)/ (\(threads) loop thread(s))")
+        var socketListener: MinervaSocketListener?
+        if let socketPort {
+            socketListener = try MinervaSocketListener(
+                endpoint: endpoint, host: host, port: socketPort, on: server.eventLoops[0])
+            logger.info("Minerva socket listener on \(host):\(socketListener?.port ?? 0)")
+        }
+        if threads > 1 {
+            logger.warning("streams live on one loop each: with --threads > 1 a client may miss its stream")
+        }
         server.waitUntilStopped()
+        socketListener = nil
         logger.info("minerva-demo stopped")
     }
 }
@@ -68,6 +104,45 @@ let homePage = """
     <body>
     <h1>Minerva for Swift</h1>
     <p>This server speaks HTTP/1.1 over libev. <a href="/healthz">/healthz</a> answers <code>ok</code>.</p>
+    <p>The Minerva endpoint is at <code>/_minerva/</code>, running the demo protocol. <a href="/chat">Chat</a>.</p>
+    </body>
+    </html>
+
+    """
+
+let chatPlaceholderPage = """
+    <!doctype html>
+    <html lang="en">
+    <head><meta charset="utf-8"><title>Minerva chat</title></head>
+    <body>
+    <h1>Minerva chat</h1>
+    <p>The chat needs the project's JavaScript client, which is coming (Client/minerva-client.js was not found when
+    this server started). The endpoint at <code>/_minerva/</code> already works with the original Minerva client.</p>
+    </body>
+    </html>
+
+    """
+
+let chatPage = """
+    <!doctype html>
+    <html lang="en">
+    <head><meta charset="utf-8"><title>Minerva chat</title>
+    <style>
+    body { font: 15px system-ui, sans-serif; max-width: 40em; margin: 2em auto; }
+    #log { border: 1px solid #ccc; height: 20em; overflow-y: auto; padding: .5em; white-space: pre-wrap; }
+    form { display: flex; gap: .5em; margin-top: .5em; } input { flex: 1; }
+    </style></head>
+    <body>
+    <h1>Minerva chat</h1>
+    <p id="status">Loading the client from <code>/_minerva/minerva-client.js</code>...</p>
+    <div id="log"></div>
+    <form id="form"><input id="text" autocomplete="off" placeholder="Say something"><button>Send</button></form>
+    <script src="/_minerva/minerva-client.js"></script>
+    <script>
+    // The project's JavaScript client is still being written; this page will use it once its API settles.
+    document.getElementById("status").textContent =
+        "The JavaScript client file is served; the chat UI that uses it is coming.";
+    </script>
     </body>
     </html>
 
