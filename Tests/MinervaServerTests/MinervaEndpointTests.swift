@@ -2,6 +2,7 @@
 // chunked, headers of 4.2, peer abort; plus routing, the client script and CORS.
 import Glibc
 import Testing
+
 @testable import MinervaServer
 
 private let noCacheHeaders: [(String, String)] = [

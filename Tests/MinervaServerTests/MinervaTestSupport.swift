@@ -4,6 +4,7 @@
 import CShims
 import Glibc
 import Logging
+
 @testable import MinervaServer
 
 /// `ID` of PROTOCOL.md 9: 26 times `x`.
