@@ -54,10 +54,15 @@ public final class MinervaQANHandler: MinervaStreamHandler {
     public func streamStarted(_ stream: ServerStream) throws {
         let handler = bodyHandler
         qan = QANHelper(
-            send: { [unowned stream] bytes in try stream.send(bytes) },
-            bodyReceived: { [unowned stream] incoming in try handler(incoming, stream) },
-            fatalError: { [unowned stream] error in
-                if !stream.isReset { try? stream.reset(reason: error.resetReason) }
+            send: { [weak stream] bytes in
+                guard let stream else { throw MinervaStreamError.streamIsReset }
+                try stream.send(bytes)
+            },
+            bodyReceived: { [weak stream] incoming in
+                if let stream { try handler(incoming, stream) }
+            },
+            fatalError: { [weak stream] error in
+                if let stream, !stream.isReset { try? stream.reset(reason: error.resetReason) }
             },
             log: { [weak stream] message in stream?.engine?.report(QANLogMessage(message), in: "QAN body handler") })
         onStarted?(stream, qan)

@@ -50,6 +50,7 @@ public struct MinervaEndpointConfiguration: Sendable {
 ///
 /// Each event loop of the server gets its own ``MinervaServerEngine`` (streams live on the loop that created
 /// them, so run a single loop thread unless clients are pinned to a loop). Thread-safe to share between loops.
+/// Keep the endpoint alive as long as the server runs (mounting it on a router does).
 public final class MinervaEndpoint {
     /// Builds the application handler of a new stream; called on the stream's event loop.
     public typealias HandlerFactory = (ServerStream, EventLoop) -> any MinervaStreamHandler
@@ -237,7 +238,7 @@ final class MinervaLoopDriver {
             logger.error("application callback \(callback) failed: \(error)")
         }
         // Before the HTTP server's output flush, so strings sent during this turn leave in this turn's writes.
-        loop.beforeBlocking.insert({ [unowned self] in self.endOfTurn() }, at: 0)
+        loop.beforeBlocking.insert({ [weak self] in self?.endOfTurn() }, at: 0)
         rearm()
     }
 
@@ -266,12 +267,13 @@ final class MinervaLoopDriver {
             response.setHeader("Vary", "Origin")
         }
         responses[handle.rawValue] = response
-        response.onClose = { [unowned self] in
-            guard self.responses.removeValue(forKey: handle.rawValue) != nil else { return }
+        response.onClose = { [weak self] in
+            guard let self, self.responses.removeValue(forKey: handle.rawValue) != nil else { return }
             self.engine.transportClosed(handle, now: self.now)
             self.perform()
         }
-        response.onWritable = { [unowned self] in
+        response.onWritable = { [weak self] in
+            guard let self else { return }
             self.engine.transportWritable(handle, true)
             self.perform()
         }
@@ -356,7 +358,8 @@ final class MinervaLoopDriver {
         timer = nil
         armedDeadline = deadline
         guard deadline.isFinite else { return }
-        timer = loop.schedule(after: max(0, deadline - loop.now)) { [unowned self] in
+        timer = loop.schedule(after: max(0, deadline - loop.now)) { [weak self] in
+            guard let self else { return }
             self.timer = nil
             self.armedDeadline = .infinity
             self.engine.timersDue(now: self.now)

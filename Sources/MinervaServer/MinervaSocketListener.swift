@@ -16,7 +16,7 @@ public final class MinervaSocketListener {
     /// The event loop the connections run on.
     public let eventLoop: EventLoop
     private let fd: Int32
-    private let driver: MinervaLoopDriver
+    private var driver: MinervaLoopDriver!
     private var watcher: IOWatcher?
     private var isClosed = false
     let readBuffer = ByteStorage(capacity: 64 * 1024)
@@ -38,22 +38,27 @@ public final class MinervaSocketListener {
         self.fd = fd
         self.port = Int(cshims_local_port(fd))
         self.eventLoop = loop
-        self.driver = endpoint.driver(for: loop)
         loop.execute { [self] in
             guard !self.isClosed else { return }
+            self.driver = endpoint.driver(for: loop)  // on the loop's thread: it hooks into the loop
             let watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
             watcher.watch(cshims_EV_READ())
             self.watcher = watcher
         }
     }
 
-    /// Stops listening (open connections stay). Thread-safe; returns at once.
+    /// Stops listening and closes the connections it accepted (their transports detach). Thread-safe; returns at
+    /// once. Call it before stopping the server's loop.
     public func close() {
         eventLoop.execute { [self] in
             guard !self.isClosed else { return }
             self.isClosed = true
             self.watcher = nil
             _ = cshims_close(self.fd)
+            guard let driver = self.driver else { return }
+            for connection in driver.sockets.values where connection.listener === self {
+                connection.disconnect()
+            }
         }
     }
 
@@ -83,7 +88,7 @@ final class MinervaSocketConnection {
 
     let fd: Int32
     let handle: TransportHandle
-    private unowned let listener: MinervaSocketListener
+    let listener: MinervaSocketListener
     private unowned let driver: MinervaLoopDriver
     private var watcher: IOWatcher!
     private var state = State.detecting
@@ -178,6 +183,9 @@ final class MinervaSocketConnection {
         }
         driver.perform()
     }
+
+    /// Closes the connection now, telling the engine (listener shutdown).
+    func disconnect() { peerClosed() }
 
     private func peerClosed() {
         let wasTransport = state == .int32

@@ -35,6 +35,9 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "The JavaScript client file served at /_minerva/minerva-client.js.")
     var clientScript = MinervaEndpointConfiguration.defaultClientScriptPath
 
+    @Option(help: "The chat page served at /chat (a placeholder is served while it or the client is missing).")
+    var chatPage = defaultChatPagePath
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -69,8 +72,9 @@ struct MinervaDemo: ParsableCommand {
         let endpoint = MinervaEndpoint(
             configuration: minerva, logger: Logger(label: "minerva"), handlerFactory: demo.handlerFactory)
         endpoint.mount(on: router)
-        let chat = StaticContent(
-            text: endpoint.servesClientScript ? chatPage : chatPlaceholderPage, contentType: "text/html; charset=utf-8")
+        let html = "text/html; charset=utf-8"
+        let chatFile = endpoint.servesClientScript ? try? StaticContent(file: chatPage, contentType: html) : nil
+        let chat = chatFile ?? StaticContent(text: chatPlaceholderPage, contentType: html)
         router.route("/chat", chat.handler)
 
         var configuration = HTTPServerConfiguration()
@@ -123,27 +127,10 @@ let chatPlaceholderPage = """
 
     """
 
-let chatPage = """
-    <!doctype html>
-    <html lang="en">
-    <head><meta charset="utf-8"><title>Minerva chat</title>
-    <style>
-    body { font: 15px system-ui, sans-serif; max-width: 40em; margin: 2em auto; }
-    #log { border: 1px solid #ccc; height: 20em; overflow-y: auto; padding: .5em; white-space: pre-wrap; }
-    form { display: flex; gap: .5em; margin-top: .5em; } input { flex: 1; }
-    </style></head>
-    <body>
-    <h1>Minerva chat</h1>
-    <p id="status">Loading the client from <code>/_minerva/minerva-client.js</code>...</p>
-    <div id="log"></div>
-    <form id="form"><input id="text" autocomplete="off" placeholder="Say something"><button>Send</button></form>
-    <script src="/_minerva/minerva-client.js"></script>
-    <script>
-    // The project's JavaScript client is still being written; this page will use it once its API settles.
-    document.getElementById("status").textContent =
-        "The JavaScript client file is served; the chat UI that uses it is coming.";
-    </script>
-    </body>
-    </html>
-
-    """
+/// `Client/demo/chat.html` of the source tree (the JavaScript client's chat demo, which speaks the demo protocol).
+let defaultChatPagePath: String = {
+    var parts = MinervaEndpointConfiguration.defaultClientScriptPath.split(
+        separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast()
+    return parts.joined(separator: "/") + "/demo/chat.html"
+}()
