@@ -132,3 +132,104 @@ struct SeededGenerator: RandomNumberGenerator {
         #expect(stream.queuedCount == 0)
     }
 }
+
+/// Random event sequences (valid, invalid and hostile frames; app sends and resets; aborts; timers) must never
+/// trap, never write after finishing, and must leave no stream or transport behind once everything is closed.
+@Suite struct ServerChaosTests {
+    private static let vocabulary: [String] = [
+        "string ", "string ", "string ", "string ", "string ", "string ", "0N", "5N", "2N", "|0A", "|-1A", "3|1A",
+        "|1A", "1,2|0A", "string ", "string ", "string ", "string ", "|999A", "x|0!", "?", "", "C", "beat^",
+        "bad\u{7f} ", "9007199254740992N", "{}H",
+    ]
+
+    @Test(arguments: 0..<60)
+    func randomEventsNeverTrapOrLeak(seed: Int) throws {
+        var rng = SeededGenerator(state: UInt64(seed) &* 7919 &+ 17)
+        var configuration = ServerEngineConfiguration()
+        configuration.socketCloseGracePeriod = 5
+        configuration.maxQueuedBytesPerStream = 400
+        configuration.resetStreamMemory = 0
+        let h = Harness(configuration: configuration)
+        let appRandom = RandomBox(SeededGenerator(state: UInt64(seed) &+ 99))
+        h.configure = { recorder in
+            recorder.onStrings = { stream, strings in
+                for string in strings where Int.random(in: 0..<4, using: &appRandom.generator) == 0 {
+                    try? stream.send(string)
+                }
+                if Int.random(in: 0..<40, using: &appRandom.generator) == 0 { try? stream.reset(reason: "chaos") }
+            }
+        }
+        let ids = (0..<3).map { String(repeating: "abc"[String.Index(utf16Offset: $0, in: "abc")], count: 22) }
+        var open: [TransportHandle] = []
+        var httpOpen: Set<TransportHandle> = []
+        for _ in 0..<200 {
+            switch Int.random(in: 0..<12, using: &rng) {
+            case 0, 1:
+                let id = ids.randomElement(using: &rng)!
+                var edits = ["id:\"\(id)\"", "tnum:\(Int.random(in: 0..<5, using: &rng))"]
+                if Bool.random(using: &rng) { edits.append("-new") }
+                if Bool.random(using: &rng) { edits.append("eeds:null") }
+                if Int.random(in: 0..<3, using: &rng) == 0 {
+                    edits.append("maxia:\(Int.random(in: 1...3, using: &rng))")
+                }
+                var frames = [hsList(edits)]
+                for _ in 0..<Int.random(in: 0...4, using: &rng) {
+                    frames.append(Self.vocabulary.randomElement(using: &rng)!)
+                }
+                if Bool.random(using: &rng) {
+                    let t = h.socket()
+                    open.append(t)
+                    h.send(t, frames)
+                } else {
+                    edits.append("ming:\(Int.random(in: 0...1, using: &rng))")
+                    frames[0] = hsList(edits + ["format:2", "maxt:\(Int.random(in: 0...5, using: &rng))"])
+                    let t = h.post(frames.map { $0 + "\n" }.joined())
+                    httpOpen.insert(t)
+                }
+            case 2, 3, 4:
+                if let t = open.randomElement(using: &rng) {
+                    h.send(
+                        t,
+                        (0..<Int.random(in: 1...4, using: &rng)).map { _ in Self.vocabulary.randomElement(using: &rng)!
+                        })
+                }
+            case 5:
+                if let t = open.randomElement(using: &rng) {
+                    h.engine.transportClosed(t, now: h.now)
+                    open.removeAll { $0 == t }
+                }
+            case 6:
+                if let t = httpOpen.randomElement(using: &rng) {
+                    h.engine.transportClosed(t, now: h.now)
+                    httpOpen.remove(t)
+                }
+            case 7, 8:
+                h.advance(to: h.now + Double.random(in: 0...3, using: &rng))
+            case 9, 10:
+                for id in ids {
+                    guard let stream = h.engine.stream(StreamID(id)!) else { continue }
+                    try? h.app { for _ in 0..<Int.random(in: 1...5, using: &rng) { try stream.send("s2c") } }
+                }
+            default:
+                if Int.random(in: 0..<4, using: &rng) == 0, let id = ids.randomElement(using: &rng),
+                    let stream = h.engine.stream(StreamID(id)!)
+                {
+                    try? h.app { try stream.reset(reason: "app") }
+                }
+            }
+        }
+        for t in open { h.engine.transportClosed(t, now: h.now) }
+        for t in httpOpen { h.engine.transportClosed(t, now: h.now) }
+        h.advance(to: h.now + 1000)
+        #expect(h.engine.streamCount == 0)
+        #expect(h.engine.transportCount == 0)
+        #expect(!h.recorders.isEmpty)
+        for recorder in h.recorders { #expect(recorder.resets.count == 1) }
+    }
+}
+
+/// A generator shared with closures.
+final class RandomBox {
+    var generator: SeededGenerator
+    init(_ generator: SeededGenerator) { self.generator = generator }
+}

@@ -306,6 +306,10 @@ final class PerStringHandler: MinervaStreamHandler {
         #expect(h.engine.nextDeadline == 5)
         h.advance(to: 5)
         #expect(h.engine.nextDeadline == 10)
+        var manual = ServerEngineConfiguration()
+        manual.idleCheckInterval = 0
+        let engine = MinervaServerEngine(configuration: manual, now: 0) { _ in Recorder() }
+        #expect(engine.nextDeadline == .infinity)
     }
 }
 
@@ -358,5 +362,74 @@ final class PerStringHandler: MinervaStreamHandler {
         #expect(h.app.allStrings == ["hello", "world"])
         #expect(h.app.created == [0, 1])
         #expect(h.app.destroyed == [1])
+    }
+}
+
+@Suite struct ServerRateLimitTests {
+    @Test func newStreamsPerKeyPerSecondLimited() {
+        var configuration = ServerEngineConfiguration()
+        configuration.maxNewStreamsPerKeyPerSecond = 2
+        let h = Harness(configuration: configuration)
+        var handle = 100
+        func hello(_ index: Int, key: String?) -> [String] {
+            handle += 1
+            let t = TransportHandle(handle)
+            h.engine.openTransport(t, kind: .socket, connection: ConnectionInfo(rateLimitKey: key), now: h.now)
+            let id = String(repeating: "a", count: 20) + String(index)
+            h.send(t, [hs("id:\"\(id)\"")])
+            return h.out(t)
+        }
+        #expect(hello(1, key: "10.0.0.1") == ["C"])
+        #expect(hello(2, key: "10.0.0.1") == ["C"])
+        #expect(hello(3, key: "10.0.0.1") == ["stream_attach_failureK", "Y"])
+        #expect(hello(4, key: "10.0.0.2") == ["C"])
+        #expect(hello(5, key: nil) == ["C"])
+        h.now = 0.5
+        #expect(hello(6, key: "10.0.0.1") == ["C"])
+        #expect(hello(7, key: "10.0.0.1") == ["stream_attach_failureK", "Y"])
+        #expect(h.engine.streamCount == 5)
+    }
+}
+
+@Suite struct ServerReentrancyTests {
+    /// A handler that resets the stream when a transport goes away.
+    final class ResetOnDestroy: MinervaStreamHandler {
+        var resets: [String] = []
+        func streamStarted(_ stream: ServerStream) throws {}
+        func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) { resets.append(reason) }
+        func transportDestroyed(_ info: TransportInfo, on stream: ServerStream) {
+            try? stream.send("late")
+            try? stream.reset(reason: "old primary gone")
+        }
+    }
+
+    @Test func resetInsideTransportDestroyedDuringPrimaryReplacement() {
+        let h = Harness()
+        let handler = ResetOnDestroy()
+        h.factory = { _ in handler }
+        let t0 = h.socket()
+        h.send(t0, [hs("eeds:null")])
+        let t1 = h.socket()
+        h.send(t1, [hs("-new", "tnum:1", "eeds:null"), "string0 "])
+        #expect(h.out(t0) == ["C", "|-1A", "|-1T", "Y"])
+        #expect(h.out(t1) == ["old primary gone|1!", "Y"])
+        #expect(handler.resets == ["old primary gone"])
+        #expect(h.stream == nil)
+        #expect(h.engine.transportCount == 2)  // both sockets wait for the peer (or the grace period)
+    }
+
+    @Test func sendInsideTransportCreatedReachesNewPrimary() {
+        let h = Harness()
+        final class Greeter: MinervaStreamHandler {
+            func streamStarted(_ stream: ServerStream) throws {}
+            func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
+            func transportCreated(_ info: TransportInfo, on stream: ServerStream) {
+                try? stream.send("hi\(info.transportNumber)")
+            }
+        }
+        h.factory = { _ in Greeter() }
+        let t0 = h.socket()
+        h.send(t0, [hs("eeds:null")])
+        #expect(h.out(t0) == ["C", "0N", "hi0 "])
     }
 }

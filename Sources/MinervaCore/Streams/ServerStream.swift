@@ -25,6 +25,8 @@ public final class ServerStream {
     var lastSackSeenByServer = SACK.initial
     var pretendAcked: Int64?
     var sendScheduled = false
+    /// The strings of one delivery (reused between deliveries).
+    private var deliverable: [ArraySlice<UInt8>] = []
 
     var finishObservers: [() -> Void] = []
     var producer: (any MinervaProducer)?
@@ -244,11 +246,14 @@ public final class ServerStream {
     /// - Returns: true if the receive window overflowed.
     func stringsReceived(_ pairs: [(seq: Int64, bytes: ArraySlice<UInt8>)]) -> Bool {
         guard !isReset else { return false }
-        var deliverable: [ArraySlice<UInt8>] = []
+        deliverable.removeAll(keepingCapacity: true)
         let hit = window.receive(pairs.lazy.map { ($0.seq, $0.bytes) }) { deliverable.append($0) }
         if !deliverable.isEmpty, let handler {
-            handler.stringsReceived(deliverable, on: self)
+            // A copy of the reused buffer (no allocation unless the handler keeps the array).
+            let strings = deliverable
+            handler.stringsReceived(strings, on: self)
         }
+        deliverable.removeAll(keepingCapacity: true)
         return hit && !isReset
     }
 }
