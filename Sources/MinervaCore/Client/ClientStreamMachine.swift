@@ -11,6 +11,13 @@
 /// Drive it with the event methods; each returns the actions to carry out, in order. Transports are named by
 /// their transport number. After ``ClientAction/closeTransport(transportNumber:)`` or a transport's end, events
 /// for that number are ignored.
+///
+/// An I/O layer carries out each action in order: ``ClientAction/openTransport(_:)`` starts an HTTP POST of
+/// `body` to `…/io/` (`Content-Type: application/octet-stream`) or connects a socket and writes `body`;
+/// it reports ``responseStarted(transportNumber:status:contentLength:now:)`` (headers, or the connection),
+/// ``received(transportNumber:bytes:now:)`` for every chunk, and ``transportFinished(transportNumber:status:now:)``
+/// or ``transportFailed(transportNumber:now:)`` at the end; it calls ``timersDue(now:)`` at the time of the last
+/// ``ClientAction/nextDeadline(_:)``. The application's strings arrive in ``ClientAction/deliverStrings(_:)``.
 public struct ClientStreamMachine: Sendable {
     /// The stream's life cycle (PROTOCOL.md 7.4).
     public enum State: Sendable, Equatable {
