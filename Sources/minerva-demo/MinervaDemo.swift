@@ -23,9 +23,26 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Serve files from this directory under /static/.")
     var staticDir: String?
 
+    @Option(help: "Port of the Minerva socket listener (int32 mode and Flash policy); off unless given.")
+    var socketPort: Int?
+
+    @Option(help: "An origin allowed to use the Minerva endpoint cross-site (CORS); repeatable.")
+    var allowedOrigin: [String] = []
+
+    @Option(help: "Seconds without transports after which a Minerva stream is reset.")
+    var idleTimeout: Double = 120
+
+    @Option(help: "The JavaScript client file served at /_minerva/minerva-client.js.")
+    var clientScript = MinervaEndpointConfiguration.defaultClientScriptPath
+
+    @Option(help: "The chat page served at /chat (a placeholder is served while it or the client is missing).")
+    var chatPage = defaultChatPagePath
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
+        if let socketPort, !(0...65535).contains(socketPort) { throw ValidationError("bad --socket-port") }
     }
 
     func run() throws {
@@ -47,6 +64,19 @@ struct MinervaDemo: ParsableCommand {
             router.mount("/static/", methods: [.GET, .HEAD], files.handler)
         }
 
+        var minerva = MinervaEndpointConfiguration()
+        minerva.allowedOrigins = allowedOrigin
+        minerva.engine.maxIdleTime = idleTimeout
+        minerva.clientScriptPath = clientScript
+        let demo = MinervaDemoApplication()
+        let endpoint = MinervaEndpoint(
+            configuration: minerva, logger: Logger(label: "minerva"), handlerFactory: demo.handlerFactory)
+        endpoint.mount(on: router)
+        let html = "text/html; charset=utf-8"
+        let chatFile = endpoint.servesClientScript ? try? StaticContent(file: chatPage, contentType: html) : nil
+        let chat = chatFile ?? StaticContent(text: chatPlaceholderPage, contentType: html)
+        router.route("/chat", chat.handler)
+
         var configuration = HTTPServerConfiguration()
         configuration.host = host
         configuration.port = port
@@ -56,7 +86,17 @@ struct MinervaDemo: ParsableCommand {
         try server.start()
         let address = server.localAddress.contains(":") ? "[\(server.localAddress)]" : server.localAddress
         logger.info("minerva-demo listening on http://\(address):\(server.localPort)/ (\(threads) loop thread(s))")
+        var socketListener: MinervaSocketListener?
+        if let socketPort {
+            socketListener = try MinervaSocketListener(
+                endpoint: endpoint, host: host, port: socketPort, on: server.eventLoops[0])
+            logger.info("Minerva socket listener on \(host):\(socketListener?.port ?? 0)")
+        }
+        if threads > 1 {
+            logger.warning("streams live on one loop each: with --threads > 1 a client may miss its stream")
+        }
         server.waitUntilStopped()
+        socketListener = nil
         logger.info("minerva-demo stopped")
     }
 }
@@ -68,7 +108,29 @@ let homePage = """
     <body>
     <h1>Minerva for Swift</h1>
     <p>This server speaks HTTP/1.1 over libev. <a href="/healthz">/healthz</a> answers <code>ok</code>.</p>
+    <p>The Minerva endpoint is at <code>/_minerva/</code>, running the demo protocol. <a href="/chat">Chat</a>.</p>
     </body>
     </html>
 
     """
+
+let chatPlaceholderPage = """
+    <!doctype html>
+    <html lang="en">
+    <head><meta charset="utf-8"><title>Minerva chat</title></head>
+    <body>
+    <h1>Minerva chat</h1>
+    <p>The chat needs the project's JavaScript client, which is coming (Client/minerva-client.js was not found when
+    this server started). The endpoint at <code>/_minerva/</code> already works with the original Minerva client.</p>
+    </body>
+    </html>
+
+    """
+
+/// `Client/demo/chat.html` of the source tree (the JavaScript client's chat demo, which speaks the demo protocol).
+let defaultChatPagePath: String = {
+    var parts = MinervaEndpointConfiguration.defaultClientScriptPath.split(
+        separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast()
+    return parts.joined(separator: "/") + "/demo/chat.html"
+}()

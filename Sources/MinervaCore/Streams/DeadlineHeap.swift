@@ -1,0 +1,47 @@
+// A binary min-heap of transport deadlines: one timer for all transports (the engine reports only the earliest).
+
+struct DeadlineHeap {
+    enum Kind: UInt8 {
+        case heartbeat, maxOpenTime, socketClose
+    }
+
+    struct Entry {
+        var deadline: Double
+        var handle: TransportHandle
+        var kind: Kind
+    }
+
+    private var items: [Entry] = []
+
+    var isEmpty: Bool { items.isEmpty }
+    var first: Entry? { items.first }
+
+    mutating func push(_ entry: Entry) {
+        items.append(entry)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].deadline < items[parent].deadline else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left].deadline < items[smallest].deadline { smallest = left }
+            if right < items.count, items[right].deadline < items[smallest].deadline { smallest = right }
+            if smallest == parent { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
+    }
+}

@@ -1,0 +1,186 @@
+// The types the server engine (MinervaServerEngine) speaks to the I/O layer and to the application:
+// transport handles and kinds, connection and transport info, the action outbox, the application's handler
+// protocol, producers and errors.
+
+/// A transport, named by the I/O layer (one HTTP request or one socket connection).
+public struct TransportHandle: Hashable, Sendable, CustomStringConvertible {
+    /// The I/O layer's number for the transport; any value unique among open transports.
+    public var rawValue: Int
+
+    /// Creates a handle.
+    /// - Parameter rawValue: a number unique among the transports currently open.
+    public init(_ rawValue: Int) { self.rawValue = rawValue }
+
+    /// `T<number>`, for logs and tests.
+    public var description: String { "T\(rawValue)" }
+}
+
+/// How a transport reaches the engine.
+public enum TransportKind: Sendable, Equatable {
+    /// An HTTP POST: the whole body arrives at once; the response carries the preamble `;)]}^\n`, `\n`-delimited
+    /// frames, and Content-Length only when the first write is the whole body (PROTOCOL.md 3.1, 4.2).
+    case http
+    /// A socket (int32 mode, or a future WebSocket): frames arrive in chunks; output frames are int32-framed;
+    /// terminations end with `Y` (PROTOCOL.md 3.2, 5.6).
+    case socket
+}
+
+/// What the I/O layer knows about a connection when a transport opens.
+public struct ConnectionInfo: Sendable {
+    /// The local address of the connection, e.g. `127.0.0.1:8080` (the original's `host`).
+    public var localAddress: String
+    /// The peer's address.
+    public var peerAddress: String
+    /// The HTTP request headers (nil for sockets).
+    public var requestHeaders: [(name: String, value: String)]?
+
+    /// Creates connection info.
+    public init(
+        localAddress: String = "", peerAddress: String = "", requestHeaders: [(name: String, value: String)]? = nil
+    ) {
+        self.localAddress = localAddress
+        self.peerAddress = peerAddress
+        self.requestHeaders = requestHeaders
+    }
+}
+
+/// What the application learns about a transport (PROTOCOL.md 5.7, with both addresses per 10.11).
+public struct TransportInfo: Sendable {
+    /// The client's number for the transport (`tnum`).
+    public var transportNumber: Int64
+    /// Whether the transport wants S2C strings (the hello had `eeds`).
+    public var isPrimary: Bool
+    /// Whether the peer streams to us (true for sockets, false for HTTP).
+    public var streamingFromPeer: Bool
+    /// Whether we stream to the peer (`ming` after sanitising).
+    public var streamingToPeer: Bool
+    /// The local and peer addresses and the HTTP request headers.
+    public var connection: ConnectionInfo
+}
+
+/// How the I/O layer must write one chunk of bytes.
+public enum WriteKind: Sendable, Equatable {
+    /// Socket bytes (int32-framed frames).
+    case socket
+    /// The complete HTTP response body: send status and headers with `Content-Length` = the byte count, the
+    /// bytes, and finish the response. No ``ServerAction/finish(_:)`` follows.
+    case httpWholeBody
+    /// A piece of a streamed HTTP response (no Content-Length; the first one carries status and headers).
+    case httpChunk
+}
+
+/// One thing the I/O layer must do, in order.
+public enum ServerAction: Sendable, Equatable {
+    /// Write `bytes` on the transport.
+    case write(TransportHandle, [UInt8], WriteKind)
+    /// Finish the streamed HTTP response of the transport (after its last ``WriteKind/httpChunk``).
+    case finish(TransportHandle)
+    /// Close the socket (the peer did not close it within the grace period after `Y`, PROTOCOL.md 10.9).
+    case close(TransportHandle)
+}
+
+/// The application's side of one stream (PROTOCOL.md 6.9). Every method is called synchronously by the engine
+/// and may re-enter the stream (``ServerStream/send(_:)-(String)``, ``ServerStream/reset(reason:)``).
+public protocol MinervaStreamHandler: AnyObject {
+    /// The stream's first transport attached. Throwing resets the stream with
+    /// `streamStarted raised uncaught exception` (not application level).
+    func streamStarted(_ stream: ServerStream) throws
+    /// Strings arrived, in order. The default calls ``stringReceived(_:on:)`` for each, isolating failures.
+    /// - Warning: the slices are borrowed: copy what you keep beyond the call.
+    func stringsReceived(_ strings: [ArraySlice<UInt8>], on stream: ServerStream)
+    /// One string arrived (used by the default ``stringsReceived(_:on:)``); a thrown error is reported and the
+    /// remaining strings are still delivered (PROTOCOL.md 10.14).
+    func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws
+    /// The stream ended; called exactly once, last.
+    func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool)
+    /// A transport attached to the stream.
+    func transportCreated(_ info: TransportInfo, on stream: ServerStream)
+    /// A transport detached from the stream (not called after a reset).
+    func transportDestroyed(_ info: TransportInfo, on stream: ServerStream)
+}
+
+extension MinervaStreamHandler {
+    /// Delivers each string to ``stringReceived(_:on:)``, reporting failures and stopping if the stream resets.
+    public func stringsReceived(_ strings: [ArraySlice<UInt8>], on stream: ServerStream) {
+        for string in strings {
+            if stream.isReset { return }
+            do {
+                try stringReceived(string, on: stream)
+            } catch {
+                stream.engine?.report(error, in: "stringReceived")
+            }
+        }
+    }
+
+    /// Does nothing.
+    public func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws {}
+    /// Does nothing.
+    public func transportCreated(_ info: TransportInfo, on stream: ServerStream) {}
+    /// Does nothing.
+    public func transportDestroyed(_ info: TransportInfo, on stream: ServerStream) {}
+}
+
+/// A producer of S2C strings that the stream pauses and resumes (PROTOCOL.md 6.9).
+public protocol MinervaProducer: AnyObject {
+    /// Stop sending for now (no primary transport, or its connection is backed up). Push producers only.
+    func pauseProducing()
+    /// Sending is welcome again.
+    func resumeProducing()
+    /// The stream ended; never send again.
+    func stopProducing()
+}
+
+/// An error thrown by the application API of ``ServerStream``.
+public struct MinervaStreamError: Error, Hashable, Sendable, CustomStringConvertible {
+    private enum Code: Hashable, Sendable {
+        case invalidString, streamIsReset, invalidResetReason, producerAlreadyRegistered, sendQueueFull
+    }
+    private let code: Code
+
+    /// The string contains a byte outside 0x20...0x7E (PROTOCOL.md 1).
+    public static let invalidString = MinervaStreamError(code: .invalidString)
+    /// The stream was reset; nothing can be sent or reset any more.
+    public static let streamIsReset = MinervaStreamError(code: .streamIsReset)
+    /// A reset reason must be a restricted string of at most 255 bytes (PROTOCOL.md 10.12).
+    public static let invalidResetReason = MinervaStreamError(code: .invalidResetReason)
+    /// A producer is already registered on this stream.
+    public static let producerAlreadyRegistered = MinervaStreamError(code: .producerAlreadyRegistered)
+    /// The send queue exceeded its byte limit; the stream was reset (PROTOCOL.md 10.13).
+    public static let sendQueueFull = MinervaStreamError(code: .sendQueueFull)
+
+    /// A short English description.
+    public var description: String {
+        switch code {
+        case .invalidString: return "string contains bytes outside 0x20...0x7E"
+        case .streamIsReset: return "stream is reset"
+        case .invalidResetReason: return "reset reason must be restricted and at most 255 bytes"
+        case .producerAlreadyRegistered: return "a producer is already registered"
+        case .sendQueueFull: return "send queue limit exceeded; stream reset"
+        }
+    }
+}
+
+/// The engine's limits and timings. Times are seconds.
+public struct ServerEngineConfiguration: Sendable {
+    /// Receive window limits per stream (original: 50 strings, 1 MiB, estimate 30 + bytes).
+    public var receiveWindow = ReceiveWindowLimits.server
+    /// Default idle time after which a stream without transports is reset (original: 120).
+    public var maxIdleTime: Double = 120
+    /// Period of the idle check (original: 60).
+    public var idleCheckInterval: Double = 60
+    /// The most streams at once; a `new` hello beyond it gets `stream_attach_failure`.
+    public var maxStreams = 100_000
+    /// The most transports attached to one stream; a hello beyond it gets `invalid_frame_type_or_arguments`.
+    public var maxTransportsPerStream = 16
+    /// The most bytes queued for sending on one stream; exceeding it resets the stream (PROTOCOL.md 10.13).
+    public var maxQueuedBytesPerStream = 16 * 1_048_576
+    /// Seconds after writing `Y` before the engine closes a socket the peer did not close (PROTOCOL.md 10.9).
+    public var socketCloseGracePeriod: Double = 30
+    /// Seconds a reset stream's id is remembered, so a `new` hello for it fails (PROTOCOL.md 10.18).
+    public var resetStreamMemory: Double = 300
+    /// Whether HTTP streaming responses are closed gently once they exceed `maxb` (PROTOCOL.md 4.7).
+    public var enforceMaxReceiveBytes = true
+
+    /// The defaults described on each property.
+    public init() {}
+}

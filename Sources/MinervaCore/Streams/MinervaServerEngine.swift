@@ -1,0 +1,512 @@
+// The server side of Minerva without I/O (PROTOCOL.md 5 and 6): the stream tracker, every transport's state
+// machine, timers and the application callbacks. The I/O layer feeds it events (one method per event, each
+// taking the current time) and drains the actions it produces.
+
+/// The Minerva server's protocol engine: streams keyed by ``StreamID``, transports keyed by ``TransportHandle``.
+///
+/// Events: ``openTransport(_:kind:connection:now:)``, ``httpBodyReceived(_:body:now:)``,
+/// ``framesReceived(_:frames:frameCorruption:now:)``, ``transportClosed(_:now:)``,
+/// ``transportWritable(_:_:)``, ``timersDue(now:)``, ``flush(now:)`` (end of an event-loop turn: writes the
+/// strings the application sent). Output: ``takeActions()`` and ``nextDeadline``.
+/// Not thread-safe: confine an engine to one thread.
+public final class MinervaServerEngine {
+    /// Limits and timings.
+    public let configuration: ServerEngineConfiguration
+    /// Builds the application handler of a new stream (called when its first transport attaches).
+    public let handlerFactory: (ServerStream) -> any MinervaStreamHandler
+    /// Receives application callback failures (an error thrown by a handler, and which callback).
+    public var errorReporter: ((any Error, String) -> Void)?
+    /// The time of the event being processed.
+    public private(set) var now: Double
+
+    private var streams: [StreamID: ServerStream] = [:]
+    var transports: [TransportHandle: ServerTransport] = [:]
+    private var recentlyReset: [StreamID: Double] = [:]
+    private var pendingSends: [ServerStream] = []
+    private var actions: [ServerAction] = []
+    private var timers = DeadlineHeap()
+    private var nextIdleCheck: Double
+
+    /// Creates an engine.
+    /// - Parameters:
+    ///   - configuration: limits and timings.
+    ///   - now: the current time in seconds (any origin; all later times use the same clock).
+    ///   - handlerFactory: builds the application handler of each stream.
+    public init(
+        configuration: ServerEngineConfiguration = ServerEngineConfiguration(), now: Double,
+        handlerFactory: @escaping (ServerStream) -> any MinervaStreamHandler
+    ) {
+        self.configuration = configuration
+        self.handlerFactory = handlerFactory
+        self.now = now
+        self.nextIdleCheck = now + configuration.idleCheckInterval
+    }
+
+    // MARK: Outputs
+
+    /// Returns and clears the actions produced so far, in order.
+    public func takeActions() -> [ServerAction] {
+        defer { actions.removeAll(keepingCapacity: true) }
+        return actions
+    }
+
+    /// Passes each action produced so far to `body`, in order, and clears the outbox keeping its storage (no
+    /// allocation). `body` must not call back into the engine.
+    /// - Parameter body: carries out one action.
+    public func drainActions(_ body: (ServerAction) -> Void) {
+        for action in actions { body(action) }
+        actions.removeAll(keepingCapacity: true)
+    }
+
+    /// Whether actions are waiting in the outbox.
+    public var hasActions: Bool { !actions.isEmpty }
+
+    /// The earliest time at which ``timersDue(now:)`` has work (it may be early, never late).
+    public var nextDeadline: Double {
+        min(timers.first?.deadline ?? .infinity, nextIdleCheck)
+    }
+
+    /// Whether strings sent by the application wait for ``flush(now:)``.
+    public var needsFlush: Bool { !pendingSends.isEmpty }
+
+    /// The number of live streams.
+    public var streamCount: Int { streams.count }
+    /// The number of transports the engine still tracks (open, or sockets waiting to be closed).
+    public var transportCount: Int { transports.count }
+
+    /// The live stream with this id, if any.
+    public func stream(_ id: StreamID) -> ServerStream? { streams[id] }
+
+    // MARK: Events
+
+    /// A transport opened: an HTTP request whose body will follow, or a socket in int32 mode.
+    /// - Parameters:
+    ///   - handle: the I/O layer's name for it, unique among open transports.
+    ///   - kind: HTTP or socket.
+    ///   - connection: addresses and request headers, reported to the application.
+    ///   - now: the current time.
+    public func openTransport(_ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double) {
+        self.now = now
+        if let previous = transports[handle] {
+            // A socket waiting for its grace-period close may be replaced; anything else is an I/O-layer bug.
+            precondition(previous.phase == .closing, "transport handle reused while open")
+            previous.phase = .gone
+        }
+        transports[handle] = ServerTransport(handle: handle, kind: kind, connection: connection)
+    }
+
+    /// Frames were received on a transport: for a socket, the frames of one received chunk; for HTTP, the
+    /// frames of the whole body (``httpBodyReceived(_:body:now:)`` splits a body for you).
+    /// - Parameters:
+    ///   - handle: the transport.
+    ///   - frames: each frame without delimiter or length prefix, in order.
+    ///   - frameCorruption: the chunk could not be split (an over-long frame): none of `frames` is processed and
+    ///     the transport is killed with `frame_corruption`.
+    ///   - now: the current time.
+    public func framesReceived<Frames: Collection<ArraySlice<UInt8>>>(
+        _ handle: TransportHandle, frames: Frames, frameCorruption: Bool = false, now: Double
+    ) {
+        self.now = now
+        guard let transport = transports[handle], transport.phase == .open, !transport.terminating,
+            !(transport.isHTTP && transport.hello != nil)  // one body per HTTP transport
+        else { return }
+        transport.busy = true
+        if frameCorruption {
+            kill(transport, .frameCorruption)
+        } else if transport.hello == nil {
+            if frames.isEmpty {
+                if transport.isHTTP { kill(transport, .invalidFrameTypeOrArguments) }  // PROTOCOL.md 10.8
+            } else {
+                handleHelloBatch(transport, frames)
+            }
+        } else {
+            processFrames(transport, frames[...])
+        }
+        transport.busy = false
+        if let stream = transport.stream { stream.lastReceived = now }
+        flush(transport)
+    }
+
+    /// The whole body of an HTTP request arrived: it is split into `\n`-terminated frames (`\r\n` tolerated, an
+    /// unterminated last line ignored, a line over 1 MiB is `frame_corruption`) and processed as one batch.
+    /// A body without any complete frame is answered with `invalid_frame_type_or_arguments` (PROTOCOL.md 10.8).
+    /// - Parameters:
+    ///   - handle: the transport, opened with ``TransportKind/http``.
+    ///   - body: the request body.
+    ///   - now: the current time.
+    public func httpBodyReceived(_ handle: TransportHandle, body: some Sequence<UInt8>, now: Double) {
+        switch NewlineFrameDecoder.decodeBody(body) {
+        case .success(let frames):
+            framesReceived(handle, frames: frames, now: now)
+        case .failure:
+            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
+        }
+    }
+
+    /// Bytes arrived on a socket transport in int32 mode (after the `<int32/>\n` prefix, which the I/O layer's
+    /// mode detection consumes): the frames they complete are processed as one batch. An over-long length prefix
+    /// kills the transport with `frame_corruption` (no frame of that chunk is processed).
+    /// - Parameters:
+    ///   - handle: the transport, opened with ``TransportKind/socket``.
+    ///   - bytes: the received chunk.
+    ///   - now: the current time.
+    public func socketBytesReceived(_ handle: TransportHandle, bytes: some Sequence<UInt8>, now: Double) {
+        guard let transport = transports[handle], transport.kind == .socket, transport.phase == .open,
+            !transport.terminating
+        else { return }
+        let result = transport.int32Decoder.receive(bytes)
+        switch result {
+        case .success(let frames):
+            if !frames.isEmpty { framesReceived(handle, frames: frames, now: now) }
+        case .failure:
+            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
+        }
+    }
+
+    /// The peer closed the connection or aborted the HTTP request: the transport detaches silently.
+    /// - Parameters:
+    ///   - handle: the transport (unknown handles are ignored).
+    ///   - now: the current time.
+    public func transportClosed(_ handle: TransportHandle, now: Double) {
+        self.now = now
+        guard let transport = transports.removeValue(forKey: handle) else { return }
+        transport.phase = .gone
+        transport.terminating = true
+        detach(transport)
+    }
+
+    /// The connection of a transport became backed up (`false`) or writable again (`true`); pauses or resumes
+    /// the stream's push producer if the transport is the primary.
+    public func transportWritable(_ handle: TransportHandle, _ writable: Bool) {
+        guard let transport = transports[handle], let stream = transport.stream, stream.primary === transport
+        else { return }
+        stream.primaryBackpressure(paused: !writable)
+    }
+
+    /// Runs every timer due at `now`: heartbeats, `maxt`, socket close grace periods, the idle check.
+    /// - Parameter now: the current time.
+    public func timersDue(now: Double) {
+        self.now = now
+        while let entry = timers.first, entry.deadline <= now {
+            _ = timers.pop()
+            guard let transport = transports[entry.handle] else { continue }
+            switch entry.kind {
+            case .heartbeat:
+                transport.heartbeatQueued = false
+                guard let deadline = transport.heartbeatDeadline, transport.phase == .open, !transport.terminating
+                else { continue }
+                if deadline > now {
+                    schedule(transport, .heartbeat, at: deadline)
+                    transport.heartbeatQueued = true
+                } else {
+                    transport.append(.comment(ServerTransport.beat[...]))
+                    flush(transport)
+                }
+            case .maxOpenTime:
+                guard let deadline = transport.maxOpenDeadline, deadline <= now else { continue }
+                transport.maxOpenDeadline = nil
+                if transport.stream != nil, !transport.terminating {
+                    closeGently(transport)
+                }
+            case .socketClose:
+                guard let deadline = transport.closeDeadline, deadline <= now, transport.phase == .closing
+                else { continue }
+                transports[entry.handle] = nil
+                transport.phase = .gone
+                actions.append(.close(entry.handle))
+            }
+        }
+        if nextIdleCheck <= now {
+            nextIdleCheck = now + configuration.idleCheckInterval
+            resetIdleStreams()
+        }
+    }
+
+    /// End of an event-loop turn: write the strings the application sent since the last flush (PROTOCOL.md 6.4;
+    /// the original waits 1 ms).
+    /// - Parameter now: the current time.
+    public func flush(now: Double) {
+        self.now = now
+        while !pendingSends.isEmpty {
+            let streams = pendingSends
+            pendingSends.removeAll()
+            for stream in streams where stream.sendScheduled {
+                stream.trySend()
+            }
+        }
+    }
+
+    /// Resets every idle stream now (the periodic check calls this; PROTOCOL.md 6.7).
+    public func resetIdleStreams() {
+        let idle = streams.values.filter { $0.transports.isEmpty && $0.lastReceived + $0.maxIdleTime <= now }
+        for stream in idle {
+            stream.resetInternal(reason: "no activity from peer")
+        }
+        recentlyReset = recentlyReset.filter { $0.value > now }
+    }
+
+    // MARK: Batch processing (PROTOCOL.md 5.2, 5.3)
+
+    private func decode(_ bytes: ArraySlice<UInt8>) -> Frame? {
+        if case .success(let frame) = Frame.decode(bytes, direction: .clientToServer) { return frame }
+        return nil
+    }
+
+    private func handleHelloBatch<Frames: Collection<ArraySlice<UInt8>>>(_ transport: ServerTransport, _ frames: Frames)
+    {
+        guard let first = frames.first, case .hello(var hello) = decode(first) else {
+            kill(transport, .invalidFrameTypeOrArguments)
+            return
+        }
+        // 1. Sanitise and store.
+        if transport.kind == .socket {
+            hello.streamingResponse = true
+            hello.maxReceiveBytes = maxProtocolInteger
+            hello.maxOpenTime = nil
+        }
+        transport.hello = hello
+        if transport.isHTTP, let maxOpenTime = hello.maxOpenTime {
+            let deadline = now + Double(maxOpenTime)
+            transport.maxOpenDeadline = deadline
+            schedule(transport, .maxOpenTime, at: deadline)
+        }
+        // 2. Find or create the stream.
+        let stream: ServerStream
+        if let existing = streams[hello.streamID] {
+            guard existing.transports.count < configuration.maxTransportsPerStream else {
+                kill(transport, .invalidFrameTypeOrArguments)
+                return
+            }
+            stream = existing
+        } else {
+            let rememberedReset = recentlyReset[hello.streamID].map { $0 > now } ?? false
+            guard hello.requestNewStream, !rememberedReset, streams.count < configuration.maxStreams else {
+                kill(transport, .streamAttachFailure)
+                return
+            }
+            stream = ServerStream(streamID: hello.streamID, engine: self, now: now)
+            streams[hello.streamID] = stream
+        }
+        // 3. Initial frames.
+        if hello.requestNewStream { transport.append(.streamCreated) }
+        if !stream.window.sackEquals(hello.lastSackSeenByClient) { transport.append(.sack(stream.window.sack)) }
+        // 4. The hello's SACK, before attaching.
+        if let sack = hello.sack, !stream.processSACK(sack) {
+            kill(transport, .ackedUnsentStrings)
+            return
+        }
+        // 5. Attach.
+        stream.transportOnline(transport)
+        if transport.terminating || transport.phase != .open { return }
+        // 6. The rest of the batch, then pending output.
+        processFrames(transport, frames.dropFirst())
+        flush(transport)
+        if transport.terminating || transport.phase != .open { return }
+        // 7. HTTP transports that do not want strings are done.
+        if transport.isHTTP && !hello.wantsStrings {
+            closeGently(transport)
+            return
+        }
+        // 8. The first heartbeat.
+        if hello.maxInactivity > 0 { transport.append(.comment(ServerTransport.beat[...])) }
+        // 9. Pending output (the caller flushes).
+    }
+
+    private func processFrames(_ transport: ServerTransport, _ frames: some Sequence<ArraySlice<UInt8>>) {
+        guard let stream = transport.stream else { return }
+        for bytes in frames {
+            if transport.terminating || transport.phase != .open { break }
+            guard let frame = decode(bytes) else {
+                failBatch(transport, .invalidFrameTypeOrArguments)
+                return
+            }
+            switch frame {
+            case .string(let string):
+                guard RestrictedString.isValid(string) else {
+                    failBatch(transport, .invalidFrameTypeOrArguments)
+                    return
+                }
+                transport.peerSeqNum &+= 1
+                transport.pending.append((transport.peerSeqNum, string))
+            case .seqNum(let number):
+                transport.peerSeqNum = number - 1
+            case .sack(let sack):
+                guard stream.processSACK(sack) else {
+                    failBatch(transport, .ackedUnsentStrings)
+                    return
+                }
+            case .reset(let reason, let applicationLevel):
+                deliverPending(transport)
+                if transport.terminating { return }  // PROTOCOL.md 10.7
+                stream.resetFromPeer(
+                    reason: String(decoding: reason, as: UTF8.self), applicationLevel: applicationLevel)
+                return
+            case .hello:
+                deliverPending(transport)
+                kill(transport, .invalidFrameTypeOrArguments)
+                return
+            default:
+                failBatch(transport, .invalidFrameTypeOrArguments)
+                return
+            }
+        }
+        deliverPending(transport)
+    }
+
+    /// Kills the transport and discards the strings of the failing batch (PROTOCOL.md 5.2, 10.6).
+    private func failBatch(_ transport: ServerTransport, _ reason: KillReason) {
+        transport.pending.removeAll()
+        kill(transport, reason)
+    }
+
+    private func deliverPending(_ transport: ServerTransport) {
+        guard !transport.pending.isEmpty, let stream = transport.stream else {
+            transport.pending.removeAll()
+            return
+        }
+        var pairs = transport.pending
+        transport.pending.removeAll()
+        if !isSorted(pairs) {
+            // Stable: repeated numbers keep their arrival order (PROTOCOL.md 5.2 recommendation).
+            pairs = pairs.enumerated().sorted { ($0.element.seq, $0.offset) < ($1.element.seq, $1.offset) }
+                .map(\.element)
+        }
+        transport.sackDirty = true
+        let overflow = stream.stringsReceived(pairs)
+        if overflow { kill(transport, .rwinOverflow) }
+        if !transport.terminating, transport.phase == .open, transport.sackDirty, transport.stream === stream {
+            transport.appendSACK(of: stream)
+        }
+    }
+
+    private func isSorted(_ pairs: [(seq: Int64, bytes: ArraySlice<UInt8>)]) -> Bool {
+        var previous = Int64.min
+        for pair in pairs {
+            if pair.seq < previous { return false }
+            previous = pair.seq
+        }
+        return true
+    }
+
+    // MARK: Termination and output (PROTOCOL.md 5.5, 5.6)
+
+    /// Kill with reason R: `[SACK StreamStatus] R K [Y]`.
+    func kill(_ transport: ServerTransport, _ reason: KillReason) {
+        guard transport.phase == .open, !transport.terminating else { return }
+        transport.appendSACKAndStatus()
+        transport.append(.transportKill(reason))
+        if transport.kind == .socket { transport.append(.youCloseIt) }
+        transport.terminating = true
+        flushIfIdle(transport)
+    }
+
+    /// Close gently: `SACK StreamStatus [Y]`.
+    func closeGently(_ transport: ServerTransport) {
+        guard transport.phase == .open, !transport.terminating else { return }
+        transport.appendSACKAndStatus()
+        if transport.kind == .socket { transport.append(.youCloseIt) }
+        transport.terminating = true
+        flushIfIdle(transport)
+    }
+
+    /// A server-side reset: `[SACK if dirty] reason|flag! [Y]`.
+    func writeReset(_ transport: ServerTransport, reason: String, applicationLevel: Bool) {
+        guard transport.phase == .open, !transport.terminating else { return }
+        if transport.sackDirty, let stream = transport.stream { transport.appendSACK(of: stream) }
+        let bytes = Array(reason.utf8)
+        transport.append(.reset(reason: bytes[...], applicationLevel: applicationLevel))
+        if transport.kind == .socket { transport.append(.youCloseIt) }
+        transport.terminating = true
+        flushIfIdle(transport)
+    }
+
+    func flushIfIdle(_ transport: ServerTransport) {
+        if !transport.busy { flush(transport) }
+    }
+
+    /// Writes the transport's pending output (PROTOCOL.md 5.5).
+    private func flush(_ transport: ServerTransport) {
+        guard transport.phase == .open else { return }
+        if !transport.buffer.isEmpty && !transport.streamingResponse && !transport.terminating {
+            transport.appendSACKAndStatus()
+            if transport.kind == .socket { transport.append(.youCloseIt) }
+            transport.terminating = true
+        }
+        var wholeBody = false
+        if !transport.buffer.isEmpty {
+            let bytes = transport.buffer
+            transport.buffer.removeAll(keepingCapacity: false)
+            transport.bytesWritten += Int64(bytes.count)
+            switch transport.kind {
+            case .http:
+                wholeBody = !transport.wroteAnything && transport.terminating
+                actions.append(.write(transport.handle, bytes, wholeBody ? .httpWholeBody : .httpChunk))
+            case .socket:
+                actions.append(.write(transport.handle, bytes, .socket))
+            }
+            transport.wroteAnything = true
+            if !transport.terminating, let hello = transport.hello, hello.maxInactivity > 0 {
+                let deadline = now + Double(hello.maxInactivity)
+                transport.heartbeatDeadline = deadline
+                if !transport.heartbeatQueued {
+                    transport.heartbeatQueued = true
+                    schedule(transport, .heartbeat, at: deadline)
+                }
+            }
+        }
+        if transport.terminating {
+            transport.heartbeatDeadline = nil
+            transport.maxOpenDeadline = nil
+            switch transport.kind {
+            case .http:
+                transport.phase = .gone
+                transports[transport.handle] = nil
+                if !wholeBody { actions.append(.finish(transport.handle)) }
+            case .socket:
+                transport.phase = .closing
+                let deadline = now + configuration.socketCloseGracePeriod
+                transport.closeDeadline = deadline
+                schedule(transport, .socketClose, at: deadline)
+            }
+            detach(transport)
+        } else if configuration.enforceMaxReceiveBytes, transport.isHTTP, transport.streamingResponse,
+            let hello = transport.hello, transport.bytesWritten > hello.maxReceiveBytes
+        {
+            closeGently(transport)  // PROTOCOL.md 4.7 recommendation
+        }
+    }
+
+    private func detach(_ transport: ServerTransport) {
+        guard let stream = transport.stream else { return }
+        transport.stream = nil
+        stream.lastReceived = now  // PROTOCOL.md 10.10 recommendation
+        stream.transportOffline(transport)
+    }
+
+    private func schedule(_ transport: ServerTransport, _ kind: DeadlineHeap.Kind, at deadline: Double) {
+        timers.push(DeadlineHeap.Entry(deadline: deadline, handle: transport.handle, kind: kind))
+    }
+
+    // MARK: Called by streams
+
+    func scheduleSend(_ stream: ServerStream) {
+        guard !stream.sendScheduled else { return }
+        stream.sendScheduled = true
+        pendingSends.append(stream)
+    }
+
+    /// Removes a reset stream from the tracker and remembers its id (PROTOCOL.md 6.1, 10.18).
+    func forget(_ stream: ServerStream) {
+        if streams[stream.streamID] === stream {
+            streams[stream.streamID] = nil
+            if configuration.resetStreamMemory > 0 {
+                recentlyReset[stream.streamID] = now + configuration.resetStreamMemory
+            }
+        }
+    }
+
+    /// Reports an error thrown by an application callback.
+    public func report(_ error: any Error, in callback: String) {
+        errorReporter?(error, callback)
+    }
+}

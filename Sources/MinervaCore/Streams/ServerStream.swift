@@ -1,0 +1,254 @@
+// The server side of one Minerva stream (PROTOCOL.md 6): transports, primary selection, the send queue with
+// pretend-acked, the shared receive window, resets, producers. Created and owned by MinervaServerEngine.
+
+/// One stream, as the application sees it: send strings, reset, register a producer.
+///
+/// Every method must be called on the engine's thread (the event loop that owns the engine).
+public final class ServerStream {
+    /// The stream id. It is a secret: log ``StreamID/redacted``.
+    public let streamID: StreamID
+    /// The engine that owns this stream (nil once the engine is gone).
+    public internal(set) weak var engine: MinervaServerEngine?
+    /// Whether the stream was reset; afterwards nothing can be sent.
+    public internal(set) var isReset = false
+    /// Seconds without transports and without received data after which the stream is reset.
+    public var maxIdleTime: Double
+    /// The engine's time of the last received chunk or transport detach (PROTOCOL.md 6.7, 10.10).
+    public internal(set) var lastReceived: Double
+
+    var handler: (any MinervaStreamHandler)?
+    var protocolBuilt = false
+    var transports: [ServerTransport] = []
+    var primary: ServerTransport?
+    var queue = SendQueue()
+    var window: ReceiveWindow
+    var lastSackSeenByServer = SACK.initial
+    var pretendAcked: Int64?
+    var sendScheduled = false
+
+    var finishObservers: [() -> Void] = []
+    var producer: (any MinervaProducer)?
+    var producerIsPush = false
+    var primaryPaused = false
+
+    init(streamID: StreamID, engine: MinervaServerEngine, now: Double) {
+        self.streamID = streamID
+        self.engine = engine
+        self.maxIdleTime = engine.configuration.maxIdleTime
+        self.lastReceived = now
+        self.window = ReceiveWindow(limits: engine.configuration.receiveWindow)
+    }
+
+    /// The number of strings sent but not yet acknowledged by the client.
+    public var queuedCount: Int { queue.count }
+    /// The bytes of the strings sent but not yet acknowledged by the client.
+    public var queuedBytes: Int { queue.queuedBytes }
+    /// The number of transports attached now.
+    public var transportCount: Int { transports.count }
+
+    // MARK: Application API
+
+    /// Queues a string for the client; it is written when the I/O layer calls ``MinervaServerEngine/flush(now:)``
+    /// (so a burst goes out in one write, and a reset before then discards it).
+    /// - Parameter string: bytes in 0x20...0x7E.
+    /// - Throws: ``MinervaStreamError/invalidString``, ``MinervaStreamError/streamIsReset``, or
+    ///   ``MinervaStreamError/sendQueueFull`` (the stream was reset because too much is unacknowledged).
+    public func send(_ string: [UInt8]) throws {
+        guard RestrictedString.isValid(string) else { throw MinervaStreamError.invalidString }
+        try enqueue(string)
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: bytes in 0x20...0x7E, e.g. a borrowed slice received from the client.
+    public func send(_ string: ArraySlice<UInt8>) throws {
+        guard RestrictedString.isValid(string) else { throw MinervaStreamError.invalidString }
+        try enqueue(Array(string))
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: characters U+0020...U+007E.
+    public func send(_ string: String) throws {
+        var string = string
+        let bytes = string.withUTF8 { Array($0) }
+        try send(bytes)
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: bytes in 0x20...0x7E.
+    public func send(_ string: some Collection<UInt8>) throws {
+        try send(Array(string))
+    }
+
+    private func enqueue(_ string: [UInt8]) throws {
+        guard !isReset else { throw MinervaStreamError.streamIsReset }
+        queue.append(string)
+        if let engine, queue.queuedBytes > engine.configuration.maxQueuedBytesPerStream {
+            resetInternal(reason: "send queue limit exceeded")
+            throw MinervaStreamError.sendQueueFull
+        }
+        engine?.scheduleSend(self)
+    }
+
+    /// Resets the stream (application level): writes `reason|1!` on every transport, drops queued strings and
+    /// calls ``MinervaStreamHandler/streamReset(_:reason:applicationLevel:)``.
+    /// - Parameter reason: a restricted string of at most 255 bytes.
+    /// - Throws: ``MinervaStreamError/streamIsReset`` or ``MinervaStreamError/invalidResetReason``.
+    public func reset(reason: String) throws {
+        guard !isReset else { throw MinervaStreamError.streamIsReset }
+        guard RestrictedString.isValidResetReason(reason.utf8) else { throw MinervaStreamError.invalidResetReason }
+        performReset(reason: reason, applicationLevel: true, writeResetFrame: true)
+    }
+
+    /// Registers the producer to pause and resume (at most one).
+    /// - Parameters:
+    ///   - producer: the producer.
+    ///   - streaming: true for a push producer (paused while there is no primary or it is backed up).
+    /// - Throws: ``MinervaStreamError/producerAlreadyRegistered``.
+    public func registerProducer(_ producer: any MinervaProducer, streaming: Bool) throws {
+        guard self.producer == nil else { throw MinervaStreamError.producerAlreadyRegistered }
+        self.producer = producer
+        producerIsPush = streaming
+        if streaming && (primaryPaused || primary == nil) { producer.pauseProducing() }
+    }
+
+    /// Calls `body` when the stream ends (at its reset, just before the handler's `streamReset`); at once if it
+    /// already ended.
+    /// - Parameter body: the completion callback.
+    public func notifyFinish(_ body: @escaping () -> Void) {
+        if isReset { body() } else { finishObservers.append(body) }
+    }
+
+    /// Unregisters the producer, if any.
+    public func unregisterProducer() {
+        producer = nil
+    }
+
+    // MARK: Engine side
+
+    /// Resets with a reason chosen by Minerva (not application level).
+    func resetInternal(reason: String) {
+        guard !isReset else { return }
+        performReset(reason: reason, applicationLevel: false, writeResetFrame: true)
+    }
+
+    /// The peer sent a ResetFrame (PROTOCOL.md 6.8): close every transport gently, tell the application.
+    func resetFromPeer(reason: String, applicationLevel: Bool) {
+        guard !isReset else { return }
+        performReset(reason: reason, applicationLevel: applicationLevel, writeResetFrame: false)
+    }
+
+    private func performReset(reason: String, applicationLevel: Bool, writeResetFrame: Bool) {
+        isReset = true
+        sendScheduled = false
+        queue.removeAll()
+        engine?.forget(self)
+        for transport in transports {
+            if writeResetFrame {
+                engine?.writeReset(transport, reason: reason, applicationLevel: applicationLevel)
+            } else {
+                engine?.closeGently(transport)
+            }
+        }
+        if let producer {
+            self.producer = nil
+            producer.stopProducing()
+        }
+        let observers = finishObservers
+        finishObservers = []
+        for observer in observers { observer() }
+        let handler = self.handler
+        self.handler = nil
+        handler?.streamReset(self, reason: reason, applicationLevel: applicationLevel)
+    }
+
+    /// Applies a SACK from the client (PROTOCOL.md 6.5).
+    /// - Returns: false for a bad SACK (the caller kills its transport with `acked_unsent_strings`).
+    func processSACK(_ sack: SACK) -> Bool {
+        let wasPretending = pretendAcked != nil
+        pretendAcked = nil
+        lastSackSeenByServer = sack
+        guard queue.process(sack) else { return false }
+        if wasPretending { trySend() }
+        return true
+    }
+
+    /// A send attempt (PROTOCOL.md 6.4).
+    func trySend() {
+        sendScheduled = false
+        guard !isReset, !queue.isEmpty, let primary else { return }
+        primary.writeStrings(queue, start: pretendAcked.map { $0 + 1 })
+        engine?.flushIfIdle(primary)
+    }
+
+    /// Attaches a transport (PROTOCOL.md 6.2).
+    func transportOnline(_ transport: ServerTransport) {
+        transports.append(transport)
+        transport.stream = self
+        if !protocolBuilt, let engine {
+            protocolBuilt = true
+            let handler = engine.handlerFactory(self)
+            self.handler = handler
+            do {
+                try handler.streamStarted(self)
+            } catch {
+                engine.report(error, in: "streamStarted")
+                resetInternal(reason: "streamStarted raised uncaught exception")
+                return
+            }
+        }
+        if isReset { return }
+        handler?.transportCreated(transport.info, on: self)
+        if isReset || !transport.wantsStrings || transport.phase != .open || transport.terminating { return }
+        if case .transport(let number) = transport.hello?.succeedsTransport, let old = primary,
+            old.hello?.transportNumber == number, old.ourSeqNum != -1
+        {
+            pretendAcked = old.ourSeqNum
+        }
+        newPrimary(transport)
+        trySend()
+    }
+
+    private func newPrimary(_ transport: ServerTransport) {
+        let old = primary
+        primary = transport
+        if let old {
+            if primaryPaused && producerIsPush { producer?.resumeProducing() }
+            primaryPaused = false
+            engine?.closeGently(old)
+        } else if producerIsPush {
+            producer?.resumeProducing()
+        }
+    }
+
+    /// Detaches a transport (PROTOCOL.md 6.2).
+    func transportOffline(_ transport: ServerTransport) {
+        guard let index = transports.firstIndex(where: { $0 === transport }) else { return }
+        transports.remove(at: index)
+        if transport === primary {
+            primary = nil
+            primaryPaused = false
+            if producerIsPush { producer?.pauseProducing() }
+        }
+        if !isReset { handler?.transportDestroyed(transport.info, on: self) }
+    }
+
+    /// The primary's connection became backed up or writable again.
+    func primaryBackpressure(paused: Bool) {
+        guard paused != primaryPaused else { return }
+        primaryPaused = paused
+        guard producerIsPush, let producer else { return }
+        if paused { producer.pauseProducing() } else { producer.resumeProducing() }
+    }
+
+    /// Hands a sorted batch of received strings to the window and the application (PROTOCOL.md 6.6).
+    /// - Returns: true if the receive window overflowed.
+    func stringsReceived(_ pairs: [(seq: Int64, bytes: ArraySlice<UInt8>)]) -> Bool {
+        guard !isReset else { return false }
+        var deliverable: [ArraySlice<UInt8>] = []
+        let hit = window.receive(pairs.lazy.map { ($0.seq, $0.bytes) }) { deliverable.append($0) }
+        if !deliverable.isEmpty, let handler {
+            handler.stringsReceived(deliverable, on: self)
+        }
+        return hit && !isReset
+    }
+}

@@ -1,0 +1,139 @@
+// The demo protocol that minerva-demo runs and that tests and benchmarks rely on (issue 4, item 4).
+
+/// The demo application: one ``MinervaDemoHandler`` per stream, a chat room and a stream counter per event loop.
+///
+/// Commands (one per received string): `echo:X`, `echo_twice:X`, `reset_me:R`, `string_then_reset_me:R`,
+/// `send_demo`, `begin_chat`, `broadcast:T`; anything else is answered with `unknown_message_type`.
+public final class MinervaDemoApplication {
+    private let lock = Lock()
+    private var rooms: [ObjectIdentifier: MinervaDemoRoom] = [:]
+
+    /// Creates the application.
+    public init() {}
+
+    /// The handler factory to give to ``MinervaEndpoint``.
+    public var handlerFactory: MinervaEndpoint.HandlerFactory {
+        { [self] stream, loop in
+            let room = self.room(for: loop)
+            let number = room.nextStreamNumber
+            room.nextStreamNumber += 1
+            return MinervaDemoHandler(number: number, room: room, loop: loop)
+        }
+    }
+
+    /// The chat room of `loop` (streams on other loops have their own).
+    /// - Parameter loop: the event loop.
+    /// - Returns: the room; use it on `loop`'s thread only.
+    public func room(for loop: EventLoop) -> MinervaDemoRoom {
+        lock.withLock {
+            if let room = rooms[ObjectIdentifier(loop)], room.loop === loop { return room }
+            let room = MinervaDemoRoom(loop: loop)
+            rooms[ObjectIdentifier(loop)] = room
+            return room
+        }
+    }
+}
+
+/// The streams that sent `begin_chat` (and have not reset), and the per-loop stream counter.
+public final class MinervaDemoRoom {
+    weak var loop: EventLoop?
+    /// The number the next stream gets (streams are numbered from 0 in creation order).
+    public internal(set) var nextStreamNumber = 0
+    var members: [MinervaDemoHandler] = []
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    /// The number of streams in the room.
+    public var memberCount: Int { members.count }
+}
+
+/// The demo protocol's handler of one stream.
+public final class MinervaDemoHandler: MinervaStreamHandler {
+    /// The stream's number, assigned at creation (0, 1, 2...).
+    public let number: Int
+    private let room: MinervaDemoRoom
+    private unowned let loop: EventLoop
+    private weak var stream: ServerStream?
+    private var demoTimer: LoopTimer?
+    private var inRoom = false
+
+    init(number: Int, room: MinervaDemoRoom, loop: EventLoop) {
+        self.number = number
+        self.room = room
+        self.loop = loop
+    }
+
+    /// Remembers the stream.
+    public func streamStarted(_ stream: ServerStream) throws {
+        self.stream = stream
+    }
+
+    /// Runs one command.
+    public func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws {
+        let text = String(decoding: string, as: UTF8.self)
+        if let x = text.dropPrefix("echo:") {
+            try stream.send(x)
+        } else if let x = text.dropPrefix("echo_twice:") {
+            try stream.send(x)
+            loop.execute { [weak stream] in
+                guard let stream, !stream.isReset else { return }
+                try? stream.send(x)
+            }
+        } else if let reason = text.dropPrefix("reset_me:") {
+            try stream.reset(reason: reason)
+        } else if let reason = text.dropPrefix("string_then_reset_me:") {
+            try stream.send("about to reset with reasonString \(reason)")
+            try stream.reset(reason: reason)
+        } else if text == "send_demo" {
+            try stream.send("starting_send_demo")
+            startSendDemo()
+        } else if text == "begin_chat" {
+            if !inRoom {
+                inRoom = true
+                room.members.append(self)
+            }
+        } else if let message = text.dropPrefix("broadcast:") {
+            let line = "TEXT|\(number)|\(message)"
+            for member in room.members {
+                if let memberStream = member.stream, !memberStream.isReset { try? memberStream.send(line) }
+            }
+        } else {
+            try stream.send("unknown_message_type")
+        }
+    }
+
+    private func startSendDemo() {
+        demoTimer?.cancel()
+        var iteration = 0
+        demoTimer = loop.schedule(after: 0.2, repeating: 0.2) { [weak self] in
+            guard let self, let stream = self.stream, !stream.isReset else {
+                self?.demoTimer?.cancel()
+                return
+            }
+            iteration += 1
+            let token = "#\(iteration)"
+            let line = Array(repeating: token, count: 5 * iteration).joined(separator: " ")
+            for _ in 0..<iteration { try? stream.send(line) }
+            if iteration >= 20 {
+                self.demoTimer?.cancel()
+                self.demoTimer = nil
+            }
+        }
+    }
+
+    /// Leaves the room and stops the send demo.
+    public func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {
+        demoTimer?.cancel()
+        demoTimer = nil
+        if inRoom {
+            inRoom = false
+            room.members.removeAll { $0 === self }
+        }
+    }
+}
+
+extension String {
+    fileprivate func dropPrefix(_ prefix: String) -> String? {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : nil
+    }
+}

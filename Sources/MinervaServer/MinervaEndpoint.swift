@@ -1,0 +1,403 @@
+// The Minerva HTTP endpoint (PROTOCOL.md 4): `POST <prefix>io/` feeds whole bodies to the loop's
+// MinervaServerEngine and carries out its actions on the HTTP responses; `GET <prefix>minerva-client.js` serves the
+// JavaScript client; optional CORS. One engine per event loop, driven by MinervaLoopDriver.
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// Settings of a ``MinervaEndpoint``.
+public struct MinervaEndpointConfiguration: Sendable {
+    /// The path the endpoint is mounted at; must start and end with `/` (default `/_minerva/`).
+    public var prefix = "/_minerva/"
+    /// The engine's limits and timings (idle timeout, stream limits, socket grace period...).
+    public var engine = ServerEngineConfiguration()
+    /// Origins allowed to POST from other sites (CORS). Empty: no CORS headers at all. `*` allows any origin.
+    public var allowedOrigins: [String] = []
+    /// The JavaScript client served at `<prefix>minerva-client.js`; nil or a missing file answers 404.
+    public var clientScriptPath: String? = MinervaEndpointConfiguration.defaultClientScriptPath
+    /// The `Cache-Control` value of the JavaScript client (it also gets an `ETag`).
+    public var clientScriptCacheControl = "public, max-age=300"
+    /// Whether the application's ``TransportInfo`` carries the HTTP request headers (copied per request).
+    public var includeRequestHeaders = true
+    /// The Flash socket policy the socket listener serves (nil answers a lone NUL, PROTOCOL.md 3.2).
+    public var socketPolicy: String?
+    /// Seconds a socket may take to send its mode prefix before it is aborted (PROTOCOL.md 10.8).
+    public var socketModeTimeout = SocketModeDetector.defaultTimeout
+    /// Whether a socket is aborted as soon as its first bytes can match no mode prefix (false: wait for 512 bytes).
+    public var socketEarlyRejection = true
+
+    /// `Client/minerva-client.js` of the source tree this library was built from.
+    public static let defaultClientScriptPath: String = {
+        var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)  // Sources/MinervaServer/MinervaEndpoint.swift
+        return parts.joined(separator: "/") + "/Client/minerva-client.js"
+    }()
+
+    /// The defaults described on each property.
+    public init() {}
+}
+
+/// The Minerva endpoint: mount it on an ``HTTPRouter`` beside the application's own routes.
+///
+/// ```swift
+/// let endpoint = MinervaEndpoint { stream, loop in EchoHandler() }
+/// endpoint.mount(on: router)
+/// ```
+///
+/// Each event loop of the server gets its own ``MinervaServerEngine`` (streams live on the loop that created
+/// them, so run a single loop thread unless clients are pinned to a loop). Thread-safe to share between loops.
+/// Keep the endpoint alive as long as the server runs (mounting it on a router does).
+public final class MinervaEndpoint {
+    /// Builds the application handler of a new stream; called on the stream's event loop.
+    public typealias HandlerFactory = (ServerStream, EventLoop) -> any MinervaStreamHandler
+
+    /// The settings.
+    public let configuration: MinervaEndpointConfiguration
+    /// Logs startup facts, application callback failures and socket errors (never a full stream id).
+    public let logger: Logger
+    let handlerFactory: HandlerFactory
+    private let lock = Lock()
+    private var drivers: [ObjectIdentifier: MinervaLoopDriver] = [:]
+    private let clientScript: StaticContent?
+    private let prefixBytes: [UInt8]
+    let corsOrigins: Set<String>
+    let corsAnyOrigin: Bool
+
+    /// Creates an endpoint.
+    /// - Parameters:
+    ///   - configuration: prefix, engine limits, CORS, client script.
+    ///   - logger: where failures are reported.
+    ///   - handlerFactory: builds the handler of each new stream, given the stream and its event loop.
+    public init(
+        configuration: MinervaEndpointConfiguration = MinervaEndpointConfiguration(),
+        logger: Logger = Logger(label: "minerva.endpoint"), handlerFactory: @escaping HandlerFactory
+    ) {
+        precondition(configuration.prefix.hasPrefix("/") && configuration.prefix.hasSuffix("/"), "bad prefix")
+        self.configuration = configuration
+        self.logger = logger
+        self.handlerFactory = handlerFactory
+        prefixBytes = Array(configuration.prefix.utf8)
+        corsOrigins = Set(configuration.allowedOrigins)
+        corsAnyOrigin = corsOrigins.contains("*")
+        if let path = configuration.clientScriptPath {
+            clientScript = try? StaticContent(
+                file: path, contentType: "text/javascript; charset=utf-8",
+                cacheControl: configuration.clientScriptCacheControl)
+        } else {
+            clientScript = nil
+        }
+    }
+
+    /// Creates an endpoint whose factory does not need the event loop.
+    /// - Parameters:
+    ///   - configuration: prefix, engine limits, CORS, client script.
+    ///   - logger: where failures are reported.
+    ///   - handlerFactory: builds the handler of each new stream.
+    public convenience init(
+        configuration: MinervaEndpointConfiguration = MinervaEndpointConfiguration(),
+        logger: Logger = Logger(label: "minerva.endpoint"),
+        handlerFactory: @escaping (ServerStream) -> any MinervaStreamHandler
+    ) {
+        self.init(configuration: configuration, logger: logger) { stream, _ in handlerFactory(stream) }
+    }
+
+    /// Whether the JavaScript client file was found and is served.
+    public var servesClientScript: Bool { clientScript != nil }
+
+    /// Mounts the endpoint at ``MinervaEndpointConfiguration/prefix`` on `router`.
+    /// - Parameter router: the server's router.
+    public func mount(on router: HTTPRouter) {
+        router.mount(configuration.prefix, methods: nil) { [self] request, response in
+            self.dispatch(request, response)
+        }
+    }
+
+    /// The engine of `loop`, created on first use. Call it on `loop`'s thread only.
+    /// - Parameter loop: an event loop of the server.
+    /// - Returns: the loop's engine (inspect streams, or run application code against it).
+    public func engine(on loop: EventLoop) -> MinervaServerEngine {
+        driver(for: loop).engine
+    }
+
+    func driver(for loop: EventLoop) -> MinervaLoopDriver {
+        let key = ObjectIdentifier(loop)
+        return lock.withLock {
+            if let driver = drivers[key], driver.loop === loop { return driver }
+            let driver = MinervaLoopDriver(endpoint: self, loop: loop)
+            drivers[key] = driver
+            return driver
+        }
+    }
+
+    // MARK: Routing
+
+    private enum Child { case io, clientScript, other }
+
+    private func child(of request: HTTPRequest) -> Child {
+        let path = request.pathBytes
+        let rest = UnsafeRawBufferPointer(rebasing: path[prefixBytes.count...])
+        if rest.elementsEqual("io/".utf8) || rest.elementsEqual("io".utf8) { return .io }
+        if rest.elementsEqual("minerva-client.js".utf8) { return .clientScript }
+        return .other
+    }
+
+    private func dispatch(_ request: HTTPRequest, _ response: HTTPResponse) {
+        switch child(of: request) {
+        case .io:
+            if request.method == .POST {
+                driver(for: response.eventLoop).handlePost(request, response)
+            } else if request.method == .OPTIONS {
+                answerPreflight(request, response)
+            } else {
+                response.status = 405
+                response.setHeader("Allow", corsOrigins.isEmpty ? "POST" : "POST, OPTIONS")
+                response.setHeader("Content-Type", "text/plain")
+                response.end("Method Not Allowed\n")
+            }
+        case .clientScript:
+            if let clientScript, request.method == .GET || request.method == .HEAD {
+                response.send(clientScript, for: request)
+            } else if clientScript != nil {
+                response.status = 405
+                response.setHeader("Allow", "GET, HEAD")
+                response.setHeader("Content-Type", "text/plain")
+                response.end("Method Not Allowed\n")
+            } else {
+                notFound(response)
+            }
+        case .other:
+            notFound(response)
+        }
+    }
+
+    private func notFound(_ response: HTTPResponse) {
+        response.status = 404
+        response.setHeader("Content-Type", "text/plain")
+        response.end("Not Found\n")
+    }
+
+    /// The allowed origin to echo for this request, if CORS is configured and the origin is allowed.
+    func allowedOrigin(_ request: HTTPRequest) -> String? {
+        guard !corsOrigins.isEmpty, let origin = request.header("Origin") else { return nil }
+        return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
+    }
+
+    private func answerPreflight(_ request: HTTPRequest, _ response: HTTPResponse) {
+        guard !corsOrigins.isEmpty else {
+            response.status = 405
+            response.setHeader("Allow", "POST")
+            response.setHeader("Content-Type", "text/plain")
+            response.end("Method Not Allowed\n")
+            return
+        }
+        guard let origin = allowedOrigin(request) else {
+            response.status = 403
+            response.setHeader("Content-Type", "text/plain")
+            response.end("Origin not allowed\n")
+            return
+        }
+        response.status = 204
+        response.setHeader("Access-Control-Allow-Origin", origin)
+        response.setHeader("Vary", "Origin")
+        response.setHeader("Access-Control-Allow-Methods", "POST, OPTIONS")
+        let requested = request.header("Access-Control-Request-Headers") ?? "Content-Type"
+        response.setHeader("Access-Control-Allow-Headers", requested.isEmpty ? "Content-Type" : requested)
+        response.setHeader("Access-Control-Max-Age", "86400")
+        response.end()
+    }
+}
+
+/// The engine of one event loop and the I/O around it: HTTP responses and sockets by transport handle, the
+/// engine's deadline on the loop's timer, and the end-of-turn flush (coalesced sending, PROTOCOL.md 6.4).
+/// Confined to its loop.
+final class MinervaLoopDriver {
+    weak var loop: EventLoop?
+    unowned let endpoint: MinervaEndpoint
+    let engine: MinervaServerEngine
+    private var responses: [Int: HTTPResponse] = [:]
+    var sockets: [Int: MinervaSocketConnection] = [:]
+    private var nextHandle = 0
+    private var timer: LoopTimer?
+    private var armedDeadline = Double.infinity
+    private var performing = false
+
+    init(endpoint: MinervaEndpoint, loop: EventLoop) {
+        self.loop = loop
+        self.endpoint = endpoint
+        let factory = endpoint.handlerFactory
+        engine = MinervaServerEngine(configuration: endpoint.configuration.engine, now: loop.now) {
+            [unowned loop] stream in
+            factory(stream, loop)
+        }
+        let logger = endpoint.logger
+        engine.errorReporter = { error, callback in
+            logger.error("application callback \(callback) failed: \(error)")
+        }
+        // Before the HTTP server's output flush, so strings sent during this turn leave in this turn's writes.
+        loop.beforeBlocking.insert({ [weak self] in self?.endOfTurn() }, at: 0)
+        rearm()
+    }
+
+    var now: Double { loop?.now ?? engine.now }
+
+    func newHandle() -> TransportHandle {
+        nextHandle &+= 1
+        return TransportHandle(nextHandle)
+    }
+
+    /// Open HTTP transports waiting for output.
+    var openResponseCount: Int { responses.count }
+
+    // MARK: HTTP
+
+    func handlePost(_ request: HTTPRequest, _ response: HTTPResponse) {
+        let handle = newHandle()
+        response.setHeader("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
+        response.setHeader("Pragma", "no-cache")
+        response.setHeader("Expires", "-1")
+        response.setHeader("Content-Type", "text/plain")
+        response.setHeader("X-XSS-Protection", "1; mode=block")
+        response.setHeader("X-Content-Type-Options", "nosniff")
+        if let origin = endpoint.allowedOrigin(request) {
+            response.setHeader("Access-Control-Allow-Origin", origin)
+            response.setHeader("Vary", "Origin")
+        }
+        responses[handle.rawValue] = response
+        response.onClose = { [weak self] in
+            guard let self, self.responses.removeValue(forKey: handle.rawValue) != nil else { return }
+            self.engine.transportClosed(handle, now: self.now)
+            self.perform()
+        }
+        response.onWritable = { [weak self] in
+            guard let self else { return }
+            self.engine.transportWritable(handle, true)
+            self.perform()
+        }
+        engine.openTransport(handle, kind: .http, connection: connectionInfo(request, response), now: now)
+        engine.httpBodyReceived(handle, body: request.bodyBytes, now: now)
+        perform()
+    }
+
+    private func connectionInfo(_ request: HTTPRequest, _ response: HTTPResponse) -> ConnectionInfo {
+        var info = ConnectionInfo()
+        if let fd = response.connection?.fd {
+            info.localAddress = socketAddress(fd, peer: false)
+            info.peerAddress = socketAddress(fd, peer: true)
+        }
+        if endpoint.configuration.includeRequestHeaders {
+            var headers: [(name: String, value: String)] = []
+            headers.reserveCapacity(request.headerCount)
+            request.forEachHeader { name, value in
+                headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            }
+            info.requestHeaders = headers
+        }
+        return info
+    }
+
+    // MARK: Actions
+
+    /// Carries out the engine's actions (re-entrant calls leave the work to the outer call, keeping order).
+    func perform() {
+        if performing { return }
+        performing = true
+        defer { performing = false }
+        while engine.hasActions {
+            for action in engine.takeActions() {
+                execute(action)
+            }
+        }
+    }
+
+    private func execute(_ action: ServerAction) {
+        switch action {
+        case .write(let handle, let bytes, let kind):
+            switch kind {
+            case .httpWholeBody:
+                guard let response = responses.removeValue(forKey: handle.rawValue) else { return }
+                response.onClose = nil
+                response.onWritable = nil
+                response.end(bytes)
+            case .httpChunk:
+                guard let response = responses[handle.rawValue] else { return }
+                response.write(bytes)
+                if !response.isWritable { engine.transportWritable(handle, false) }
+            case .socket:
+                sockets[handle.rawValue]?.write(bytes)
+            }
+        case .finish(let handle):
+            guard let response = responses.removeValue(forKey: handle.rawValue) else { return }
+            response.onClose = nil
+            response.onWritable = nil
+            response.end()
+        case .close(let handle):
+            sockets[handle.rawValue]?.close(abort: false)
+        }
+    }
+
+    // MARK: Time
+
+    /// End of a loop turn: write what the application sent, carry out actions, re-arm the engine's timer.
+    func endOfTurn() {
+        if engine.needsFlush {
+            engine.flush(now: now)
+        }
+        perform()
+        rearm()
+    }
+
+    private func rearm() {
+        guard let loop else { return }
+        let deadline = engine.nextDeadline
+        if deadline == armedDeadline && timer != nil { return }
+        timer?.cancel()
+        timer = nil
+        armedDeadline = deadline
+        guard deadline.isFinite else { return }
+        timer = loop.schedule(after: max(0, deadline - loop.now)) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.armedDeadline = .infinity
+            self.engine.timersDue(now: self.now)
+            self.perform()
+            self.rearm()
+        }
+    }
+}
+
+/// `address:port` of the local or peer end of a socket ("" if unknown).
+func socketAddress(_ fd: Int32, peer: Bool) -> String {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let result = withUnsafeMutablePointer(to: &storage) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
+        }
+    }
+    guard result == 0 else { return "" }
+    var text = [CChar](repeating: 0, count: 64)
+    switch Int32(storage.ss_family) {
+    case AF_INET:
+        return withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                var inAddress = address.pointee.sin_addr
+                inet_ntop(AF_INET, &inAddress, &text, 64)
+                return String(cString: text) + ":" + String(UInt16(bigEndian: address.pointee.sin_port))
+            }
+        }
+    case AF_INET6:
+        return withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                var inAddress = address.pointee.sin6_addr
+                inet_ntop(AF_INET6, &inAddress, &text, 64)
+                return "[" + String(cString: text) + "]:" + String(UInt16(bigEndian: address.pointee.sin6_port))
+            }
+        }
+    default:
+        return ""
+    }
+}

@@ -1,0 +1,271 @@
+// The Minerva socket listener (PROTOCOL.md 3.2): a separate TCP port whose connections choose their mode with their
+// first bytes (Flash policy file, `<int32/>\n`, or abort), then carry int32-framed frames both ways. Each int32
+// connection is one socket transport of the loop's engine.
+internal import CShims
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// A listening socket for Minerva's socket mode, bound to one event loop of the server.
+public final class MinervaSocketListener {
+    /// The port listened on (the kernel's choice when 0 was asked for).
+    public let port: Int
+    /// The event loop the connections run on.
+    public let eventLoop: EventLoop
+    private let fd: Int32
+    private var driver: MinervaLoopDriver!
+    private var watcher: IOWatcher?
+    private var isClosed = false
+    let readBuffer = ByteStorage(capacity: 64 * 1024)
+
+    /// Binds and listens; connections are accepted on `loop` once it runs.
+    /// - Parameters:
+    ///   - endpoint: the endpoint whose engine (on `loop`) the socket transports join.
+    ///   - host: the address to bind, e.g. `127.0.0.1`.
+    ///   - port: the port, or 0 for any free one.
+    ///   - loop: the event loop (one of the HTTP server's, so HTTP and socket transports share streams).
+    /// - Throws: `HTTPServerError` with code `.bindFailed`.
+    public init(endpoint: MinervaEndpoint, host: String, port: Int, on loop: EventLoop) throws {
+        cshims_ignore_sigpipe()
+        let fd = cshims_listen_tcp(host, Int32(port), 1024, 0)
+        guard fd >= 0 else {
+            throw HTTPServerError(
+                code: .bindFailed, message: "cannot listen on \(host):\(port): \(String(cString: strerror(-fd)))")
+        }
+        self.fd = fd
+        self.port = Int(cshims_local_port(fd))
+        self.eventLoop = loop
+        loop.execute { [self] in
+            guard !self.isClosed else { return }
+            self.driver = endpoint.driver(for: loop)  // on the loop's thread: it hooks into the loop
+            let watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
+            watcher.watch(cshims_EV_READ())
+            self.watcher = watcher
+        }
+    }
+
+    /// Stops listening and closes the connections it accepted (their transports detach). Thread-safe; returns at
+    /// once. Call it before stopping the server's loop.
+    public func close() {
+        eventLoop.execute { [self] in
+            guard !self.isClosed else { return }
+            self.isClosed = true
+            self.watcher = nil
+            _ = cshims_close(self.fd)
+            guard let driver = self.driver else { return }
+            for connection in driver.sockets.values where connection.listener === self {
+                connection.disconnect()
+            }
+        }
+    }
+
+    private func acceptAll() {
+        while !isClosed {
+            let connectionFD = cshims_accept(fd)  // sets TCP_NODELAY
+            if connectionFD >= 0 {
+                let connection = MinervaSocketConnection(fd: connectionFD, listener: self, driver: driver)
+                driver.sockets[connection.handle.rawValue] = connection
+                connection.start()
+                continue
+            }
+            switch -connectionFD {
+            case EAGAIN, EWOULDBLOCK: return
+            case ECONNABORTED, EINTR, EPROTO: continue
+            default:
+                driver.endpoint.logger.warning("socket accept failed: errno \(-connectionFD)")
+                return
+            }
+        }
+    }
+}
+
+/// One accepted socket: mode detection, then an int32 transport of the engine.
+final class MinervaSocketConnection {
+    private enum State { case detecting, policyServed, int32, closed }
+
+    let fd: Int32
+    let handle: TransportHandle
+    let listener: MinervaSocketListener
+    private unowned let driver: MinervaLoopDriver
+    private var watcher: IOWatcher!
+    private var state = State.detecting
+    private var detector: SocketModeDetector
+    private var decoder = Int32FrameDecoder()
+    private var detectionTimer: LoopTimer?
+    private var output: [UInt8] = []
+    private var outputStart = 0
+    private var writeBlocked = false
+    private var backedUp = false
+    private var closeWhenWritten = false
+    static let highWaterMark = 256 * 1024
+    static let lowWaterMark = 64 * 1024
+
+    init(fd: Int32, listener: MinervaSocketListener, driver: MinervaLoopDriver) {
+        self.fd = fd
+        self.listener = listener
+        self.driver = driver
+        handle = driver.newHandle()
+        let configuration = driver.endpoint.configuration
+        detector = SocketModeDetector(
+            policy: configuration.socketPolicy.map { Array($0.utf8) }, now: driver.now,
+            timeout: configuration.socketModeTimeout, earlyRejection: configuration.socketEarlyRejection)
+    }
+
+    func start() {
+        watcher = IOWatcher(loop: listener.eventLoop.raw, fd: fd) { [unowned self] revents in
+            self.handleEvents(revents)
+        }
+        watcher.watch(cshims_EV_READ())
+        let timeout = driver.endpoint.configuration.socketModeTimeout
+        detectionTimer = listener.eventLoop.schedule(after: timeout) { [unowned self] in
+            self.detectionTimer = nil
+            if self.state == .detecting { self.close(abort: true) }
+        }
+    }
+
+    private func handleEvents(_ revents: Int32) {
+        if revents & cshims_EV_WRITE() != 0 { flushOutput() }
+        if revents & cshims_EV_READ() != 0 && state != .closed { readable() }
+    }
+
+    private func updateWatcher() {
+        guard state != .closed else { return }
+        watcher.watch(cshims_EV_READ() | (writeBlocked ? cshims_EV_WRITE() : 0))
+    }
+
+    private func readable() {
+        let buffer = listener.readBuffer
+        let n = cshims_read(fd, buffer.base, buffer.capacity)
+        if n > 0 {
+            received(UnsafeRawBufferPointer(start: buffer.base, count: n))
+        } else if n == 0 || (n != -Int(EAGAIN) && n != -Int(EWOULDBLOCK)) {
+            peerClosed()
+        }
+    }
+
+    private func received(_ bytes: UnsafeRawBufferPointer) {
+        switch state {
+        case .detecting:
+            switch detector.receive(bytes) {
+            case .needMoreBytes, .ignore:
+                return
+            case .policyFile(let response):
+                state = .policyServed
+                cancelDetectionTimer()
+                write(response)
+            case .abort:
+                close(abort: true)
+            case .int32(let remainder):
+                state = .int32
+                cancelDetectionTimer()
+                let info = ConnectionInfo(
+                    localAddress: socketAddress(fd, peer: false), peerAddress: socketAddress(fd, peer: true))
+                driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
+                framesArrived(remainder)
+            }
+        case .int32:
+            framesArrived(bytes)
+        case .policyServed, .closed:
+            return  // PROTOCOL.md 3.2: input after the policy answer is ignored
+        }
+    }
+
+    private func framesArrived(_ bytes: some Sequence<UInt8>) {
+        let engine = driver.engine
+        switch decoder.receive(bytes) {
+        case .success(let frames):
+            engine.framesReceived(handle, frames: Array(frames), now: driver.now)
+        case .failure:
+            engine.framesReceived(handle, frames: [], frameCorruption: true, now: driver.now)
+        }
+        driver.perform()
+    }
+
+    /// Closes the connection now, telling the engine (listener shutdown).
+    func disconnect() { peerClosed() }
+
+    private func peerClosed() {
+        let wasTransport = state == .int32
+        closeNow(abort: false)
+        if wasTransport {
+            driver.engine.transportClosed(handle, now: driver.now)
+            driver.perform()
+        }
+    }
+
+    private func cancelDetectionTimer() {
+        detectionTimer?.cancel()
+        detectionTimer = nil
+    }
+
+    // MARK: Output
+
+    /// Queues bytes and writes as much as the socket takes now.
+    func write(_ bytes: [UInt8]) {
+        guard state != .closed, !bytes.isEmpty else { return }
+        output.append(contentsOf: bytes)
+        if !writeBlocked { flushOutput() }
+        if !backedUp && output.count - outputStart > Self.highWaterMark {
+            backedUp = true
+            driver.engine.transportWritable(handle, false)
+        }
+    }
+
+    private func flushOutput() {
+        while outputStart < output.count && state != .closed {
+            let n = output[outputStart...].withUnsafeBytes { cshims_send(fd, $0.baseAddress!, $0.count) }
+            if n > 0 {
+                outputStart += n
+                continue
+            }
+            if n == -Int(EAGAIN) || n == -Int(EWOULDBLOCK) {
+                if !writeBlocked {
+                    writeBlocked = true
+                    updateWatcher()
+                }
+                return
+            }
+            peerClosed()
+            return
+        }
+        output.removeAll(keepingCapacity: output.capacity <= 64 * 1024)
+        outputStart = 0
+        if writeBlocked {
+            writeBlocked = false
+            updateWatcher()
+        }
+        if backedUp {
+            backedUp = false
+            driver.engine.transportWritable(handle, true)
+        }
+        if closeWhenWritten { close(abort: false) }
+    }
+
+    /// Closes the socket; `abort` resets the connection (SO_LINGER 0) instead of a normal close.
+    func close(abort: Bool) {
+        guard state != .closed else { return }
+        if !abort && outputStart < output.count && !closeWhenWritten {
+            closeWhenWritten = true  // the engine's grace-period close: write what is queued first
+            return
+        }
+        closeNow(abort: abort)
+    }
+
+    private func closeNow(abort: Bool) {
+        guard state != .closed else { return }
+        state = .closed
+        cancelDetectionTimer()
+        watcher.watch(0)
+        if abort {
+            var linger = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+        }
+        _ = cshims_close(fd)
+        output = []
+        driver.sockets[handle.rawValue] = nil
+        listener.eventLoop.releaseLater(self)
+    }
+}

@@ -1,0 +1,395 @@
+// PROTOCOL.md 9 group F over real sockets: POST <prefix>io/ bodies, exact response bytes, Content-Length versus
+// chunked, headers of 4.2, peer abort; plus routing, the client script and CORS.
+import Glibc
+import Testing
+
+@testable import MinervaServer
+
+private let noCacheHeaders: [(String, String)] = [
+    ("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"), ("Pragma", "no-cache"), ("Expires", "-1"),
+    ("Content-Type", "text/plain"), ("X-XSS-Protection", "1; mode=block"), ("X-Content-Type-Options", "nosniff"),
+]
+
+/// Creates the stream `ID` as case 80 does and checks that response.
+private func case80(_ server: MinervaTestServer) throws {
+    let client = try RawClient(port: server.port)
+    try client.post(hello(.http, "eeds:null") + "\n")
+    let reply = try client.readResponse()
+    #expect(reply.text == ";)]}^\nC\n|-1A\n|-1T\n")
+    #expect(reply.header("Content-Length") == "18")
+}
+
+@Suite("Minerva HTTP endpoint (PROTOCOL.md 9 group F)", .serialized)
+struct MinervaEndpointTests {
+    @Test("77: body frames passed to the protocol; long-poll has Content-Length 21, CRLF tolerated")
+    func case77() throws {
+        for newline in ["\n", "\r\n"] {
+            let server = try MinervaTestServer()
+            defer { server.stop() }
+            let client = try RawClient(port: server.port)
+            let body = [hello(.http, "eeds:null"), "string0 ", "string1 ", "string2 "].map { $0 + newline }.joined()
+            try client.post(body)
+            let reply = try client.readResponse()
+            #expect(reply.status == 200)
+            #expect(reply.text == ";)]}^\nC\n|2A\n|2A\n|-1T\n")
+            #expect(reply.header("Content-Length") == "21")
+            #expect(reply.header("Transfer-Encoding") == nil)
+            #expect(server.recording.all.contains("strings string0,string1,string2"))
+        }
+    }
+
+    @Test("77 streaming: ming:1 writes C and the SACK and stays open (chunked)")
+    func case77Streaming() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null", "ming:1") + "\nstring0 \nstring1 \nstring2 \n")
+        let head = try client.readHead()
+        #expect(head.headers.contains { $0 == ("Transfer-Encoding", "chunked") })
+        #expect(!head.headers.contains { $0.0 == "Content-Length" })
+        #expect(try client.readChunks(totalling: 12) == ";)]}^\nC\n|2A\n")
+        #expect(client.receivesNothing(for: 0.2))
+    }
+
+    @Test("78: a final line without newline is ignored")
+    func case78() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null", "ming:1") + "\nstring0 \nstring1 ")
+        _ = try client.readHead()
+        #expect(try client.readChunks(totalling: 12) == ";)]}^\nC\n|0A\n")
+        #expect(client.receivesNothing(for: 0.2))
+        #expect(server.recording.all.filter { $0.hasPrefix("strings") } == ["strings string0"])
+    }
+
+    @Test("79: S2C strings already queued; long-poll gets them with Content-Length 42")
+    func case79() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        try case80(server)
+        _ = server.withStream { stream in
+            try? stream.send("string0")
+            try? stream.send("string1")
+        }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null") + "\nstring0 \n")
+        let reply = try client.readResponse()
+        #expect(reply.text == ";)]}^\nC\n0N\nstring0 \nstring1 \n|0A\n|0A\n|-1T\n")
+        #expect(reply.header("Content-Length") == "42")
+    }
+
+    @Test("79 streaming: no Content-Length, and a later send is appended")
+    func case79Streaming() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        try case80(server)
+        _ = server.withStream { stream in
+            try? stream.send("string0")
+            try? stream.send("string1")
+        }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null", "ming:1") + "\nstring0 \n")
+        let head = try client.readHead()
+        #expect(!head.headers.contains { $0.0 == "Content-Length" })
+        let expected = ";)]}^\nC\n0N\nstring0 \nstring1 \n|0A\n"
+        #expect(try client.readChunks(totalling: expected.utf8.count) == expected)
+        _ = server.withStream { try? $0.send("extraString") }
+        #expect(try client.readChunks(totalling: 13) == "extraString \n")
+    }
+
+    @Test("80: a fresh stream's first long-poll is finished with Content-Length 18")
+    func case80Test() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        try case80(server)
+        #expect(server.recording.all.prefix(2) == ["started", "created 0"])
+    }
+
+    @Test("81: strings sent while a long-poll waits finish it (Content-Length 37); streaming stays open")
+    func case81() throws {
+        for streaming in [false, true] {
+            let server = try MinervaTestServer()
+            defer { server.stop() }
+            try case80(server)
+            let client = try RawClient(port: server.port)
+            try client.post(hello(.http, "-new", "eeds:null", "ming:\(streaming ? 1 : 0)") + "\n")
+            #expect(client.receivesNothing(for: 0.2))
+            _ = server.withStream { stream in
+                try? stream.send("string0")
+                try? stream.send("string1")
+            }
+            if streaming {
+                let head = try client.readHead()
+                #expect(!head.headers.contains { $0.0 == "Content-Length" })
+                let expected = ";)]}^\n0N\nstring0 \nstring1 \n"
+                #expect(try client.readChunks(totalling: expected.utf8.count) == expected)
+                #expect(client.receivesNothing(for: 0.1))
+            } else {
+                let reply = try client.readResponse()
+                #expect(reply.text == ";)]}^\n0N\nstring0 \nstring1 \n|-1A\n|-1T\n")
+                #expect(reply.header("Content-Length") == "37")
+            }
+        }
+    }
+
+    @Test("82: the headers of 4.2, exactly; an empty body is answered as 10.8 recommends")
+    func case82() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null") + "\n")
+        let reply = try client.readResponse()
+        let names = Set(noCacheHeaders.map(\.0))
+        let minervaHeaders = reply.headers.filter { names.contains($0.0) }
+        #expect(minervaHeaders.map(\.0) == noCacheHeaders.map(\.0))
+        #expect(minervaHeaders.map(\.1) == noCacheHeaders.map(\.1))
+        #expect(reply.header("Access-Control-Allow-Origin") == nil)
+        for body in ["", "string0 "] {
+            try client.post(body)
+            let empty = try client.readResponse()
+            #expect(empty.text == ";)]}^\ninvalid_frame_type_or_argumentsK\n")
+        }
+    }
+
+    @Test("83: a client that aborts a streaming request detaches its transport at once")
+    func case83() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null", "ming:1") + "\n")
+        _ = try client.readHead()
+        #expect(try client.readChunks(totalling: 8) == ";)]}^\nC\n")
+        #expect(server.withStream { $0.transportCount } == 1)
+        client.abort()
+        #expect(waitUntil { server.recording.all.contains("destroyed 0") })
+        #expect(server.withStream { $0.transportCount } == 0)
+        #expect(server.withEngine { $0.transportCount } == 0)
+    }
+
+    @Test("84: a transport that does not want strings is closed at once (Content-Length 16)")
+    func case84() throws {
+        for ming in [0, 1] {
+            let server = try MinervaTestServer()
+            defer { server.stop() }
+            try case80(server)
+            let client = try RawClient(port: server.port)
+            try client.post(hello(.http, "-new", "-eeds", "ming:\(ming)") + "\n")
+            let reply = try client.readResponse()
+            #expect(reply.text == ";)]}^\n|-1A\n|-1T\n")
+            #expect(reply.header("Content-Length") == "16")
+        }
+    }
+
+    @Test("85: maxt closes a waiting primary gently when it expires")
+    func case85() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        try case80(server)
+        let client = try RawClient(port: server.port)
+        let start = monotonicNow()
+        try client.post(hello(.http, "new:false", "tnum:1", "eeds:null", "maxt:1") + "\n")
+        #expect(client.receivesNothing(for: 0.5))
+        let reply = try client.readResponse(timeout: 3)
+        #expect(reply.text == ";)]}^\n|-1A\n|-1T\n")
+        #expect(monotonicNow() - start >= 0.9)
+    }
+
+    @Test("86: the application resets while strings are delivered to a secondary")
+    func case86() throws {
+        for suffix in ["", "client's reason|1!\n"] {
+            let server = try MinervaTestServer(makeHandler: { handler in
+                handler.onStrings = { _, stream in try? stream.reset(reason: "reset forced by mock protocol") }
+            })
+            defer { server.stop() }
+            try case80(server)
+            let client = try RawClient(port: server.port)
+            try client.post(hello(.http, "new:false", "-eeds") + "\nstring0 \nstring1 \nstring2 \n" + suffix)
+            let reply = try client.readResponse()
+            #expect(reply.text == ";)]}^\n|2A\nreset forced by mock protocol|1!\n")
+            #expect(server.recording.all.last == "reset reset forced by mock protocol true")
+        }
+    }
+
+    @Test("87: an unknown stream without new gets stream_attach_failure (Content-Length 29)")
+    func case87() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "-new", "eeds:null") + "\n")
+        let reply = try client.readResponse()
+        #expect(reply.text == ";)]}^\nstream_attach_failureK\n")
+        #expect(reply.header("Content-Length") == "29")
+    }
+
+    @Test("88: a line of 1048577 bytes is frame_corruption and no frame of the body is processed")
+    func case88() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        let long = [UInt8](repeating: UInt8(ascii: "a"), count: 1_048_577)
+        try client.post(Array((hello(.http, "eeds:null") + "\n").utf8) + long + [10])
+        let reply = try client.readResponse()
+        #expect(reply.text == ";)]}^\nframe_corruptionK\n")
+        #expect(server.recording.all.isEmpty)
+        #expect(server.withEngine { $0.streamCount } == 0)
+    }
+
+    @Test("89: {}H is invalid_frame_type_or_arguments (Content-Length 39)")
+    func case89() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post("{}H\n")
+        let reply = try client.readResponse()
+        #expect(reply.text == ";)]}^\ninvalid_frame_type_or_argumentsK\n")
+        #expect(reply.header("Content-Length") == "39")
+    }
+
+    @Test("90: a long-poll with maxia returns at once with beat^")
+    func case90() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        try case80(server)
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "-new", "eeds:null", "maxia:5") + "\n")
+        let reply = try client.readResponse(timeout: 1)
+        #expect(reply.text == ";)]}^\nbeat^\n|-1A\n|-1T\n")
+    }
+
+    @Test("91: routing: io and io/ alike, io/extra 404, GET and HEAD 405 with Allow, query ignored")
+    func case91() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post("{}H\n", path: "/_minerva/io")
+        #expect(try client.readResponse().text == ";)]}^\ninvalid_frame_type_or_argumentsK\n")
+        try client.post("{}H\n", path: "/_minerva/io/?x=1")
+        #expect(try client.readResponse().text == ";)]}^\ninvalid_frame_type_or_argumentsK\n")
+        try client.post("{}H\n", path: "/_minerva/io/extra")
+        #expect(try client.readResponse().status == 404)
+        try client.send("GET /_minerva/io/ HTTP/1.1\r\nHost: t\r\n\r\n")
+        let get = try client.readResponse()
+        #expect(get.status == 405)
+        #expect(get.header("Allow") == "POST")
+        try client.send("HEAD /_minerva/io/ HTTP/1.1\r\nHost: t\r\n\r\n")
+        let head = try client.readHead()
+        #expect(head.status == 405)
+        try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        #expect(client.closedByServer(within: 5))
+        #expect(String(decoding: client.buffer, as: UTF8.self).hasPrefix("HTTP/1.1 404"))
+    }
+
+    @Test("the endpoint mounts at any prefix beside other routes")
+    func otherPrefix() throws {
+        let server = try MinervaTestServer(configure: { $0.prefix = "/deep/minerva/" })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null") + "\n", path: "/deep/minerva/io/")
+        #expect(try client.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
+        try client.post("{}H\n")
+        #expect(try client.readResponse().status == 404)
+    }
+
+    @Test("minerva-client.js is served from the configured file with caching headers")
+    func clientScript() throws {
+        let path = "/tmp/minerva-endpoint-test-\(getpid()).js"
+        let script = "var Minerva = {};\n"
+        let file = fopen(path, "w")!
+        fputs(script, file)
+        fclose(file)
+        defer { unlink(path) }
+        let server = try MinervaTestServer(configure: { $0.clientScriptPath = path })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\n\r\n")
+        let reply = try client.readResponse()
+        #expect(reply.status == 200)
+        #expect(reply.text == script)
+        #expect(reply.header("Cache-Control") == "public, max-age=300")
+        #expect(reply.header("Content-Type") == "text/javascript; charset=utf-8")
+        let etag = try #require(reply.header("ETag"))
+        try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\nIf-None-Match: \(etag)\r\n\r\n")
+        #expect(try client.readResponse().status == 304)
+    }
+
+    @Test("CORS: allowed origins get Access-Control-Allow-Origin and a preflight answer; others do not")
+    func cors() throws {
+        let server = try MinervaTestServer(configure: { $0.allowedOrigins = ["http://good.example"] })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.send(
+            "OPTIONS /_minerva/io/ HTTP/1.1\r\nHost: t\r\nOrigin: http://good.example\r\n"
+                + "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n")
+        let preflight = try client.readResponse()
+        #expect(preflight.status == 204)
+        #expect(preflight.header("Access-Control-Allow-Origin") == "http://good.example")
+        #expect(preflight.header("Access-Control-Allow-Methods") == "POST, OPTIONS")
+        #expect(preflight.header("Access-Control-Allow-Headers") == "content-type")
+        try client.post(hello(.http, "eeds:null") + "\n", extraHeaders: "Origin: http://good.example\r\n")
+        let post = try client.readResponse()
+        #expect(post.header("Access-Control-Allow-Origin") == "http://good.example")
+        #expect(post.text == ";)]}^\nC\n|-1A\n|-1T\n")
+        try client.post("{}H\n", extraHeaders: "Origin: http://evil.example\r\n")
+        #expect(try client.readResponse().header("Access-Control-Allow-Origin") == nil)
+        try client.send("OPTIONS /_minerva/io/ HTTP/1.1\r\nHost: t\r\nOrigin: http://evil.example\r\n\r\n")
+        let refused = try client.readResponse()
+        #expect(refused.status == 403)
+        #expect(refused.header("Access-Control-Allow-Origin") == nil)
+    }
+
+    @Test("no allowed origins: no CORS headers, OPTIONS is 405")
+    func noCORS() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post("{}H\n", extraHeaders: "Origin: http://good.example\r\n")
+        #expect(try client.readResponse().header("Access-Control-Allow-Origin") == nil)
+        try client.send("OPTIONS /_minerva/io/ HTTP/1.1\r\nHost: t\r\nOrigin: http://good.example\r\n\r\n")
+        #expect(try client.readResponse().status == 405)
+    }
+
+    @Test("transport info carries both addresses and the request headers")
+    func transportInfo() throws {
+        let infos = Shared<[TransportInfo]>([])
+        final class InfoHandler: MinervaStreamHandler {
+            let infos: Shared<[TransportInfo]>
+            init(_ infos: Shared<[TransportInfo]>) { self.infos = infos }
+            func streamStarted(_ stream: ServerStream) throws {}
+            func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
+            func transportCreated(_ info: TransportInfo, on stream: ServerStream) { infos.update { $0.append(info) } }
+        }
+        let server = try MinervaTestServer(factory: { _, _ in InfoHandler(infos) })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "eeds:null") + "\n", extraHeaders: "X-Test: yes\r\n")
+        _ = try client.readResponse()
+        let info = try #require(infos.get().first)
+        #expect(info.connection.localAddress == "127.0.0.1:\(server.port)")
+        #expect(info.connection.peerAddress.hasPrefix("127.0.0.1:"))
+        #expect(info.connection.requestHeaders?.contains { $0.name == "X-Test" && $0.value == "yes" } == true)
+        #expect(info.isPrimary && !info.streamingFromPeer && !info.streamingToPeer)
+    }
+
+    @Test("a burst of sends in one loop turn leaves in one long-poll response; a reset in the same turn drops it")
+    func coalescing() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        try case80(server)
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "-new", "eeds:null") + "\n")
+        #expect(client.receivesNothing(for: 0.1))
+        _ = server.withStream { stream in
+            for i in 0..<5 { try? stream.send("s\(i)") }
+        }
+        let reply = try client.readResponse()
+        #expect(reply.text == ";)]}^\n0N\ns0 \ns1 \ns2 \ns3 \ns4 \n|-1A\n|-1T\n")
+        try client.post(hello(.http, "-new", "eeds:null", "sack:\"|4\"", "seenack:\"|-1\"") + "\n")
+        #expect(client.receivesNothing(for: 0.1))
+        _ = server.withStream { stream in
+            try? stream.send("lost")
+            try? stream.reset(reason: "bye")
+        }
+        #expect(try client.readResponse().text == ";)]}^\nbye|1!\n")
+    }
+}

@@ -1,0 +1,207 @@
+// The soak test of issue 4 item 5 at a reduced, bounded size: concurrent streams exchanging strings both ways
+// through long-poll primaries and upload transports, 10% of requests aborted by the client, over the demo
+// protocol's echo. Asserts exactly-once in-order delivery both ways and that no transport or stream leaks.
+import Glibc
+import Testing
+
+@testable import MinervaServer
+
+/// One client stream: an uploader thread sends `echo:s<k>` strings, a poller thread long-polls for the echoes.
+private final class SoakStream: @unchecked Sendable {
+    struct State {
+        var c2sAcked = -1
+        var received: [String] = []
+        var tnum = 0
+        var failures: [String] = []
+        var requests = 0
+        var aborts = 0
+    }
+
+    let id: String
+    let total: Int
+    let port: Int
+    let deadline: Double
+    let state = Shared(State())
+
+    init(index: Int, total: Int, port: Int, deadline: Double) {
+        let digits = String(index)
+        id = String(repeating: "s", count: 26 - digits.count) + digits
+        self.total = total
+        self.port = port
+        self.deadline = deadline
+    }
+
+    private func nextTnum() -> Int {
+        var tnum = 0
+        state.update {
+            $0.tnum += 1
+            tnum = $0.tnum
+            $0.requests += 1
+        }
+        return tnum
+    }
+
+    private func fail(_ message: String) { state.update { $0.failures.append(message) } }
+
+    /// Handles the frames of a response body; strings are appended if in order.
+    private func handle(_ body: String, from: String) {
+        var lines = body.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard lines.first == ";)]}^" else { return fail("\(from): bad preamble in \(body.prefix(40))") }
+        lines.removeFirst()
+        if lines.last == "" { lines.removeLast() }
+        var seq = -1
+        state.update { state in
+            for line in lines {
+                guard let type = line.last else { continue }
+                switch type {
+                case "N": seq = Int(line.dropLast())! - 1
+                case " ":
+                    seq += 1
+                    if seq == state.received.count {
+                        state.received.append(String(line.dropLast()))
+                    } else if seq > state.received.count {
+                        state.failures.append("\(from): gap: got #\(seq), expected #\(state.received.count)")
+                    }
+                case "A":
+                    let ack = Int(line.dropLast().split(separator: "|", omittingEmptySubsequences: false).last!)!
+                    state.c2sAcked = max(state.c2sAcked, ack)
+                case "T", "C", "^": break
+                default: state.failures.append("\(from): unexpected frame \(line.prefix(60))")
+                }
+            }
+        }
+    }
+
+    func upload(random: inout UInt64) {
+        while monotonicNow() < deadline {
+            let acked = state.get().c2sAcked
+            if acked == total - 1 { return }
+            let first = acked + 1
+            let count = min(total - first, 1 + Int(nextRandom(&random) % 8))
+            let tnum = nextTnum()
+            var body = hello(.http, "-new", "-eeds", "tnum:\(tnum)", "id:\"\(id)\"") + "\n\(first)N\n"
+            for k in first..<(first + count) { body += "echo:s\(k) \n" }
+            guard let client = try? RawClient(port: port) else { return fail("upload: connect failed") }
+            do {
+                try client.post(body)
+                if nextRandom(&random) % 10 == 0 {
+                    state.update { $0.aborts += 1 }
+                    client.abort()
+                    continue
+                }
+                handle(try client.readResponse().text, from: "upload")
+            } catch {
+                return fail("upload: \(error)")
+            }
+        }
+        fail("upload: deadline")
+    }
+
+    func poll(random: inout UInt64) {
+        while monotonicNow() < deadline {
+            let snapshot = state.get()
+            if snapshot.received.count == total { return }
+            let tnum = nextTnum()
+            let body =
+                hello(
+                    .http, "-new", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"", "maxt:2",
+                    "sack:\"|\(snapshot.received.count - 1)\"", "seenack:\"|\(snapshot.c2sAcked)\"") + "\n"
+            guard let client = try? RawClient(port: port) else { return fail("poll: connect failed") }
+            do {
+                try client.post(body)
+                if nextRandom(&random) % 10 == 0 {
+                    state.update { $0.aborts += 1 }
+                    usleep(UInt32(nextRandom(&random) % 20_000))
+                    client.abort()
+                    continue
+                }
+                handle(try client.readResponse(timeout: 5).text, from: "poll")
+            } catch {
+                return fail("poll: \(error)")
+            }
+        }
+        fail("poll: deadline")
+    }
+}
+
+private func environmentInt(_ name: String) -> Int? {
+    getenv(name).flatMap { Int(String(cString: $0)) }
+}
+
+private func nextRandom(_ state: inout UInt64) -> UInt64 {
+    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+    return state >> 33
+}
+
+@Suite("Minerva soak (reduced)", .serialized)
+struct MinervaSoakTests {
+    /// Sizes: 40 streams x 100 strings by default; MINERVA_SOAK_STREAMS and MINERVA_SOAK_STRINGS change them.
+    @Test("streams x strings each way, 10% of requests aborted: nothing lost, duplicated or reordered")
+    func soak() throws {
+        let streamCount = environmentInt("MINERVA_SOAK_STREAMS") ?? 40
+        let total = environmentInt("MINERVA_SOAK_STRINGS") ?? 100
+        let demo = MinervaDemoApplication()
+        let server = try MinervaTestServer(factory: demo.handlerFactory)
+        defer { server.stop() }
+        let deadline = monotonicNow() + 90
+        let streams = (0..<streamCount).map {
+            SoakStream(index: $0, total: total, port: server.port, deadline: deadline)
+        }
+        for stream in streams {
+            let client = try RawClient(port: server.port)
+            try client.post(hello(.http, "id:\"\(stream.id)\"") + "\n")
+            #expect(try client.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
+        }
+        var threads: [PosixThread] = []
+        for (index, stream) in streams.enumerated() {
+            threads.append(
+                PosixThread {
+                    var random = UInt64(index * 2 + 1)
+                    stream.upload(random: &random)
+                })
+            threads.append(
+                PosixThread {
+                    var random = UInt64(index * 2 + 2)
+                    stream.poll(random: &random)
+                })
+        }
+        for thread in threads { thread.join() }
+        let expected = (0..<total).map { "s\($0)" }
+        var requests = 0
+        var aborts = 0
+        for stream in streams {
+            let state = stream.state.get()
+            #expect(state.failures.isEmpty, "\(stream.id): \(state.failures.prefix(3))")
+            #expect(state.received == expected)
+            #expect(state.c2sAcked == total - 1)
+            requests += state.requests
+            aborts += state.aborts
+        }
+        #expect(aborts > requests / 20)
+        // Every aborted or finished request has detached; the streams are still there, idle.
+        #expect(waitUntil(5) { server.withEngine { $0.transportCount } == 0 })
+        #expect(server.withEngine { $0.streamCount } == streamCount)
+        // The last acknowledgements empty every send queue; resetting the streams leaves nothing behind.
+        let last = total - 1
+        for stream in streams {
+            let client = try RawClient(port: server.port)
+            try client.post(
+                hello(.http, "-new", "-eeds", "id:\"\(stream.id)\"", "sack:\"|\(last)\"", "seenack:\"|\(last)\"") + "\n"
+            )
+            #expect(try client.readResponse().text == ";)]}^\n|\(last)A\n|\(last)T\n")
+        }
+        let queued = server.withEngine { engine in
+            streams.map { engine.stream(StreamID($0.id)!)?.queuedCount ?? -1 }
+        }
+        #expect(queued == Array(repeating: 0, count: streamCount))
+        for stream in streams {
+            let client = try RawClient(port: server.port)
+            try client.post(
+                hello(.http, "-new", "-eeds", "id:\"\(stream.id)\"", "seenack:\"|\(last)\"") + "\ndone|1!\n")
+            #expect(try client.readResponse().text == ";)]}^\n|\(last)A\n|\(last)T\n")
+        }
+        #expect(server.withEngine { $0.streamCount } == 0)
+        #expect(waitUntil(5) { server.server.server.connectionCount == 0 })
+        #expect(demo.room(for: server.loop).memberCount == 0)
+    }
+}
