@@ -252,7 +252,7 @@ private final class ClosureTask: EndOfTurnTask {
 
 /// A one-shot or repeating timer on an `EventLoop`; cancel it to stop it.
 public final class LoopTimer {
-    private unowned let loop: EventLoop
+    private weak var loop: EventLoop?
     let interval: Double?
     var callback: (() -> Void)?
     var deadline = 0.0
@@ -272,7 +272,7 @@ public final class LoopTimer {
         if isCancelled { return }
         isCancelled = true
         callback = nil
-        loop.timerCancelled(self)
+        loop?.timerCancelled(self)
     }
 }
 
