@@ -62,6 +62,10 @@ int cshims_listen_tcp(const char *host, int port, int backlog, int reuse_port);
 int cshims_local_port(int fd);
 /// The local address a socket is bound to, as text.
 int cshims_local_address(int fd, char *out, size_t outlen);
+/// The local (peer == 0) or remote (peer != 0) address of a socket as text; returns its port.
+int cshims_socket_address(int fd, int peer, char *out, size_t outlen);
+/// Closes a socket with a TCP RST (SO_LINGER 0) instead of a normal close.
+int cshims_abort_close(int fd);
 /// accept4 (non-blocking, close-on-exec) and TCP_NODELAY on the new socket.
 int cshims_accept(int listen_fd);
 /// read(2), retried on EINTR.

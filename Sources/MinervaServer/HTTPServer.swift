@@ -10,8 +10,6 @@ import Logging
 
 /// Per-loop server state. Everything here is confined to `loop`'s thread.
 final class HTTPLoopContext {
-    static let maxIovecs = 64
-
     let loop: EventLoop
     let configuration: HTTPServerConfiguration
     let router: HTTPRouter
@@ -19,7 +17,6 @@ final class HTTPLoopContext {
     /// Weak: the server may be going away while loops drain (its deinit shuts them down).
     weak var server: HTTPServer?
     let readBuffer: ByteStorage
-    let iovecs: UnsafeMutablePointer<iovec>
     private(set) var connections: [HTTPConnection] = []
     var flushQueue: [HTTPConnection] = []
     private var flushing: [HTTPConnection] = []
@@ -45,7 +42,6 @@ final class HTTPLoopContext {
         self.router = router
         self.logger = logger
         readBuffer = ByteStorage(capacity: configuration.readBufferSize)
-        iovecs = .allocate(capacity: Self.maxIovecs)
         headerTimeouts = DeadlineList(loop: loop, duration: configuration.headerTimeout)
         bodyTimeouts = DeadlineList(loop: loop, duration: configuration.bodyTimeout)
         idleTimeouts = DeadlineList(loop: loop, duration: configuration.idleTimeout)
@@ -54,7 +50,9 @@ final class HTTPLoopContext {
         connections.reserveCapacity(1024)
         flushQueue.reserveCapacity(64)
         flushing.reserveCapacity(64)
-        if let listenFD { listener = Listener(fd: listenFD, context: self) }
+        if let listenFD {
+            listener = Listener(fd: listenFD, loop: loop, logger: logger) { [unowned self] fd in self.adopt(fd: fd) }
+        }
         loop.beforeBlocking.append { [unowned self] in self.flushAll() }
     }
 
@@ -66,7 +64,6 @@ final class HTTPLoopContext {
         listener = nil
         signals.removeAll()
         drainTimer?.cancel()
-        iovecs.deallocate()
     }
 
     func installSignalHandlers() {
@@ -153,53 +150,6 @@ final class HTTPLoopContext {
         drainTimer?.cancel()
         drainTimer = nil
         loop.stop()
-    }
-}
-
-/// The listening socket of one loop: accepts until EAGAIN on each wake-up.
-final class Listener {
-    let fd: Int32
-    private var watcher: IOWatcher!
-    private unowned let context: HTTPLoopContext
-    private var retryTimer: LoopTimer?
-
-    init(fd: Int32, context: HTTPLoopContext) {
-        self.fd = fd
-        self.context = context
-        watcher = IOWatcher(loop: context.loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
-        watcher.watch(cshims_EV_READ())
-    }
-
-    deinit {
-        retryTimer?.cancel()
-        watcher = nil
-        _ = cshims_close(fd)
-    }
-
-    private func acceptAll() {
-        while true {
-            let fd = cshims_accept(self.fd)
-            if fd >= 0 {
-                context.adopt(fd: fd)
-                continue
-            }
-            switch -fd {
-            case EAGAIN, EWOULDBLOCK: return
-            case ECONNABORTED, EINTR, EPROTO: continue
-            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                // Out of descriptors: stop accepting for a moment instead of spinning.
-                context.logger.warning("accept failed: errno \(-fd); pausing accepts for 100 ms")
-                watcher.watch(0)
-                retryTimer = context.loop.schedule(after: 0.1) { [unowned self] in
-                    self.retryTimer = nil
-                    self.watcher.watch(cshims_EV_READ())
-                }
-                return
-            default:
-                context.logger.error("accept failed: errno \(-fd)")
-                return
-            }
-        }
     }
 }
 
