@@ -118,6 +118,11 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     }
 
     override func deadlineExpired(_ list: DeadlineList) {
+        if list === context.writeTimeouts, let notLogged = context.rejectionLog.admit(now: context.loop.now) {
+            context.logger.info(
+                "closing a connection whose peer stopped reading (write timeout)",
+                metadata: ["pendingBytes": "\(pendingOutput)", "earlierRejectionsNotLogged": "\(notLogged)"])
+        }
         if list === context.writeTimeouts || list === context.idleTimeouts || closeAfterFlush {
             close()
             return
@@ -165,6 +170,7 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     private func sendError(_ status: Int) {
         closeAfterFlush = true
         stopReading()
+        logRejection(status)
         if let current, !current.isFinished {
             close()
             return
@@ -183,6 +189,15 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
             out.append(reason)
             out.append("\n")
         }
+    }
+
+    /// One log line per rejected request (rate limited per loop: hostile input must not flood the log).
+    private func logRejection(_ status: Int) {
+        guard let notLogged = context.rejectionLog.admit(now: context.loop.now) else { return }
+        let peer = SocketAddress.of(fd: fd, peer: true)?.description ?? "?"
+        context.logger.info(
+            "rejected request: \(status) \(reasonPhrase(status))",
+            metadata: ["peer": "\(peer)", "earlierRejectionsNotLogged": "\(notLogged)"])
     }
 
     /// Called by `HTTPResponse.end`.

@@ -31,6 +31,11 @@ final class HTTPLoopContext {
     private var signals: [SignalWatcher] = []
     private(set) var draining = false
     private var drainTimer: LoopTimer?
+    /// This loop's share of `maxConnections`; accepting pauses while `connections.count` is at it.
+    let connectionLimit: Int
+    private var limitLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    /// Rejected requests (4xx answers, timeouts) logged per second at most; the rest are counted.
+    var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
     init(
         configuration: HTTPServerConfiguration, router: HTTPRouter, logger: Logger, server: HTTPServer?,
@@ -47,6 +52,7 @@ final class HTTPLoopContext {
         idleTimeouts = DeadlineList(loop: loop, duration: configuration.idleTimeout)
         writeTimeouts = DeadlineList(loop: loop, duration: configuration.writeTimeout)
         serverLine = configuration.serverName.map { Array("Server: \($0)\r\n".utf8) } ?? []
+        connectionLimit = configuration.maxConnectionsPerLoop
         connections.reserveCapacity(1024)
         flushQueue.reserveCapacity(64)
         flushing.reserveCapacity(64)
@@ -102,6 +108,14 @@ final class HTTPLoopContext {
         connection.index = connections.count
         connections.append(connection)
         server?.connectionOpened()
+        if connections.count >= connectionLimit, let listener, !listener.isPaused {
+            listener.pause()
+            if let suppressed = limitLog.admit(now: loop.now) {
+                logger.warning(
+                    "connection limit reached: \(connections.count) open on this loop; accepting paused",
+                    metadata: ["limit": "\(connectionLimit)", "earlierHitsNotLogged": "\(suppressed)"])
+            }
+        }
         return connection
     }
 
@@ -117,6 +131,7 @@ final class HTTPLoopContext {
         }
         loop.releaseLater(connection)
         if tearingDown { return }
+        if let listener, listener.isPaused, connections.count < connectionLimit { listener.resume() }
         server?.connectionClosed()
         if draining && connections.isEmpty { finish() }
     }
@@ -150,6 +165,39 @@ final class HTTPLoopContext {
         drainTimer?.cancel()
         drainTimer = nil
         loop.stop()
+    }
+}
+
+/// Admits at most `linesPerWindow` log lines per `window` seconds and counts the ones it holds back, so hostile
+/// input cannot flood the log. Loop thread only.
+struct RateLimitedLog {
+    /// Seconds per window.
+    let window: Double
+    /// Lines admitted per window.
+    let linesPerWindow: Int
+    private var windowStart = -Double.infinity
+    private var admitted = 0
+    private var suppressed = 0
+
+    init(window: Double, linesPerWindow: Int) {
+        self.window = window
+        self.linesPerWindow = linesPerWindow
+    }
+
+    /// Whether a line may be written at `now`: nil if not (it is counted), else how many were held back since
+    /// the last admitted line.
+    mutating func admit(now: Double) -> Int? {
+        if now - windowStart >= window {
+            windowStart = now
+            admitted = 0
+        }
+        guard admitted < linesPerWindow else {
+            suppressed += 1
+            return nil
+        }
+        admitted += 1
+        defer { suppressed = 0 }
+        return suppressed
     }
 }
 

@@ -14,6 +14,18 @@ public struct HTTPServerConfiguration: Sendable {
     public var threads = 1
     /// Install SIGINT/SIGTERM handlers that start a graceful shutdown.
     public var handleSignals = false
+    /// Most connections open at once, per server. Each loop enforces its share, `maxConnectionsPerLoop`, without
+    /// talking to the others. At its share a loop stops accepting (its listen watcher is off, so new clients wait
+    /// in the kernel's backlog, bounded by `backlog`) until one of its connections closes, and logs a warning (at
+    /// most one line per 10 s). The default leaves room under a 20,000 open-files limit for the socket listener,
+    /// files and the kernel's backlog.
+    public var maxConnections = 12_000
+
+    /// The share of `maxConnections` each of the `threads` loops enforces (rounded up, at least 1).
+    public var maxConnectionsPerLoop: Int {
+        let loops = max(1, threads)
+        return max(1, (maxConnections + loops - 1) / loops)
+    }
 
     /// Largest request head (request line and headers), in bytes; beyond it: 431.
     public var maxHeaderBytes = 16 * 1024

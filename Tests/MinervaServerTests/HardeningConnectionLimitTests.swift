@@ -1,0 +1,107 @@
+// HTTPServerConfiguration.maxConnections over real sockets: at the limit a loop stops accepting (clients wait in
+// the kernel's backlog), resumes when a connection closes, and logs one rate-limited warning.
+import CShims
+import Glibc
+import Testing
+
+@testable import MinervaServer
+
+private func helloRoute(_ router: HTTPRouter) {
+    router.route("/hello") { _, response in response.send(status: 200, body: "hi") }
+}
+
+@Suite(.serialized) struct HardeningConnectionLimitTests {
+    @Test func shareOfEachLoopIsRoundedUp() {
+        var c = HTTPServerConfiguration()
+        c.maxConnections = 10
+        c.threads = 3
+        #expect(c.maxConnectionsPerLoop == 4)
+        c.threads = 1
+        #expect(c.maxConnectionsPerLoop == 10)
+        c.maxConnections = 0
+        #expect(c.maxConnectionsPerLoop == 1)
+        #expect(HTTPServerConfiguration().maxConnections <= 15_000)
+    }
+
+    @Test func atTheLimitNewClientsWaitUntilAConnectionCloses() throws {
+        let s = try CapturedServer({ $0.maxConnections = 2 }, routes: helloRoute)
+        defer { s.stop() }
+        let a = try TestClient(port: s.port)
+        let b = try TestClient(port: s.port)
+        #expect(try a.request(get("/hello")).status == 200)
+        #expect(try b.request(get("/hello")).status == 200)
+        #expect(s.server.connectionCount == 2)
+        // The third connect succeeds (the kernel's backlog) but nobody reads its request.
+        let c = try TestClient(port: s.port, timeoutMillis: 300)
+        try c.send(get("/hello"))
+        #expect(throws: TestError.self) { try c.readResponse() }
+        #expect(s.server.connectionCount == 2)
+        #expect(try b.request(get("/hello")).status == 200)  // the open ones are still served
+        a.close()  // its slot goes to the waiting client
+        #expect(a.waitForClose())
+        _ = cshims_set_timeouts(c.fd, 5000)
+        #expect(try c.readResponse().status == 200)
+        #expect(s.server.connectionCount == 2)
+        #expect(s.logs.messages(containing: "connection limit reached").count == 1)
+    }
+
+    @Test func theLimitWarningIsRateLimited() throws {
+        let s = try CapturedServer({ $0.maxConnections = 1 }, routes: helloRoute)
+        defer { s.stop() }
+        for _ in 0..<5 {
+            let c = try TestClient(port: s.port)
+            #expect(try c.request(get("/hello")).status == 200)
+            c.close()
+            #expect(c.waitForClose())
+            #expect(waitUntil { s.server.connectionCount == 0 })
+        }
+        #expect(s.logs.messages(containing: "connection limit reached").count == 1)
+    }
+
+    @Test func severalLoopsNeverExceedTheirShares() throws {
+        let s = try CapturedServer(
+            {
+                $0.maxConnections = 3
+                $0.threads = 2
+            }, routes: helloRoute)
+        defer { s.stop() }
+        var clients: [TestClient] = []
+        for _ in 0..<8 {
+            let c = try TestClient(port: s.port, timeoutMillis: 200)
+            try c.send(get("/hello"))
+            clients.append(c)
+        }
+        var answered = 0
+        for c in clients where (try? c.readResponse())?.status == 200 { answered += 1 }
+        #expect(answered >= 2)
+        #expect(answered <= 4)
+        #expect(s.server.connectionCount <= 4)
+        clients.removeAll()
+        #expect(waitUntil { s.server.connectionCount == 0 })
+    }
+
+    @Test func shutdownWorksWhileAcceptingIsPaused() throws {
+        let s = try CapturedServer({ $0.maxConnections = 1 }, routes: helloRoute)
+        let a = try TestClient(port: s.port)
+        #expect(try a.request(get("/hello")).status == 200)
+        let waiting = try TestClient(port: s.port, timeoutMillis: 300)
+        try waiting.send(get("/hello"))
+        let start = monotonicNow()
+        s.stop(grace: 0.2)
+        #expect(monotonicNow() - start < 3)
+        #expect(s.server.connectionCount == 0)
+        #expect(a.waitForClose())
+    }
+}
+
+@Suite struct HardeningRateLimitedLogTests {
+    @Test func admitsABurstPerWindowAndCountsTheRest() {
+        var log = RateLimitedLog(window: 1, linesPerWindow: 2)
+        #expect(log.admit(now: 10) == 0)
+        #expect(log.admit(now: 10.1) == 0)
+        #expect(log.admit(now: 10.2) == nil)
+        #expect(log.admit(now: 10.9) == nil)
+        #expect(log.admit(now: 11.0) == 2)
+        #expect(log.admit(now: 11.5) == 0)
+    }
+}
