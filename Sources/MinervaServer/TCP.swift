@@ -18,6 +18,8 @@ final class Listener {
     private let logger: Logger?
     private let onAccept: (Int32) -> Void
     private var retryTimer: LoopTimer?
+    /// Whether accepting is paused (`pause()`); the socket stays open and the kernel queues up to the backlog.
+    private(set) var isPaused = false
 
     init(fd: Int32, loop: EventLoop, logger: Logger?, onAccept: @escaping (Int32) -> Void) {
         self.fd = fd
@@ -34,8 +36,23 @@ final class Listener {
         _ = cshims_close(fd)
     }
 
+    /// Stops accepting until `resume()` (also from inside `onAccept`: the current accept loop ends at once).
+    func pause() {
+        isPaused = true
+        retryTimer?.cancel()
+        retryTimer = nil
+        watcher.watch(0)
+    }
+
+    /// Accepts again after `pause()`.
+    func resume() {
+        guard isPaused else { return }
+        isPaused = false
+        watcher.watch(cshims_EV_READ())
+    }
+
     private func acceptAll() {
-        while true {
+        while !isPaused {
             let fd = cshims_accept(self.fd)
             if fd >= 0 {
                 onAccept(fd)
