@@ -154,6 +154,13 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
         var pool: [RawClient] = []
         var huge = 0
         var opened = 0
+        var malformedAnswers = 0
+        let statusLine = Array("HTTP/1.1 ".utf8)
+        /// Reads what has arrived; whatever the server says must start as an HTTP/1.1 response.
+        func peek(_ c: RawClient, _ timeout: Double) {
+            _ = c.fill(timeout: timeout)
+            if !c.buffer.isEmpty && !c.buffer.starts(with: statusLine.prefix(c.buffer.count)) { malformedAnswers += 1 }
+        }
         let start = monotonicNow()
         while opened < 250 && monotonicNow() - start < 12 {
             switch Int.random(in: 0..<10, using: &rng) {
@@ -174,7 +181,7 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
                 }
                 switch Int.random(in: 0..<4, using: &rng) {
                 case 0: c.abort()  // RST once released below
-                case 1: _ = c.fill(timeout: 0.01)
+                case 1: peek(c, 0.01)
                 default: break
                 }
                 pool.append(c)
@@ -184,11 +191,12 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
                     if Bool.random(using: &rng) { c.abort() }
                 }
             default:
-                if let c = pool.randomElement(using: &rng) { _ = c.fill(timeout: 0.005) }
+                if let c = pool.randomElement(using: &rng) { peek(c, 0.005) }
             }
             if pool.count > 40 { pool.removeFirst(10) }
         }
         #expect(opened > 50)
+        #expect(malformedAnswers == 0)
         #expect(target.isHealthy())  // alive while clients are still connected
         pool.removeAll()
         #expect(waitUntil(10) { target.http.server.connectionCount == 0 }, "\(target.http.server.connectionCount) left")

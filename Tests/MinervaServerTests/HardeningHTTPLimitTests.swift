@@ -1,0 +1,99 @@
+// HTTP limits checked over real sockets where only the decoder was checked before (header count, buffered
+// pipelined input), and the log line every rejection writes.
+import CShims
+import Glibc
+import Testing
+
+@testable import MinervaServer
+
+@Suite("Hardening: HTTP limits over sockets", .serialized)
+struct HardeningHTTPLimitTests {
+    private static func routes(_ router: HTTPRouter) {
+        router.route("/hello") { _, response in response.send(status: 200, body: "hi") }
+    }
+
+    @Test func headerCountOverTheLimitIs431() throws {
+        let s = try CapturedServer({ $0.maxHeaderCount = 10 }, routes: Self.routes)
+        defer { s.stop() }
+        let ok = try TestClient(port: s.port)
+        let nine = (0..<9).map { "H\($0): v\r\n" }.joined()
+        #expect(try ok.request(get("/hello", nine)).status == 200)
+        let c = try TestClient(port: s.port)
+        let many = (0..<11).map { "H\($0): v\r\n" }.joined()
+        #expect(try c.request(get("/hello", many)).status == 431)
+        #expect(c.waitForClose())
+    }
+
+    @Test(arguments: [
+        ("GET /\(String(repeating: "u", count: 600)) HTTP/1.1\r\n\r\n", 414),
+        ("GET / HTTP/1.1\r\nX: \(String(repeating: "h", count: 3000))\r\n\r\n", 431),
+        ("POST /hello HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413),
+        ("POST /hello HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("GET /hello HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 408),
+    ])
+    func everyRejectionWritesALogLine(input: String, status: Int) throws {
+        let s = try CapturedServer(
+            { c in
+                c.maxURLBytes = 512
+                c.maxHeaderBytes = 2048
+                c.maxBodyBytes = 4000
+                c.bodyTimeout = 0.2
+            }, routes: Self.routes)
+        defer { s.stop() }
+        let c = try TestClient(port: s.port)
+        try c.send(input)
+        #expect(try c.readResponse().status == status)
+        #expect(c.waitForClose())
+        let lines = s.logs.messages(containing: "rejected request: \(status)")
+        #expect(lines.count == 1)
+        #expect(lines.first?.contains("peer=127.0.0.1:") == true)
+    }
+
+    @Test func rejectionLinesAreRateLimited() throws {
+        let s = try CapturedServer({ $0.maxURLBytes = 64 }, routes: Self.routes)
+        defer { s.stop() }
+        let long = "GET /\(String(repeating: "u", count: 100)) HTTP/1.1\r\n\r\n"
+        let start = monotonicNow()
+        for _ in 0..<40 {
+            let c = try TestClient(port: s.port)
+            #expect(try c.request(long).status == 414)
+        }
+        let elapsed = monotonicNow() - start
+        let logged = s.logs.messages(containing: "rejected request: 414").count
+        #expect(logged >= 1)
+        #expect(logged <= 20 * (Int(elapsed) + 2))  // 20 per one-second window
+        if elapsed < 0.5 { #expect(logged == 20) }
+    }
+
+    @Test func pipelinedInputBehindAHeldResponseStopsBeingRead() throws {
+        let held = Shared<HTTPResponse?>(nil)
+        let s = try CapturedServer(
+            { $0.maxBufferedInputBytes = 16 * 1024 },
+            routes: { router in
+                router.route("/hold") { _, response in held.update { $0 = response } }
+                Self.routes(router)
+            })
+        defer { s.stop() }
+        let c = try TestClient(port: s.port, timeoutMillis: 200)
+        try c.send(get("/hold"))
+        #expect(waitUntil { held.get() != nil })
+        // 64 MiB of pipelined requests: far more than the kernel's socket buffers. If the server kept reading
+        // while /hold is unanswered, it would hold all of it; it must stop reading, so the send times out.
+        let one = Array(get("/hello").utf8)
+        var chunk: [UInt8] = []
+        while chunk.count < 1 << 20 { chunk += one }
+        var sent = 0
+        var blocked = false
+        while sent < 64 << 20 {
+            do {
+                try c.send(chunk)
+                sent += chunk.count
+            } catch {
+                blocked = true
+                break
+            }
+        }
+        #expect(blocked)
+        #expect(s.server.connectionCount == 1)
+    }
+}

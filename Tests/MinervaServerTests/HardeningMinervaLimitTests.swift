@@ -1,0 +1,109 @@
+// The engine limits of ServerEngineConfiguration, set through MinervaEndpointConfiguration and checked over real
+// sockets (MinervaCoreTests checks each in the engine alone; these check that the endpoint passes them on and
+// that each rejection reaches the client as the protocol's answer). Public API only.
+import MinervaCore
+import Testing
+
+@testable import MinervaServer
+
+/// A stream id of 26 copies of `letter`.
+private func streamID(_ letter: Character) -> String { String(repeating: letter, count: 26) }
+
+@Suite("Hardening: Minerva limits over sockets", .serialized)
+struct HardeningMinervaLimitTests {
+    @Test func maxStreamsRefusesANewStreamWithStreamAttachFailure() throws {
+        let server = try MinervaTestServer(configure: { $0.engine.maxStreams = 1 })
+        defer { server.stop() }
+        let first = try RawClient(port: server.port)
+        try first.post(hello(.http, "eeds:null") + "\n")
+        #expect(try first.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
+        let second = try RawClient(port: server.port)
+        try second.post(hello(.http, "eeds:null", "id:\"\(streamID("y"))\"") + "\n")
+        #expect(try second.readResponse().text == ";)]}^\nstream_attach_failureK\n")
+        #expect(server.withEngine { $0.streamCount } == 1)
+    }
+
+    @Test func maxTransportsPerStreamRefusesOneMore() throws {
+        let server = try MinervaTestServer(configure: { $0.engine.maxTransportsPerStream = 1 })
+        defer { server.stop() }
+        let first = try RawClient(port: server.port)
+        try first.post(hello(.http, "eeds:null") + "\n")
+        _ = try first.readResponse()
+        let waiting = try RawClient(port: server.port)  // a long-poll primary: attached while it waits
+        try waiting.post(hello(.http, "-new", "tnum:1", "eeds:null") + "\n")
+        #expect(waiting.receivesNothing(for: 0.1))
+        let extra = try RawClient(port: server.port)
+        try extra.post(hello(.http, "-new", "tnum:2", "-eeds") + "\n")
+        #expect(try extra.readResponse().text.hasSuffix("invalid_frame_type_or_argumentsK\n"))
+        #expect(server.withStream { $0.transportCount } == 1)
+    }
+
+    @Test func receiveWindowOverflowKillsTheTransport() throws {
+        let server = try MinervaTestServer(configure: {
+            $0.engine.receiveWindow = ReceiveWindowLimits(
+                maxUndeliveredStrings: 2, maxUndeliveredBytes: 1_048_576, overheadPerString: 30)
+        })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        // String 0 is missing, so strings 1... stay undelivered; the third one overflows the window.
+        try client.post(hello(.http, "-eeds") + "\n1N\na \nb \nc \n")
+        #expect(try client.readResponse().text.hasSuffix("rwin_overflowK\n"))
+        #expect(!server.recording.all.contains { $0.hasPrefix("strings") })
+    }
+
+    @Test func receiveWindowByteLimitKillsTheTransport() throws {
+        let server = try MinervaTestServer(configure: {
+            $0.engine.receiveWindow = ReceiveWindowLimits(
+                maxUndeliveredStrings: 50, maxUndeliveredBytes: 100, overheadPerString: 30)
+        })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "-eeds") + "\n1N\n" + String(repeating: "x", count: 80) + " \n")
+        #expect(try client.readResponse().text.hasSuffix("rwin_overflowK\n"))
+    }
+
+    @Test func queuedBytesLimitResetsTheStream() throws {
+        let server = try MinervaTestServer(configure: { $0.engine.maxQueuedBytesPerStream = 10 })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.post(hello(.http, "-eeds") + "\n")  // a stream with no primary: sends queue up
+        _ = try client.readResponse()
+        let thrown = server.withStream { stream -> Bool in
+            do {
+                try stream.send("01234567890")
+                return false
+            } catch {
+                return error as? MinervaStreamError == .sendQueueFull
+            }
+        }
+        #expect(thrown == true)
+        #expect(waitUntil(2) { server.recording.all.contains("reset send queue limit exceeded false") })
+        #expect(server.withEngine { $0.streamCount } == 0)
+    }
+
+    @Test func newStreamsPerAddressPerSecondAreLimited() throws {
+        let server = try MinervaTestServer(configure: { $0.engine.maxNewStreamsPerKeyPerSecond = 1 })
+        defer { server.stop() }
+        var answers: [String] = []
+        for letter in "abc" {
+            let client = try RawClient(port: server.port)
+            try client.post(hello(.http, "eeds:null", "id:\"\(streamID(letter))\"") + "\n")
+            answers.append(try client.readResponse().text)
+        }
+        // MinervaEndpoint never sets ConnectionInfo.rateLimitKey, so the engine cannot apply this limit over HTTP.
+        withKnownIssue("MinervaEndpoint does not set ConnectionInfo.rateLimitKey (the peer's IP address)") {
+            #expect(answers.last == ";)]}^\nstream_attach_failureK\n")
+        }
+        #expect(answers.first == ";)]}^\nC\n|-1A\n|-1T\n")
+    }
+
+    @Test func aBodyOverTheHTTPLimitIsA413NotAKillFrame() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        let body = Array((hello(.http, "-eeds") + "\n").utf8) + [UInt8](repeating: 0x20, count: 2 * 1_048_576 + 1)
+        try? client.post(body)
+        #expect(try client.readResponse().status == 413)
+        #expect(server.withEngine { $0.transportCount } == 0)
+    }
+}
