@@ -1,5 +1,5 @@
-// One Swift class per libev watcher kind. Each allocates its watcher at a fixed address, stops and frees it in
-// deinit, and forwards events to a closure. Only these classes and CBridge.swift touch `Unmanaged`.
+// One Swift class per libev watcher shape (IOWatcher; LoopWatcher for the kinds whose callback takes no argument).
+// Each allocates its watcher at a fixed address, stops and frees it in deinit, and forwards events to a closure. Only these classes and CBridge.swift touch `Unmanaged`.
 internal import CShims
 
 /// Owns one `ev_io`.
@@ -37,110 +37,90 @@ final class IOWatcher {
     func fire(_ revents: Int32) { callback(revents) }
 }
 
-/// Owns one `ev_timer`.
-final class TimerWatcher {
-    private let loop: OpaquePointer
-    private let watcher = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+/// Owns one libev watcher whose callback takes no argument (`ev_timer`, `ev_async`, `ev_signal`, `ev_prepare`):
+/// allocates it at a fixed address, points its `data` at self, starts it if asked, and stops and frees it in
+/// deinit. The kinds differ only in the libev functions passed in (see the `extension`s below).
+final class LoopWatcher<Raw> {
+    fileprivate let loopPointer: OpaquePointer
+    fileprivate let watcher = UnsafeMutablePointer<Raw>.allocate(capacity: 1)
     private let callback: () -> Void
+    private let stopWatcher: (OpaquePointer, UnsafeMutablePointer<Raw>) -> Void
 
-    init(loop: OpaquePointer, callback: @escaping () -> Void) {
-        self.loop = loop
+    /// - Parameters:
+    ///   - initialize: the kind's `ev_*_init` (with its C callback from CBridge.swift).
+    ///   - start: the kind's `ev_*_start`, or nil to leave the watcher stopped.
+    ///   - stop: the kind's `ev_*_stop`.
+    fileprivate init(
+        loop: OpaquePointer, callback: @escaping () -> Void, initialize: (UnsafeMutablePointer<Raw>) -> Void,
+        start: ((OpaquePointer, UnsafeMutablePointer<Raw>) -> Void)?,
+        stop: @escaping (OpaquePointer, UnsafeMutablePointer<Raw>) -> Void
+    ) {
+        loopPointer = loop
         self.callback = callback
-        cshims_ev_timer_init(watcher, timerWatcherCallback, 0, 0)
-        // `data` points to self, unretained: deinit stops the watcher first.
+        stopWatcher = stop
+        initialize(watcher)
+        // `data` points to self, unretained: deinit stops the watcher before self goes away.
         cshims_ev_set_data(watcher, Unmanaged.passUnretained(self).toOpaque())
+        start?(loop, watcher)
     }
 
     deinit {
-        ev_timer_stop(loop, watcher)
+        stopWatcher(loopPointer, watcher)
         watcher.deallocate()
+    }
+
+    func fire() { callback() }
+}
+
+/// Owns one `ev_timer` (stopped until `arm`).
+typealias TimerWatcher = LoopWatcher<ev_timer>
+/// Owns one `ev_async` (the only watcher other threads may poke, through `send`).
+typealias AsyncWatcher = LoopWatcher<ev_async>
+/// Owns one `ev_signal`.
+typealias SignalWatcher = LoopWatcher<ev_signal>
+/// Owns one `ev_prepare` (runs just before the loop blocks: flushes output, frees closed connections).
+typealias PrepareWatcher = LoopWatcher<ev_prepare>
+
+extension LoopWatcher where Raw == ev_timer {
+    convenience init(loop: OpaquePointer, callback: @escaping () -> Void) {
+        self.init(
+            loop: loop, callback: callback, initialize: { cshims_ev_timer_init($0, timerWatcherCallback, 0, 0) },
+            start: nil, stop: { ev_timer_stop($0, $1) })
     }
 
     var isActive: Bool { cshims_ev_is_active(watcher) != 0 }
 
     /// (Re)starts the timer to fire once after `seconds`.
     func arm(after seconds: Double) {
-        ev_timer_stop(loop, watcher)
+        ev_timer_stop(loopPointer, watcher)
         cshims_ev_timer_set(watcher, max(0, seconds), 0)
-        ev_timer_start(loop, watcher)
+        ev_timer_start(loopPointer, watcher)
     }
-
-    func stop() { ev_timer_stop(loop, watcher) }
-
-    func fire() { callback() }
 }
 
-/// Owns one `ev_async` (the only watcher other threads may poke, through `send`).
-final class AsyncWatcher {
-    private let loop: OpaquePointer
-    private let watcher = UnsafeMutablePointer<ev_async>.allocate(capacity: 1)
-    private let callback: () -> Void
-
-    init(loop: OpaquePointer, callback: @escaping () -> Void) {
-        self.loop = loop
-        self.callback = callback
-        cshims_ev_async_init(watcher, asyncWatcherCallback)
-        // `data` points to self, unretained: deinit stops the watcher first.
-        cshims_ev_set_data(watcher, Unmanaged.passUnretained(self).toOpaque())
-        ev_async_start(loop, watcher)
-    }
-
-    deinit {
-        ev_async_stop(loop, watcher)
-        watcher.deallocate()
+extension LoopWatcher where Raw == ev_async {
+    convenience init(loop: OpaquePointer, callback: @escaping () -> Void) {
+        self.init(
+            loop: loop, callback: callback, initialize: { cshims_ev_async_init($0, asyncWatcherCallback) },
+            start: { ev_async_start($0, $1) }, stop: { ev_async_stop($0, $1) })
     }
 
     /// Wakes the loop (thread-safe); several sends may merge into one callback.
-    func send() { ev_async_send(loop, watcher) }
-
-    /// Lets the loop exit while only this watcher remains.
-    func unref() { ev_unref(loop) }
-
-    func fire() { callback() }
+    func send() { ev_async_send(loopPointer, watcher) }
 }
 
-/// Owns one `ev_signal`.
-final class SignalWatcher {
-    private let loop: OpaquePointer
-    private let watcher = UnsafeMutablePointer<ev_signal>.allocate(capacity: 1)
-    private let callback: () -> Void
-
-    init(loop: OpaquePointer, signal: Int32, callback: @escaping () -> Void) {
-        self.loop = loop
-        self.callback = callback
-        cshims_ev_signal_init(watcher, signalWatcherCallback, signal)
-        // `data` points to self, unretained: deinit stops the watcher first.
-        cshims_ev_set_data(watcher, Unmanaged.passUnretained(self).toOpaque())
-        ev_signal_start(loop, watcher)
+extension LoopWatcher where Raw == ev_signal {
+    convenience init(loop: OpaquePointer, signal: Int32, callback: @escaping () -> Void) {
+        self.init(
+            loop: loop, callback: callback, initialize: { cshims_ev_signal_init($0, signalWatcherCallback, signal) },
+            start: { ev_signal_start($0, $1) }, stop: { ev_signal_stop($0, $1) })
     }
-
-    deinit {
-        ev_signal_stop(loop, watcher)
-        watcher.deallocate()
-    }
-
-    func fire() { callback() }
 }
 
-/// Owns one `ev_prepare` (runs just before the loop blocks: flushes output, frees closed connections).
-final class PrepareWatcher {
-    private let loop: OpaquePointer
-    private let watcher = UnsafeMutablePointer<ev_prepare>.allocate(capacity: 1)
-    private let callback: () -> Void
-
-    init(loop: OpaquePointer, callback: @escaping () -> Void) {
-        self.loop = loop
-        self.callback = callback
-        cshims_ev_prepare_init(watcher, prepareWatcherCallback)
-        // `data` points to self, unretained: deinit stops the watcher first.
-        cshims_ev_set_data(watcher, Unmanaged.passUnretained(self).toOpaque())
-        ev_prepare_start(loop, watcher)
+extension LoopWatcher where Raw == ev_prepare {
+    convenience init(loop: OpaquePointer, callback: @escaping () -> Void) {
+        self.init(
+            loop: loop, callback: callback, initialize: { cshims_ev_prepare_init($0, prepareWatcherCallback) },
+            start: { ev_prepare_start($0, $1) }, stop: { ev_prepare_stop($0, $1) })
     }
-
-    deinit {
-        ev_prepare_stop(loop, watcher)
-        watcher.deallocate()
-    }
-
-    func fire() { callback() }
 }

@@ -142,20 +142,8 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
 }
 
 @Suite struct HTTPRequestDecoderRandomInputTests {
-    /// A small deterministic generator (SplitMix64), so failures reproduce.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test func mutatedRequestsInRandomPiecesNeverCrashAndAgreeWithWholeInput() {
-        var rng = SplitMix(state: 42)
+        var rng = FuzzRandom(state: 42)
         let alphabet = Array(
             "GET POST /a?b=c HTTP/1.1\r\n:Content-Length: 5\r\nTransfer-Encoding: chunked\r\n0123456789abcdef".utf8)
         for _ in 0..<1500 {

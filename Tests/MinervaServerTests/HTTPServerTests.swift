@@ -119,7 +119,7 @@ private func echoRoutes(_ router: HTTPRouter) {
         ("\u{7}GARBAGE\r\n\r\n", 400),
     ])
     func limitAnswersThenClose(input: String, status: Int) throws {
-        let s = try TestServer(
+        let s = try CapturedServer(
             { c in
                 c.maxURLBytes = 512
                 c.maxHeaderBytes = 2048
@@ -133,6 +133,10 @@ private func echoRoutes(_ router: HTTPRouter) {
         #expect(r.status == status)
         #expect(r.header("Connection") == "close")
         #expect(c.waitForClose())
+        // One log line per rejection, naming the status and the peer.
+        let lines = s.logs.messages(containing: "rejected request: \(status)")
+        #expect(lines.count == 1)
+        #expect(lines.first?.contains("peer=127.0.0.1:") == true)
     }
 
     @Test func slowlorisHeaderTimeout() throws {
@@ -154,12 +158,13 @@ private func echoRoutes(_ router: HTTPRouter) {
     }
 
     @Test func stalledRequestBodyTimesOut() throws {
-        let s = try TestServer({ c in c.bodyTimeout = 0.3 }, routes: echoRoutes)
+        let s = try CapturedServer({ c in c.bodyTimeout = 0.3 }, routes: echoRoutes)
         defer { s.stop() }
         let c = try TestClient(port: s.port)
         try c.send("POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly a part")
         #expect(try c.readResponse().status == 408)
         #expect(c.waitForClose())
+        #expect(s.logs.messages(containing: "rejected request: 408").count == 1)
     }
 
     @Test func idleKeepAliveTimeout() throws {

@@ -38,28 +38,25 @@ struct HardeningMinervaLimitTests {
         #expect(server.withStream { $0.transportCount } == 1)
     }
 
-    @Test func receiveWindowOverflowKillsTheTransport() throws {
-        let server = try MinervaTestServer(configure: {
-            $0.engine.receiveWindow = ReceiveWindowLimits(
-                maxUndeliveredStrings: 2, maxUndeliveredBytes: 1_048_576, overheadPerString: 30)
-        })
+    @Test(arguments: [
+        // String 0 is missing, so strings 1... stay undelivered; the third one overflows a 2-string window.
+        (
+            ReceiveWindowLimits(maxUndeliveredStrings: 2, maxUndeliveredBytes: 1_048_576, overheadPerString: 30),
+            "a \nb \nc \n"
+        ),
+        // One string of 80 bytes + 30 overhead overflows a 100-byte window.
+        (
+            ReceiveWindowLimits(maxUndeliveredStrings: 50, maxUndeliveredBytes: 100, overheadPerString: 30),
+            String(repeating: "x", count: 80) + " \n"
+        ),
+    ])
+    func receiveWindowOverflowKillsTheTransport(limits: ReceiveWindowLimits, strings: String) throws {
+        let server = try MinervaTestServer(configure: { $0.engine.receiveWindow = limits })
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        // String 0 is missing, so strings 1... stay undelivered; the third one overflows the window.
-        try client.post(hello(.http, "-eeds") + "\n1N\na \nb \nc \n")
+        try client.post(hello(.http, "-eeds") + "\n1N\n" + strings)
         #expect(try client.readResponse().text.hasSuffix("rwin_overflowK\n"))
         #expect(!server.recording.all.contains { $0.hasPrefix("strings") })
-    }
-
-    @Test func receiveWindowByteLimitKillsTheTransport() throws {
-        let server = try MinervaTestServer(configure: {
-            $0.engine.receiveWindow = ReceiveWindowLimits(
-                maxUndeliveredStrings: 50, maxUndeliveredBytes: 100, overheadPerString: 30)
-        })
-        defer { server.stop() }
-        let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "-eeds") + "\n1N\n" + String(repeating: "x", count: 80) + " \n")
-        #expect(try client.readResponse().text.hasSuffix("rwin_overflowK\n"))
     }
 
     @Test func queuedBytesLimitResetsTheStream() throws {
