@@ -21,17 +21,22 @@
 
 void cshims_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
-int cshims_listen_tcp(const char *host, int port, int backlog, int reuse_port) {
-    struct addrinfo hints, *res = NULL, *ai;
+/* Resolves host and a numeric port for a TCP socket (passive: for bind); 0 or -EADDRNOTAVAIL. */
+static int resolve_tcp(const char *host, int port, int passive, struct addrinfo **res) {
+    struct addrinfo hints;
     char portstr[16];
-    int fd = -1, err = EADDRNOTAVAIL, one = 1;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
     snprintf(portstr, sizeof portstr, "%d", port);
-    int gai = getaddrinfo(host, portstr, &hints, &res);
-    if (gai != 0) return -EADDRNOTAVAIL;
+    return getaddrinfo(host, portstr, &hints, res) == 0 ? 0 : -EADDRNOTAVAIL;
+}
+
+int cshims_listen_tcp(const char *host, int port, int backlog, int reuse_port) {
+    struct addrinfo *res = NULL, *ai;
+    int fd = -1, err = EADDRNOTAVAIL, one = 1;
+    if (resolve_tcp(host, port, 1, &res) != 0) return -EADDRNOTAVAIL;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) { err = errno; continue; }
@@ -120,15 +125,9 @@ ssize_t cshims_read_file(const char *path, void **out) {
 }
 
 int cshims_connect_tcp(const char *host, int port) {
-    struct addrinfo hints, *res = NULL, *ai;
-    char portstr[16];
+    struct addrinfo *res = NULL, *ai;
     int fd = -1, err = ECONNREFUSED, one = 1;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(portstr, sizeof portstr, "%d", port);
-    if (getaddrinfo(host, portstr, &hints, &res) != 0) return -EADDRNOTAVAIL;
+    if (resolve_tcp(host, port, 0, &res) != 0) return -EADDRNOTAVAIL;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) { err = errno; continue; }
