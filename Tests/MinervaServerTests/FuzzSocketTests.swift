@@ -215,3 +215,69 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
 
     }
 }
+
+/// What the hostile client sends to the socket listener: noise, policy requests, partial mode prefixes, and int32
+/// frames (a socket hello, strings, vocabulary), mutated, with lying lengths now and then.
+func fuzzSocketPayload(_ rng: inout FuzzRandom) -> [UInt8] {
+    switch Int.random(in: 0..<6, using: &rng) {
+    case 0: return (0..<Int.random(in: 1...700, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    case 1: return Array("<policy-file-request/>\0".utf8)
+    case 2: return Array("<int32/>\n".utf8.prefix(Int.random(in: 1...8, using: &rng)))
+    default:
+        let id =
+            Bool.random(using: &rng) ? String(repeating: "s", count: 24) : "fresh\(rng.next() % 1000)xxxxxxxxxxxxxxx"
+        var frames = [hello(.socket, "id:\"\(id)\"", "tnum:\(Int.random(in: 0..<4, using: &rng))")]
+        if Bool.random(using: &rng) { frames += ["0N", "s0 ", "s1 "] }
+        frames += (0..<Int.random(in: 0...4, using: &rng)).map { _ in fuzzFrameVocabulary.randomElement(using: &rng)! }
+        var bytes = Array("<int32/>\n".utf8)
+        for frame in frames {
+            var body = Array(frame.utf8)
+            if Int.random(in: 0..<4, using: &rng) == 0 { fuzzMutate(&body, &rng) }
+            var length = UInt32(body.count)
+            switch Int.random(in: 0..<12, using: &rng) {
+            case 0: length = 0x7FFF_FFFF
+            case 1: length = 1_048_577
+            case 2: length = length &+ UInt32.random(in: 1...3, using: &rng)
+            default: break
+            }
+            bytes += [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+            bytes += body
+        }
+        return bytes
+    }
+}
+
+extension FuzzSocketTests {
+    @Test(arguments: [11, 12])
+    func hostileSocketClientsLeaveNoTransportBehind(seed: Int) throws {
+        let target = try FuzzTarget()
+        let loop = target.http.server.eventLoops[0]
+        let listener = Shared<MinervaSocketListener?>(nil)
+        let endpoint = target.endpoint
+        loop.execute {
+            let l = try? MinervaSocketListener(endpoint: endpoint, host: "127.0.0.1", port: 0, on: loop)
+            listener.update { $0 = l }
+        }
+        #expect(waitUntil { listener.get() != nil })
+        defer {
+            loop.execute { listener.get()?.close() }
+            target.http.stop(grace: 0.2)
+        }
+        guard let port = listener.get()?.port else { return }
+        var rng = FuzzRandom(state: UInt64(seed) &* 0x2545_F491_4F6C_DD1D)
+        var pool: [RawClient] = []
+        for _ in 0..<150 {
+            let c = try RawClient(port: port)
+            _ = cshims_set_timeouts(c.fd, 300)
+            try? c.send(fuzzSocketPayload(&rng))
+            if Bool.random(using: &rng) { _ = c.fill(timeout: 0.002) }
+            if Int.random(in: 0..<3, using: &rng) == 0 { c.abort() }
+            pool.append(c)
+            if pool.count > 30 { pool.remove(at: Int.random(in: 0..<pool.count, using: &rng)) }
+        }
+        pool.removeAll()
+        #expect(waitUntil(5) { target.engineCounts()?.transports == 0 }, "\(String(describing: target.engineCounts()))")
+        #expect(target.isHealthy())
+        #expect(target.seen.get().streams > 0)
+    }
+}
