@@ -142,12 +142,14 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
 }
 
 @Suite(.serialized) struct FuzzSocketTests {
-    @Test(arguments: [1, 2, 3])
-    func hostileClientsLeaveTheServerHealthyAndEmpty(seed: Int) throws {
+    /// Seed 3 runs with a connection limit below the pool size, so accepting pauses and resumes under churn.
+    @Test(arguments: [(1, 12_000), (2, 12_000), (3, 16)])
+    func hostileClientsLeaveTheServerHealthyAndEmpty(seed: Int, maxConnections: Int) throws {
         let target = try FuzzTarget { c in
             c.headerTimeout = 1
             c.bodyTimeout = 1
             c.writeTimeout = 2
+            c.maxConnections = maxConnections
         }
         defer { target.http.stop(grace: 0.2) }
         var rng = FuzzRandom(state: UInt64(seed) &* 0x5851_F42D_4C95_7F2D)

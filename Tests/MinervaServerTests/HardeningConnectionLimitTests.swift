@@ -45,6 +45,23 @@ private func helloRoute(_ router: HTTPRouter) {
         #expect(s.logs.messages(containing: "connection limit reached").count == 1)
     }
 
+    @Test func silentClientsHoldingEverySlotTimeOutAndTheWaitingOneIsServed() throws {
+        let s = try CapturedServer(
+            {
+                $0.maxConnections = 2
+                $0.headerTimeout = 0.3
+            }, routes: helloRoute)
+        defer { s.stop() }
+        let silent = try (0..<2).map { _ in try TestClient(port: s.port) }
+        #expect(waitUntil { s.server.connectionCount == 2 })
+        let waiting = try TestClient(port: s.port, timeoutMillis: 5000)
+        try waiting.send(get("/hello"))
+        let start = monotonicNow()
+        #expect(try waiting.readResponse().status == 200)
+        #expect(monotonicNow() - start >= 0.2)  // it had to wait for a slot
+        for c in silent { #expect(c.waitForClose()) }
+    }
+
     @Test func theLimitWarningIsRateLimited() throws {
         let s = try CapturedServer({ $0.maxConnections = 1 }, routes: helloRoute)
         defer { s.stop() }
