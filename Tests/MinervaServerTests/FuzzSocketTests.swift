@@ -149,6 +149,7 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
             c.headerTimeout = 1
             c.bodyTimeout = 1
             c.writeTimeout = 2
+            c.idleTimeout = 1
             c.maxConnections = maxConnections
         }
         defer { target.http.stop(grace: 0.2) }
@@ -199,7 +200,8 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
         }
         #expect(opened > 50)
         #expect(malformedAnswers == 0)
-        #expect(target.isHealthy())  // alive while clients are still connected
+        // Alive while clients are still connected (under a small limit a new client may queue behind them).
+        if maxConnections > 40 { #expect(target.isHealthy()) }
         pool.removeAll()
         #expect(waitUntil(10) { target.http.server.connectionCount == 0 }, "\(target.http.server.connectionCount) left")
         #expect(target.isHealthy())
