@@ -32,6 +32,9 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     private var requestsSeen = 0
     private(set) var closeAfterFlush = false
     private var readStopped = false
+    /// Decoding (and reading) is paused because the output reached the high-water mark: a client that pipelines
+    /// requests without reading the answers must not make the server buffer them without bound.
+    private var outputBackpressure = false
     private(set) var isClosed = false
 
     init(fd: Int32, context: HTTPLoopContext) {
@@ -146,7 +149,15 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
         if isClosed { return false }
         if current?.isFinished != true { return false }
         finishCurrent()
-        return !closeAfterFlush
+        return !closeAfterFlush && !pauseForOutput()
+    }
+
+    /// Pauses decoding and reading while the queued output is at or above the high-water mark; true if paused.
+    private func pauseForOutput() -> Bool {
+        guard output.count >= context.configuration.highWaterMark else { return false }
+        outputBackpressure = true
+        stopReading()
+        return true
     }
 
     /// Makes `current` a fresh response, reusing the last one if nobody else kept it.
@@ -204,14 +215,28 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     func responseFinished(_ response: HTTPResponse) {
         if dispatching || response !== current { return }
         finishCurrent()
-        if isClosed || closeAfterFlush { return }
+        if isClosed || closeAfterFlush || pauseForOutput() { return }
+        continueDecoding()
+    }
+
+    /// Decodes the pipelined input held while a response was in progress or the output was backed up, then reads
+    /// again unless decoding paused once more.
+    private func continueDecoding() {
         decoder.resume(delegate: self)
         if isClosed { return }
-        if readStopped && !closeAfterFlush && decoder.phase != .paused {
+        if readStopped && !closeAfterFlush && !outputBackpressure && decoder.phase != .paused {
             readStopped = false
             updateWatcher()
         }
         armReadTimeout(dataArrived: false)
+    }
+
+    /// Ends an output backpressure pause once the output drained to the low-water mark.
+    private func relieveBackpressure() {
+        guard outputBackpressure, output.count <= context.configuration.lowWaterMark else { return }
+        outputBackpressure = false
+        if current != nil || closeAfterFlush { return }  // the response in progress resumes decoding when it ends
+        continueDecoding()
     }
 
     private func finishCurrent() {
@@ -267,6 +292,7 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
                         context.writeTimeouts.add(self)
                         updateWatcher()
                     }
+                    relieveBackpressure()
                     return
                 }
                 close()
@@ -285,6 +311,8 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
             updateWatcher()
             armReadTimeout(dataArrived: false)
         }
+        relieveBackpressure()
+        if isClosed { return }
         if closeAfterFlush && current == nil {
             close()
         }

@@ -72,3 +72,41 @@ struct HardeningHTTPLimitTests {
         #expect(s.server.connectionCount == 1)
     }
 }
+
+@Suite("Hardening: HTTP output backpressure", .serialized)
+struct HardeningHTTPBackpressureTests {
+    @Test func aPipeliningClientThatNeverReadsStopsBeingRead() throws {
+        let s = try CapturedServer(
+            {
+                $0.highWaterMark = 64 * 1024
+                $0.lowWaterMark = 16 * 1024
+            },
+            routes: { router in
+                router.route("/hello") { _, response in
+                    response.send(status: 200, body: String(repeating: "r", count: 200))
+                }
+            })
+        defer { s.stop() }
+        let c = try TestClient(port: s.port, timeoutMillis: 200, receiveBuffer: 4096)
+        // 64 MiB of small pipelined GETs, never reading an answer: every answer is bigger than its request, so a
+        // server that kept reading would buffer more than 64 MiB of output. It must stop reading instead.
+        let one = Array(get("/hello").utf8)
+        var chunk: [UInt8] = []
+        while chunk.count < 1 << 20 { chunk += one }
+        var sent = 0
+        var blocked = false
+        while sent < 64 << 20 {
+            do {
+                try c.send(chunk)
+                sent += chunk.count
+            } catch {
+                blocked = true
+                break
+            }
+        }
+        #expect(blocked, "sent \(sent) bytes")
+        // Reading resumes as the client reads: the first answers arrive intact.
+        _ = cshims_set_timeouts(c.fd, 5000)
+        for _ in 0..<100 { #expect(try c.readResponse().status == 200) }
+    }
+}
