@@ -126,3 +126,23 @@ struct HardeningHTTPBackpressureTests {
         #expect(sawEOF)
     }
 }
+
+@Suite("Hardening: chunked framing floods", .serialized)
+struct HardeningChunkedFloodTests {
+    /// Chunk extensions, chunk-size lines and trailers are not body bytes, so `maxBodyBytes` does not bound them:
+    /// extensions and size lines count against the head limit, trailers against http-parser's own 80 KiB cap
+    /// (they are not stored). Each flood must end in 431, never be read for ever.
+    @Test(arguments: [
+        "1;" + String(repeating: "e", count: 200_000) + "\r\na\r\n0\r\n\r\n",
+        String(repeating: "0", count: 200_000) + "1\r\na\r\n0\r\n\r\n",
+        "1\r\na\r\n0\r\n" + (0..<200_000).map { "T\($0): v\r\n" }.joined() + "\r\n",
+    ])
+    func floodsOfChunkFramingAre431(body: String) throws {
+        let s = try CapturedServer({ $0.maxHeaderBytes = 2048 }, routes: { _ in })
+        defer { s.stop() }
+        let c = try TestClient(port: s.port, timeoutMillis: 2000)
+        try? c.send("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        #expect(try c.readResponse().status == 431)
+        #expect(c.waitForClose())
+    }
+}
