@@ -25,7 +25,8 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var includeRequestHeaders = true
     /// The Flash socket policy the socket listener serves (nil answers a lone NUL, PROTOCOL.md 3.2).
     public var socketPolicy: String?
-    /// Seconds a socket may take to send its mode prefix before it is aborted (PROTOCOL.md 10.8).
+    /// Seconds a socket may take to send its mode prefix before it is aborted (PROTOCOL.md 10.8); also how long a
+    /// connection that got the policy file may stay open.
     public var socketModeTimeout = SocketModeDetector.defaultTimeout
     /// Whether a socket is aborted as soon as its first bytes can match no mode prefix (false: wait for 512 bytes).
     public var socketEarlyRejection = true
