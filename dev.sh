@@ -6,19 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Installs the named Debian packages that are not installed yet (needs root or sudo).
-ensure_apt() {
-    local missing=()
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    echo "dev.sh: installing ${missing[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+source scripts/lib.sh
 
 BUILD_DEPS=(libev-dev libhttp-parser-dev)
 

@@ -188,3 +188,32 @@ int cshims_pthread_create(void *(*start)(void *), void *arg, unsigned long *out_
 }
 
 int cshims_pthread_join(unsigned long thread) { return -pthread_join((pthread_t)thread, NULL); }
+
+int cshims_socketpair(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : -errno;
+}
+
+int cshims_socket_address(int fd, int peer, char *out, size_t outlen) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (rc != 0) return -errno;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &a->sin_addr, out, (socklen_t)outlen) == NULL) return -errno;
+        return ntohs(a->sin_port);
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, out, (socklen_t)outlen) == NULL) return -errno;
+        return ntohs(a->sin6_port);
+    }
+    if (outlen > 0) out[0] = 0;
+    return 0;
+}
+
+int cshims_abort_close(int fd) {
+    struct linger l = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    return close(fd) == 0 ? 0 : -errno;
+}

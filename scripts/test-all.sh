@@ -1,11 +1,44 @@
 #!/usr/bin/env bash
 # Runs every test suite. Called by `./dev.sh test` (which installs the build dependencies first).
+# Ends with one summary line, "total: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+LOGS="$(mktemp -d /tmp/minerva-tests.XXXXXX)"
+trap 'rm -rf "$LOGS"' EXIT
 
 echo "== swift format lint"
 swift format lint -r --strict Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks
 
 echo "== swift test"
 swift build --build-tests
-swift test --skip-build
+swift test --skip-build 2>&1 | tee "$LOGS/swift.log"
+
+echo "== JavaScript client (node --test)"
+ensure_node
+Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
+
+python3 - "$LOGS/swift.log" "$LOGS/node.log" <<'PY'
+import re, sys
+swift = open(sys.argv[1], errors="replace").read()
+node = open(sys.argv[2], errors="replace").read()
+passed = failed = 0
+m = re.search(r"Test run with (\d+) tests? in \d+ suites? (passed|failed)", swift)
+if m:
+    total = int(m.group(1))
+    bad = len(re.findall(r"^✘ Test .* (failed|recorded an issue)", swift, re.M))
+    passed += total - bad
+    failed += bad
+xc = re.search(r"Executed (\d+) tests?, with (\d+) failures?", swift)
+if xc:
+    passed += int(xc.group(1)) - int(xc.group(2))
+    failed += int(xc.group(2))
+p = re.search(r"^ℹ pass (\d+)", node, re.M)
+f = re.search(r"^ℹ fail (\d+)", node, re.M)
+if p:
+    passed += int(p.group(1))
+if f:
+    failed += int(f.group(1))
+print(f"total: {passed} passed, {failed} failed")
+PY

@@ -62,6 +62,10 @@ int cshims_listen_tcp(const char *host, int port, int backlog, int reuse_port);
 int cshims_local_port(int fd);
 /// The local address a socket is bound to, as text.
 int cshims_local_address(int fd, char *out, size_t outlen);
+/// The local (peer == 0) or remote (peer != 0) address of a socket as text; returns its port.
+int cshims_socket_address(int fd, int peer, char *out, size_t outlen);
+/// Closes a socket with a TCP RST (SO_LINGER 0) instead of a normal close.
+int cshims_abort_close(int fd);
 /// accept4 (non-blocking, close-on-exec) and TCP_NODELAY on the new socket.
 int cshims_accept(int listen_fd);
 /// read(2), retried on EINTR.
@@ -90,12 +94,15 @@ ssize_t cshims_send(int fd, const void *buf, size_t len);
 int cshims_set_nonblocking(int fd, int on);
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit.
 int cshims_raise_nofile(void);
+/// A connected pair of non-blocking, close-on-exec Unix stream sockets (embedded connections).
+int cshims_socketpair(int fds[2]);
 /// pthread_create with default attributes.
 int cshims_pthread_create(void *(*start)(void *), void *arg, unsigned long *out_thread);
 /// pthread_join.
 int cshims_pthread_join(unsigned long thread);
 
 static inline double cshims_ev_now(struct ev_loop *loop) { return ev_now(loop); }
+static inline int cshims_ev_run_nowait(struct ev_loop *loop) { return ev_run(loop, EVRUN_NOWAIT); }
 static inline void cshims_ev_break_all(struct ev_loop *loop) { ev_break(loop, EVBREAK_ALL); }
 
 #endif

@@ -62,11 +62,14 @@ public struct StreamID: Hashable, Sendable {
     public static let maxLength = 30
 
     // 32 bytes of inline storage: byte 0 is the length, bytes 1...30 the id, the rest zero.
-    private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+    // Visible to the inlinable initialiser so that it is specialised in the caller's module: unspecialised, the
+    // generic byte loop allocated once per byte.
+    @usableFromInline var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
 
     /// Creates an id from its bytes.
     /// - Parameter bytes: 20...30 bytes, each in 0x00...0x7F.
     /// - Returns: nil if the length or a byte is out of range.
+    @inlinable
     public init?(bytes: some Collection<UInt8>) {
         let count = bytes.count
         guard count >= StreamID.minLength, count <= StreamID.maxLength else { return nil }
@@ -86,7 +89,8 @@ public struct StreamID: Hashable, Sendable {
         self.init(bytes: Array(string.utf8))
     }
 
-    private mutating func set(_ byte: UInt8, at index: Int) {
+    @inlinable
+    mutating func set(_ byte: UInt8, at index: Int) {
         let shift = UInt64((index % 8) * 8)
         let value = UInt64(byte) << shift
         switch index / 8 {
@@ -95,6 +99,12 @@ public struct StreamID: Hashable, Sendable {
         case 2: w2 |= value
         default: w3 |= value
         }
+    }
+
+    /// Appends the id's bytes to `buffer` (no allocation beyond the buffer's growth).
+    /// - Parameter buffer: the output.
+    public func append(to buffer: inout [UInt8]) {
+        for index in 0..<count { buffer.append(byte(at: index + 1)) }
     }
 
     private func byte(at index: Int) -> UInt8 {

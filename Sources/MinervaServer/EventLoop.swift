@@ -20,6 +20,17 @@ public final class EventLoop {
     private var graveyard: [AnyObject] = []
     /// Called just before the loop blocks (after every iteration's callbacks).
     var beforeBlocking: [() -> Void] = []
+    private var endOfTurn: [EndOfTurnTask] = []
+    private var runningEndOfTurn: [EndOfTurnTask] = []
+    /// Most buffers one writev takes.
+    static let maxIovecs = 64
+    /// Scratch iovec array shared by every socket of this loop.
+    let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: EventLoop.maxIovecs)
+    /// Read buffer shared by every raw TCP connection of this loop.
+    private(set) lazy var readBuffer = ByteStorage(capacity: 64 * 1024)
+    /// Open raw TCP connections (kept alive until closed).
+    var openConnections: [TCPConnection] = []
+    private var deadlineListsByDuration: [Double: DeadlineList] = [:]
     private var stopRequested = false
 
     /// Creates a loop (`ev_loop_new` with `EVFLAG_NOSIGMASK`).
@@ -32,6 +43,8 @@ public final class EventLoop {
     }
 
     deinit {
+        for connection in openConnections { connection.abort() }
+        endOfTurn.removeAll()
         for timer in timerHeap { timer.callback = nil }
         timerHeap.removeAll()
         beforeBlocking.removeAll()
@@ -40,6 +53,7 @@ public final class EventLoop {
         prepare = nil
         timerWatcher = nil
         ev_loop_destroy(raw)
+        iovecs.deallocate()
     }
 
     /// The loop's cached current time in seconds (libev's `ev_now`).
@@ -70,6 +84,12 @@ public final class EventLoop {
         prepareToBlock()
     }
 
+    /// Runs one loop iteration without blocking: ready callbacks, work from `execute`, due timers, output
+    /// flushes. For loops driven by hand on the calling thread (`EmbeddedHTTPConnection`), never with `run()`.
+    public func runOnce() {
+        _ = cshims_ev_run_nowait(raw)
+    }
+
     private func drainInbox() {
         inboxLock.withLock { swap(&inbox, &draining) }
         for work in draining { work() }
@@ -79,7 +99,30 @@ public final class EventLoop {
     /// Keeps `object` alive until the current loop iteration has finished.
     func releaseLater(_ object: AnyObject) { graveyard.append(object) }
 
+    /// Runs `work` on this loop once the current turn's callbacks are done, just before output is flushed and
+    /// the loop blocks. Loop thread only. Use it to coalesce work (e.g. one write for a burst of sends).
+    /// - Parameter work: the closure to run.
+    public func executeAtEndOfTurn(_ work: @escaping () -> Void) {
+        endOfTurn.append(ClosureTask(work))
+    }
+
+    /// Queues a task for the end of the current turn (no allocation).
+    func scheduleAtEndOfTurn(_ task: EndOfTurnTask) { endOfTurn.append(task) }
+
+    /// The deadline list of this loop for a given duration (created on first use).
+    func deadlineList(duration: Double) -> DeadlineList {
+        if let list = deadlineListsByDuration[duration] { return list }
+        let list = DeadlineList(loop: self, duration: duration)
+        deadlineListsByDuration[duration] = list
+        return list
+    }
+
     private func prepareToBlock() {
+        while !endOfTurn.isEmpty {
+            swap(&endOfTurn, &runningEndOfTurn)
+            for task in runningEndOfTurn { task.runAtEndOfTurn() }
+            runningEndOfTurn.removeAll(keepingCapacity: true)
+        }
         for hook in beforeBlocking { hook() }
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
     }
@@ -196,9 +239,20 @@ public final class EventLoop {
     }
 }
 
+/// Work queued for the end of a loop turn.
+protocol EndOfTurnTask: AnyObject {
+    func runAtEndOfTurn()
+}
+
+private final class ClosureTask: EndOfTurnTask {
+    let work: () -> Void
+    init(_ work: @escaping () -> Void) { self.work = work }
+    func runAtEndOfTurn() { work() }
+}
+
 /// A one-shot or repeating timer on an `EventLoop`; cancel it to stop it.
 public final class LoopTimer {
-    private unowned let loop: EventLoop
+    private weak var loop: EventLoop?
     let interval: Double?
     var callback: (() -> Void)?
     var deadline = 0.0
@@ -218,7 +272,7 @@ public final class LoopTimer {
         if isCancelled { return }
         isCancelled = true
         callback = nil
-        loop.timerCancelled(self)
+        loop?.timerCancelled(self)
     }
 }
 

@@ -8,13 +8,6 @@ internal import CShims
     import Musl
 #endif
 
-/// A range of bytes waiting to be written.
-struct OutputSegment {
-    let storage: ByteStorage
-    var start: Int
-    var end: Int
-}
-
 /// One HTTP connection, confined to its loop.
 final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     let fd: Int32
@@ -25,9 +18,9 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     var index = 0
 
     // Output.
-    private var segments: [OutputSegment] = []
-    private let scratch: ByteStorage
-    private(set) var pendingOutput = 0
+    private let output = OutputQueue(capacity: 1024)
+    /// Bytes queued and not yet written.
+    var pendingOutput: Int { output.count }
     private var writeBlocked = false
     var flushScheduled = false
     private(set) var producerPaused = false
@@ -49,9 +42,7 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
             limits: HTTPDecoderLimits(
                 maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount,
                 maxURLBytes: config.maxURLBytes, maxBodyBytes: config.maxBodyBytes))
-        scratch = ByteStorage(capacity: 1024)
         super.init()
-        segments.reserveCapacity(8)
         watcher = IOWatcher(loop: context.loop.raw, fd: fd) { [unowned self] revents in self.handleEvents(revents) }
         watcher.watch(cshims_EV_READ())
         context.headerTimeouts.add(self)
@@ -142,27 +133,24 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
 
     func decoderDidReceiveRequest(_ decoder: HTTPRequestDecoder) -> Bool {
         requestsSeen += 1
-        let method = decoder.methodCode
-        let isHead = method == 2  // HTTP_HEAD
-        let keepAlive = decoder.keepAlive && !context.draining
-        let response: HTTPResponse
-        if let spare {
-            response = spare
-            self.spare = nil
-            response.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
-        } else {
-            response = HTTPResponse(connection: self, eventLoop: context.loop)
-            response.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
-        }
-        current = response
+        startResponse(decoder)
         if !writeBlocked { list?.remove(self) }
         dispatching = true
-        context.router.dispatch(HTTPRequest(decoder: decoder), response)
+        context.router.dispatch(HTTPRequest(decoder: decoder, fd: fd), current!)
         dispatching = false
         if isClosed { return false }
-        guard let current, current.isFinished else { return false }
+        if current?.isFinished != true { return false }
         finishCurrent()
         return !closeAfterFlush
+    }
+
+    /// Makes `current` a fresh response, reusing the last one if nobody else kept it.
+    private func startResponse(_ decoder: HTTPRequestDecoder) {
+        let isHead = decoder.methodCode == 2  // HTTP_HEAD
+        let keepAlive = decoder.keepAlive && !context.draining
+        if spare == nil { spare = HTTPResponse(connection: self, eventLoop: context.loop) }
+        spare!.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
+        swap(&current, &spare)
     }
 
     func decoderWantsContinue(_ decoder: HTTPRequestDecoder) {
@@ -229,28 +217,19 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     /// Appends bytes to the output through `body`, then schedules a flush.
     @inline(__always) func withOutput(_ body: (ByteStorage) -> Void) {
         if isClosed { return }
-        let before = scratch.count
-        body(scratch)
-        let added = scratch.count - before
-        if added == 0 { return }
-        if let last = segments.last, last.storage === scratch, last.end == before {
-            segments[segments.count - 1].end = scratch.count
-        } else {
-            segments.append(OutputSegment(storage: scratch, start: before, end: scratch.count))
-        }
-        enqueued(added)
+        let added = output.append(body)
+        if added > 0 { enqueued() }
     }
 
     /// Queues a range of an immutable shared buffer without copying it.
     func enqueueShared(_ storage: ByteStorage, start: Int, end: Int) {
         if isClosed || end <= start { return }
-        segments.append(OutputSegment(storage: storage, start: start, end: end))
-        enqueued(end - start)
+        output.appendShared(storage, start: start, end: end)
+        enqueued()
     }
 
-    private func enqueued(_ count: Int) {
-        pendingOutput += count
-        if pendingOutput >= context.configuration.highWaterMark { producerPaused = true }
+    private func enqueued() {
+        if output.count >= context.configuration.highWaterMark { producerPaused = true }
         scheduleFlush()
     }
 
@@ -264,16 +243,8 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
     func flush() {
         flushScheduled = false
         if isClosed { return }
-        let iov = context.iovecs
-        while pendingOutput > 0 {
-            var count = 0
-            for segment in segments {
-                if count == HTTPLoopContext.maxIovecs { break }
-                iov[count] = iovec(
-                    iov_base: segment.storage.base + segment.start, iov_len: segment.end - segment.start)
-                count += 1
-            }
-            let n = cshims_writev(fd, iov, Int32(count))
+        while output.count > 0 {
+            let n = output.writeOnce(fd: fd, iovecs: context.loop.iovecs, maxIovecs: EventLoop.maxIovecs)
             if n < 0 {
                 if n == -Int(EAGAIN) || n == -Int(EWOULDBLOCK) {
                     if !writeBlocked {
@@ -286,11 +257,13 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
                 close()
                 return
             }
-            consume(n)
             if writeBlocked { context.writeTimeouts.touch(self) }
+            if producerPaused && output.count <= context.configuration.lowWaterMark {
+                producerPaused = false
+                current?.onWritable?()
+                if isClosed { return }
+            }
         }
-        segments.removeAll(keepingCapacity: true)
-        scratch.count = 0
         if writeBlocked {
             writeBlocked = false
             context.writeTimeouts.remove(self)
@@ -299,35 +272,6 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
         }
         if closeAfterFlush && current == nil {
             close()
-        }
-    }
-
-    private func consume(_ written: Int) {
-        var left = written
-        pendingOutput -= written
-        var drop = 0
-        while left > 0 {
-            let size = segments[drop].end - segments[drop].start
-            if left >= size {
-                left -= size
-                drop += 1
-            } else {
-                segments[drop].start += left
-                left = 0
-            }
-        }
-        if drop > 0 { segments.removeFirst(drop) }
-        if segments.count == 1 && segments[0].storage === scratch && segments[0].start >= 65536 {
-            let start = segments[0].start
-            scratch.removeFirst(start)
-            segments[0].start = 0
-            segments[0].end -= start
-        } else if segments.isEmpty {
-            scratch.count = 0
-        }
-        if producerPaused && pendingOutput <= context.configuration.lowWaterMark {
-            producerPaused = false
-            current?.onWritable?()
         }
     }
 
@@ -340,8 +284,7 @@ final class HTTPConnection: DeadlineNode, HTTPRequestDecoderDelegate {
         list?.remove(self)
         watcher.watch(0)
         _ = cshims_close(fd)
-        segments.removeAll()
-        pendingOutput = 0
+        output.removeAll()
         let response = current
         current = nil
         spare = nil

@@ -7,11 +7,19 @@
 public struct HTTPRequest {
     unowned(unsafe) let decoder: HTTPRequestDecoder
     let generation: UInt64
+    let fd: Int32
 
-    init(decoder: HTTPRequestDecoder) {
+    init(decoder: HTTPRequestDecoder, fd: Int32 = -1) {
         self.decoder = decoder
         self.generation = decoder.generation
+        self.fd = fd
     }
+
+    /// The client's address (a system call; nil if unknown or already disconnected).
+    public var remoteAddress: SocketAddress? { SocketAddress.of(fd: fd, peer: true) }
+
+    /// The server-side address the request arrived on (a system call; nil if unknown).
+    public var localAddress: SocketAddress? { SocketAddress.of(fd: fd, peer: false) }
 
     @inline(__always) private func check() {
         precondition(decoder.generation == generation && decoder.headBase != nil, "HTTPRequest used after its handler")

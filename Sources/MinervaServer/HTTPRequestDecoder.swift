@@ -165,10 +165,8 @@ final class HTTPRequestDecoder {
                 chunkHeadOffset = headStore.count
             }
             chunkBase = start
-            let n = withUnsafePointer(to: &decoderSettings) { settings in
-                http_parser_execute(
-                    parser, settings, start.assumingMemoryBound(to: CChar.self), count - offset)
-            }
+            let n = http_parser_execute(
+                parser, decoderSettings, start.assumingMemoryBound(to: CChar.self), count - offset)
             let errno = cshims_http_parser_errno(parser)
             if errno == HPE_PAUSED && messageDone {
                 if headInStore && maxTokenEnd > headStore.count {
@@ -360,8 +358,9 @@ private let methodTable: [HTTPMethod] = (0..<40).map { code in
     Unmanaged<HTTPRequestDecoder>.fromOpaque(parser!.pointee.data).takeUnretainedValue()
 }
 
-/// One settings struct for every decoder: capture-free callbacks that forward to the decoder in `data`.
-private var decoderSettings: http_parser_settings = {
+/// One settings struct for every decoder, at a fixed address, never freed and never written after its creation
+/// (so every loop thread may read it): capture-free callbacks that forward to the decoder in `data`.
+private let decoderSettings: UnsafePointer<http_parser_settings> = {
     var s = http_parser_settings()
     s.on_message_begin = { decoder($0).onMessageBegin() }
     s.on_url = { decoder($0).onURL($1!, $2) }
@@ -370,5 +369,7 @@ private var decoderSettings: http_parser_settings = {
     s.on_headers_complete = { decoder($0).onHeadersComplete() }
     s.on_body = { decoder($0).onBody($1!, $2) }
     s.on_message_complete = { decoder($0).onMessageComplete() }
-    return s
+    let pointer = UnsafeMutablePointer<http_parser_settings>.allocate(capacity: 1)
+    pointer.initialize(to: s)
+    return UnsafePointer(pointer)
 }()

@@ -29,7 +29,10 @@ public final class HTTPRouter {
     ///   - methods: the methods accepted (nil: any); others get 405.
     ///   - handler: the handler.
     public func mount(_ prefix: String, methods: [HTTPMethod]? = nil, _ handler: @escaping Handler) {
-        add(Route(path: Array(prefix.utf8), isPrefix: true, methods: methods, allow: allowValue(methods), handler: handler))
+        add(
+            Route(
+                path: Array(prefix.utf8), isPrefix: true, methods: methods, allow: allowValue(methods), handler: handler
+            ))
     }
 
     /// Routes requests whose path is exactly `path` (query ignored).
@@ -38,7 +41,10 @@ public final class HTTPRouter {
     ///   - methods: the methods accepted (nil: any); others get 405. Default GET and HEAD.
     ///   - handler: the handler.
     public func route(_ path: String, methods: [HTTPMethod]? = [.GET, .HEAD], _ handler: @escaping Handler) {
-        add(Route(path: Array(path.utf8), isPrefix: false, methods: methods, allow: allowValue(methods), handler: handler))
+        add(
+            Route(
+                path: Array(path.utf8), isPrefix: false, methods: methods, allow: allowValue(methods), handler: handler)
+        )
     }
 
     private func allowValue(_ methods: [HTTPMethod]?) -> String {

@@ -10,15 +10,13 @@ import Logging
 
 /// Per-loop server state. Everything here is confined to `loop`'s thread.
 final class HTTPLoopContext {
-    static let maxIovecs = 64
-
     let loop: EventLoop
     let configuration: HTTPServerConfiguration
     let router: HTTPRouter
     let logger: Logger
-    unowned let server: HTTPServer
+    /// Weak: the server may be going away while loops drain (its deinit shuts them down).
+    weak var server: HTTPServer?
     let readBuffer: ByteStorage
-    let iovecs: UnsafeMutablePointer<iovec>
     private(set) var connections: [HTTPConnection] = []
     var flushQueue: [HTTPConnection] = []
     private var flushing: [HTTPConnection] = []
@@ -34,14 +32,16 @@ final class HTTPLoopContext {
     private(set) var draining = false
     private var drainTimer: LoopTimer?
 
-    init(server: HTTPServer, listenFD: Int32) {
+    init(
+        configuration: HTTPServerConfiguration, router: HTTPRouter, logger: Logger, server: HTTPServer?,
+        listenFD: Int32?
+    ) {
         self.server = server
         loop = EventLoop()
-        configuration = server.configuration
-        router = server.router
-        logger = server.logger
+        self.configuration = configuration
+        self.router = router
+        self.logger = logger
         readBuffer = ByteStorage(capacity: configuration.readBufferSize)
-        iovecs = .allocate(capacity: Self.maxIovecs)
         headerTimeouts = DeadlineList(loop: loop, duration: configuration.headerTimeout)
         bodyTimeouts = DeadlineList(loop: loop, duration: configuration.bodyTimeout)
         idleTimeouts = DeadlineList(loop: loop, duration: configuration.idleTimeout)
@@ -50,7 +50,9 @@ final class HTTPLoopContext {
         connections.reserveCapacity(1024)
         flushQueue.reserveCapacity(64)
         flushing.reserveCapacity(64)
-        listener = Listener(fd: listenFD, context: self)
+        if let listenFD {
+            listener = Listener(fd: listenFD, loop: loop, logger: logger) { [unowned self] fd in self.adopt(fd: fd) }
+        }
         loop.beforeBlocking.append { [unowned self] in self.flushAll() }
     }
 
@@ -62,7 +64,6 @@ final class HTTPLoopContext {
         listener = nil
         signals.removeAll()
         drainTimer?.cancel()
-        iovecs.deallocate()
     }
 
     func installSignalHandlers() {
@@ -70,7 +71,7 @@ final class HTTPLoopContext {
             signals.append(
                 SignalWatcher(loop: loop.raw, signal: sig) { [unowned self] in
                     self.logger.info("signal received, shutting down")
-                    self.server.shutdown()
+                    self.server?.shutdown()
                 })
         }
     }
@@ -91,15 +92,17 @@ final class HTTPLoopContext {
         return date
     }
 
-    func adopt(fd: Int32) {
+    @discardableResult
+    func adopt(fd: Int32) -> HTTPConnection? {
         if draining {
             _ = cshims_close(fd)
-            return
+            return nil
         }
         let connection = HTTPConnection(fd: fd, context: self)
         connection.index = connections.count
         connections.append(connection)
-        server.connectionOpened()
+        server?.connectionOpened()
+        return connection
     }
 
     func connectionClosed(_ connection: HTTPConnection) {
@@ -114,7 +117,7 @@ final class HTTPLoopContext {
         }
         loop.releaseLater(connection)
         if tearingDown { return }
-        server.connectionClosed()
+        server?.connectionClosed()
         if draining && connections.isEmpty { finish() }
     }
 
@@ -150,53 +153,6 @@ final class HTTPLoopContext {
     }
 }
 
-/// The listening socket of one loop: accepts until EAGAIN on each wake-up.
-final class Listener {
-    let fd: Int32
-    private var watcher: IOWatcher!
-    private unowned let context: HTTPLoopContext
-    private var retryTimer: LoopTimer?
-
-    init(fd: Int32, context: HTTPLoopContext) {
-        self.fd = fd
-        self.context = context
-        watcher = IOWatcher(loop: context.loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
-        watcher.watch(cshims_EV_READ())
-    }
-
-    deinit {
-        retryTimer?.cancel()
-        watcher = nil
-        _ = cshims_close(fd)
-    }
-
-    private func acceptAll() {
-        while true {
-            let fd = cshims_accept(self.fd)
-            if fd >= 0 {
-                context.adopt(fd: fd)
-                continue
-            }
-            switch -fd {
-            case EAGAIN, EWOULDBLOCK: return
-            case ECONNABORTED, EINTR, EPROTO: continue
-            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                // Out of descriptors: stop accepting for a moment instead of spinning.
-                context.logger.warning("accept failed: errno \(-fd); pausing accepts for 100 ms")
-                watcher.watch(0)
-                retryTimer = context.loop.schedule(after: 0.1) { [unowned self] in
-                    self.retryTimer = nil
-                    self.watcher.watch(cshims_EV_READ())
-                }
-                return
-            default:
-                context.logger.error("accept failed: errno \(-fd)")
-                return
-            }
-        }
-    }
-}
-
 /// An HTTP/1.1 server: one or more event-loop threads, each with its own listener and connections.
 public final class HTTPServer {
     /// The settings the server was created with.
@@ -229,6 +185,13 @@ public final class HTTPServer {
         self.logger = logger
     }
 
+    deinit {
+        if !threads.isEmpty {
+            shutdown(gracePeriod: 0)
+            waitUntilStopped()
+        }
+    }
+
     /// The server's event loops (one per thread), available after `start`.
     public var eventLoops: [EventLoop] { contexts.map(\.loop) }
 
@@ -256,7 +219,9 @@ public final class HTTPServer {
         localPort = port
         var text = [CChar](repeating: 0, count: 64)
         if cshims_local_address(fds[0], &text, 64) == 0 { localAddress = String(cString: text) }
-        contexts = fds.map { HTTPLoopContext(server: self, listenFD: $0) }
+        contexts = fds.map {
+            HTTPLoopContext(configuration: configuration, router: router, logger: logger, server: self, listenFD: $0)
+        }
         if configuration.handleSignals { contexts[0].installSignalHandlers() }
         for context in contexts {
             let loop = context.loop

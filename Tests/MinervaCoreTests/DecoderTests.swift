@@ -328,3 +328,58 @@ func socketOutcome(_ pieces: [[UInt8]], policy: [UInt8]? = nil, earlyRejection: 
     let result25 = decided.receive(bytes("ab"))
     #expect(result25 == .int32(remainder: ArraySlice(bytes("ab"))))
 }
+
+@Test func newlineStreamingReceiveAtEverySplitPoint() {
+    let response = bytes(";)]}^\r\nC\n|-1A\nhello \npartial")
+    let expected = [bytes(";)]}^"), bytes("C"), bytes("|-1A"), bytes("hello ")]
+    for pieces in splits(response) {
+        var decoder = NewlineFrameDecoder()
+        var frames: [[UInt8]] = []
+        for piece in pieces {
+            if case .success(let completed) = decoder.receive(piece) { frames += completed.map { Array($0) } }
+        }
+        #expect(frames == expected)
+    }
+    // Frames are handed out as soon as their line ends; an over-long line stops decoding.
+    var decoder = NewlineFrameDecoder(maxLength: 4)
+    let first = decoder.receive(bytes("ab\nabc"))
+    #expect((try? first.get())?.map { Array($0) } == [bytes("ab")])
+    let second = decoder.receive(bytes("de"))
+    #expect((try? second.get()) == nil)
+    let third = decoder.receive(bytes("\nok\n"))
+    #expect((try? third.get()) == nil)
+}
+
+@Test func case34_zeroLengthInt32FrameIsAnInvalidFrame() {
+    var decoder = Int32FrameDecoder()
+    let result = decoder.receive(int32Framed([bytes(helloJSON() + "H"), []]))
+    guard case .success(let frames) = result, frames.count == 2 else {
+        Issue.record("expected two frames")
+        return
+    }
+    if case .success(.hello) = Frame.decode(frames[0], direction: .clientToServer) {
+    } else {
+        Issue.record("first frame is not a hello")
+    }
+    if case .failure(let error) = Frame.decode(frames[1], direction: .clientToServer) {
+        #expect(error.kind == .emptyFrame && error.frameType == nil)
+    } else {
+        Issue.record("zero-length frame accepted")
+    }
+}
+
+@Test func errorDescriptionsAreReadableAndLeakNoPayload() {
+    if case .failure(let error) = decode(bytes: [0x73, 0x65, 0x63, 0x72, 0x65, 0x74, 0x01]) {
+        #expect(error.description == "unknown frame type (type 0x1)")
+    }
+    let json = helloJSON([.set("tnum", "-1")])
+    if case .failure(let error) = decode(json + "H", .clientToServer) {
+        #expect(error.description == "invalid hello: invalid value for key tnum (type 'H')")
+        #expect(!error.description.contains("xxxx"))
+    } else {
+        Issue.record("negative tnum accepted")
+    }
+    if case .failure(let error) = NewlineFrameDecoder.decodeBody(bytes("abcdef\n"), maxLength: 4) {
+        #expect(error.description == "frame_corruption: line of 6 bytes")
+    }
+}

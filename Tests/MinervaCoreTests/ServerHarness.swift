@@ -13,6 +13,8 @@ let caseID = String(repeating: "x", count: 26)
 
 /// Builds `HS{edits}` (PROTOCOL.md 9): `k:v` sets key k to JSON v, `-k` removes k.
 func hs(_ edits: String...) -> String { hello(base: hsBase, edits) }
+/// Builds `HS{edits}` from a list.
+func hsList(_ edits: [String]) -> String { hello(base: hsBase, edits) }
 /// Builds `HH{edits}` = `HS{format:2,ming:0,edits}`.
 func hh(_ edits: String...) -> String { hello(base: hsBase, ["format:2", "ming:0"] + edits) }
 

@@ -268,3 +268,168 @@ final class PerStringHandler: MinervaStreamHandler {
         return h
     }
 }
+
+@Suite struct ServerEngineAPITests {
+    @Test func notifyFinishFiresAtReset() throws {
+        let h = Harness()
+        let t = h.socket()
+        h.send(t, [hs()])
+        let stream = h.stream!
+        var fired = 0
+        stream.notifyFinish { fired += 1 }
+        #expect(fired == 0)
+        h.send(t, ["x|0!"])
+        #expect(fired == 1)
+        stream.notifyFinish { fired += 1 }
+        #expect(fired == 2)
+    }
+
+    @Test func drainActionsKeepsOrderAndEmpties() {
+        let engine = MinervaServerEngine(now: 0) { _ in Recorder() }
+        let t = TransportHandle(1)
+        engine.openTransport(t, kind: .http, connection: ConnectionInfo(), now: 0)
+        engine.httpBodyReceived(t, body: Array("{}H\n".utf8), now: 0)
+        var seen: [ServerAction] = []
+        engine.drainActions { seen.append($0) }
+        #expect(seen == [.write(t, Array(";)]}^\ninvalid_frame_type_or_argumentsK\n".utf8), .httpWholeBody)])
+        #expect(!engine.hasActions)
+        #expect(engine.transportCount == 0)
+    }
+
+    @Test func nextDeadlineTracksTimers() {
+        var configuration = ServerEngineConfiguration()
+        configuration.idleCheckInterval = 60
+        let h = Harness(configuration: configuration)
+        #expect(h.engine.nextDeadline == 60)
+        let t = h.socket()
+        h.send(t, [hs("maxia:5")])
+        #expect(h.engine.nextDeadline == 5)
+        h.advance(to: 5)
+        #expect(h.engine.nextDeadline == 10)
+        var manual = ServerEngineConfiguration()
+        manual.idleCheckInterval = 0
+        let engine = MinervaServerEngine(configuration: manual, now: 0) { _ in Recorder() }
+        #expect(engine.nextDeadline == .infinity)
+    }
+}
+
+@Suite struct ServerEngineEdgeTests {
+    @Test func waitingLongPollGetsResetWithContentLength() throws {
+        let h = Harness()
+        h.post(hh("eeds:null") + "\n")
+        let t = h.post(hh("-new", "eeds:null") + "\n")
+        try h.app { try h.stream!.reset(reason: "bye") }
+        #expect(h.responses[t]?.body == ";)]}^\nbye|1!\n")
+        #expect(h.responses[t]?.contentLength == 13)
+    }
+
+    @Test func maxOpenTimeZeroClosesOnNextTimerRun() {
+        let h = Harness()
+        h.post(hh("eeds:null") + "\n")
+        let t = h.post(hh("-new", "eeds:null", "maxt:0") + "\n")
+        #expect(h.responses[t]?.writes == 0)
+        #expect(h.engine.nextDeadline == 0)
+        h.advance(to: 0)
+        #expect(h.responses[t]?.body == ";)]}^\n|-1A\n|-1T\n")
+    }
+
+    @Test func httpBadSackKilledAttached() throws {
+        let h = Harness()
+        let t = h.post(hh("eeds:null", "ming:1") + "\n|0A\n")
+        #expect(h.responses[t]?.body == ";)]}^\nC\n|-1A\n|0T\nacked_unsent_stringsK\n")
+        #expect(h.responses[t]?.contentLength == 39)  // killed before the first write: the whole body
+        #expect(h.stream != nil)
+    }
+
+    @Test func socketHandleReusedAfterGraceWait() {
+        let h = Harness()
+        let t = h.socket()
+        h.send(t, ["?"])
+        #expect(h.out(t) == ["invalid_frame_type_or_argumentsK", "Y"])
+        h.engine.openTransport(t, kind: .socket, connection: ConnectionInfo(), now: 1)
+        h.send(t, [hs()])
+        #expect(h.out(t) == ["C"])
+        h.advance(to: 100)
+        #expect(h.closed.isEmpty)
+    }
+
+    @Test func secondaryUploadKeepsPrimaryAndAcks() throws {
+        let h = Harness()
+        let primary = h.post(hh("eeds:null", "ming:1") + "\n")
+        let upload = h.post(hh("-new", "tnum:1", "-eeds") + "\n0N\nhello \nworld \n")
+        #expect(h.responses[upload]?.body == ";)]}^\n|1A\n|1A\n|-1T\n")
+        #expect(h.responses[primary]?.finished == false)
+        #expect(h.app.allStrings == ["hello", "world"])
+        #expect(h.app.created == [0, 1])
+        #expect(h.app.destroyed == [1])
+    }
+}
+
+@Suite struct ServerRateLimitTests {
+    @Test func newStreamsPerKeyPerSecondLimited() {
+        var configuration = ServerEngineConfiguration()
+        configuration.maxNewStreamsPerKeyPerSecond = 2
+        let h = Harness(configuration: configuration)
+        var handle = 100
+        func hello(_ index: Int, key: String?) -> [String] {
+            handle += 1
+            let t = TransportHandle(handle)
+            h.engine.openTransport(t, kind: .socket, connection: ConnectionInfo(rateLimitKey: key), now: h.now)
+            let id = String(repeating: "a", count: 20) + String(index)
+            h.send(t, [hs("id:\"\(id)\"")])
+            return h.out(t)
+        }
+        #expect(hello(1, key: "10.0.0.1") == ["C"])
+        #expect(hello(2, key: "10.0.0.1") == ["C"])
+        #expect(hello(3, key: "10.0.0.1") == ["stream_attach_failureK", "Y"])
+        #expect(hello(4, key: "10.0.0.2") == ["C"])
+        #expect(hello(5, key: nil) == ["C"])
+        h.now = 0.5
+        #expect(hello(6, key: "10.0.0.1") == ["C"])
+        #expect(hello(7, key: "10.0.0.1") == ["stream_attach_failureK", "Y"])
+        #expect(h.engine.streamCount == 5)
+    }
+}
+
+@Suite struct ServerReentrancyTests {
+    /// A handler that resets the stream when a transport goes away.
+    final class ResetOnDestroy: MinervaStreamHandler {
+        var resets: [String] = []
+        func streamStarted(_ stream: ServerStream) throws {}
+        func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) { resets.append(reason) }
+        func transportDestroyed(_ info: TransportInfo, on stream: ServerStream) {
+            try? stream.send("late")
+            try? stream.reset(reason: "old primary gone")
+        }
+    }
+
+    @Test func resetInsideTransportDestroyedDuringPrimaryReplacement() {
+        let h = Harness()
+        let handler = ResetOnDestroy()
+        h.factory = { _ in handler }
+        let t0 = h.socket()
+        h.send(t0, [hs("eeds:null")])
+        let t1 = h.socket()
+        h.send(t1, [hs("-new", "tnum:1", "eeds:null"), "string0 "])
+        #expect(h.out(t0) == ["C", "|-1A", "|-1T", "Y"])
+        #expect(h.out(t1) == ["old primary gone|1!", "Y"])
+        #expect(handler.resets == ["old primary gone"])
+        #expect(h.stream == nil)
+        #expect(h.engine.transportCount == 2)  // both sockets wait for the peer (or the grace period)
+    }
+
+    @Test func sendInsideTransportCreatedReachesNewPrimary() {
+        let h = Harness()
+        final class Greeter: MinervaStreamHandler {
+            func streamStarted(_ stream: ServerStream) throws {}
+            func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
+            func transportCreated(_ info: TransportInfo, on stream: ServerStream) {
+                try? stream.send("hi\(info.transportNumber)")
+            }
+        }
+        h.factory = { _ in Greeter() }
+        let t0 = h.socket()
+        h.send(t0, [hs("eeds:null")])
+        #expect(h.out(t0) == ["C", "0N", "hi0 "])
+    }
+}

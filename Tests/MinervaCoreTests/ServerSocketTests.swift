@@ -340,3 +340,71 @@ private let invalid = "invalid_frame_type_or_argumentsK"
         #expect(h2.app.received == [["b", "a"]])
     }
 }
+
+/// Socket bytes through the codec's mode detector and the engine's int32 decoding.
+@Suite struct ServerSocketBytesTests {
+    private func int32(_ frames: [String]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for frame in frames {
+            let payload = Array(frame.utf8)
+            let length = UInt32(payload.count)
+            bytes += [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+            bytes += payload
+        }
+        return bytes
+    }
+
+    /// Feeds `input` in chunks of `size` through mode detection then the engine; returns the frames written.
+    private func run(_ input: [UInt8], chunk size: Int, then later: [UInt8] = []) -> [String] {
+        let h = Harness()
+        var detector = SocketModeDetector(now: 0)
+        var handle: TransportHandle?
+        var start = 0
+        while start < input.count {
+            let piece = input[start..<min(start + size, input.count)]
+            start += size
+            if let handle {
+                h.engine.socketBytesReceived(handle, bytes: piece, now: 0)
+            } else if case .int32(let remainder) = detector.receive(piece) {
+                let t = h.socket()
+                handle = t
+                h.engine.socketBytesReceived(t, bytes: remainder, now: 0)
+            }
+            h.endTurn()
+        }
+        guard let handle else { return [] }
+        if !later.isEmpty {
+            h.engine.socketBytesReceived(handle, bytes: later, now: 0)
+            h.endTurn()
+        }
+        return h.out(handle)
+    }
+
+    @Test(arguments: 1...19)
+    func case31_int32HelloForUnknownStreamInChunks(size: Int) {
+        let id = String(repeating: "\\u0000", count: 26)
+        let input = SocketModeDetector.int32Prefix + int32([hs("id:\"\(id)\"", "-new")])
+        #expect(run(input, chunk: size) == ["stream_attach_failureK", "Y"])
+    }
+
+    @Test func case32_frameCorruptionThenIgnored() {
+        let input = SocketModeDetector.int32Prefix + Array("1:xxxxxxxx".utf8)
+        #expect(run(input, chunk: 100, then: int32(["?"])) == ["frame_corruptionK", "Y"])
+    }
+
+    @Test(arguments: [1, 2, 3, 7, 50, 1000])
+    func helloAndStringsInAnyChunking(size: Int) {
+        let input = SocketModeDetector.int32Prefix + int32([hs(), "string0 ", "2N", "string2 ", "1N", "string1 "])
+        let out = run(input, chunk: size)
+        #expect(out.first == "C")
+        #expect(out.last == "|2A")
+    }
+
+    @Test func frameCorruptionAfterHelloIsKillAttached() {
+        let input = SocketModeDetector.int32Prefix + int32([hs()])
+        let later = int32(["string0 "]) + [0x00, 0x10, 0x00, 0x01]
+        #expect(run(input, chunk: 1000, then: later) == ["C", "|-1A", "|-1T", "frame_corruptionK", "Y"])
+        // In one chunk, nothing before the bad prefix is processed (PROTOCOL.md 3.2).
+        #expect(run(input + later, chunk: 1000) == ["frame_corruptionK", "Y"])
+    }
+}

@@ -1,5 +1,6 @@
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
 import Testing
+
 @testable import MinervaServer
 
 /// What the decoder delivered, as plain values.
@@ -116,12 +117,70 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
 
     @Test func chunkedBodyOverLimit() {
         let chunk = String(repeating: "z", count: 3000)
-        let input = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n\(chunk)\r\nbb8\r\n\(chunk)\r\n0\r\n\r\n"
+        let input =
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n\(chunk)\r\nbb8\r\n\(chunk)\r\n0\r\n\r\n"
         #expect(decode([Array(input.utf8)[...]]).failures == [413])
     }
 
     @Test func headerCountLimit() {
         let headers = (0..<60).map { "H\($0): v\r\n" }.joined()
         #expect(decode([Array("GET / HTTP/1.1\r\n\(headers)\r\n".utf8)[...]]).failures == [431])
+    }
+}
+
+@Suite struct HTTPRequestDecoderProbeTests {
+    @Test func countsRequestsAndReportsFailures() {
+        let probe = HTTPRequestDecoderProbe()
+        let input = Array("GET / HTTP/1.1\r\n\r\nPOST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".utf8)
+        #expect(input.withUnsafeBytes { probe.feed($0) } == 2)
+        #expect(probe.bodyByteCount == 3)
+        #expect(probe.failureStatus == nil)
+        probe.reset()
+        _ = Array("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n".utf8).withUnsafeBytes { probe.feed($0) }
+        #expect(probe.failureStatus == 400)
+    }
+}
+
+@Suite struct HTTPRequestDecoderRandomInputTests {
+    /// A small deterministic generator (SplitMix64), so failures reproduce.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func mutatedRequestsInRandomPiecesNeverCrashAndAgreeWithWholeInput() {
+        var rng = SplitMix(state: 42)
+        let alphabet = Array(
+            "GET POST /a?b=c HTTP/1.1\r\n:Content-Length: 5\r\nTransfer-Encoding: chunked\r\n0123456789abcdef".utf8)
+        for _ in 0..<1500 {
+            var input = Array(
+                "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n".utf8)
+            for _ in 0..<Int.random(in: 0...4, using: &rng) {
+                let i = Int.random(in: 0..<input.count, using: &rng)
+                switch Int.random(in: 0..<3, using: &rng) {
+                case 0: input[i] = alphabet.randomElement(using: &rng)!
+                case 1: input.insert(alphabet.randomElement(using: &rng)!, at: i)
+                default: input.remove(at: i)
+                }
+            }
+            let whole = decode([input[...]])
+            var pieces: [ArraySlice<UInt8>] = []
+            var start = 0
+            while start < input.count {
+                let end = min(input.count, start + Int.random(in: 1...12, using: &rng))
+                pieces.append(input[start..<end])
+                start = end
+            }
+            let split = decode(pieces)
+            #expect(
+                split.requests == whole.requests, "input \(String(decoding: input, as: UTF8.self).debugDescription)")
+            #expect(split.failures == whole.failures)
+        }
     }
 }

@@ -2,6 +2,7 @@
 import CShims
 import Glibc
 import Testing
+
 @testable import MinervaServer
 
 private func echoRoutes(_ router: HTTPRouter) {
@@ -118,11 +119,12 @@ private func echoRoutes(_ router: HTTPRouter) {
         ("\u{7}GARBAGE\r\n\r\n", 400),
     ])
     func limitAnswersThenClose(input: String, status: Int) throws {
-        let s = try TestServer({ c in
-            c.maxURLBytes = 512
-            c.maxHeaderBytes = 2048
-            c.maxBodyBytes = 4000
-        }, routes: echoRoutes)
+        let s = try TestServer(
+            { c in
+                c.maxURLBytes = 512
+                c.maxHeaderBytes = 2048
+                c.maxBodyBytes = 4000
+            }, routes: echoRoutes)
         defer { s.stop() }
         let c = try TestClient(port: s.port)
         #expect(try c.request(get("/hello")).status == 200)
@@ -149,6 +151,15 @@ private func echoRoutes(_ router: HTTPRouter) {
         // A connection that sends nothing at all is closed too.
         let silent = try TestClient(port: s.port)
         #expect(silent.waitForClose())
+    }
+
+    @Test func stalledRequestBodyTimesOut() throws {
+        let s = try TestServer({ c in c.bodyTimeout = 0.3 }, routes: echoRoutes)
+        defer { s.stop() }
+        let c = try TestClient(port: s.port)
+        try c.send("POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly a part")
+        #expect(try c.readResponse().status == 408)
+        #expect(c.waitForClose())
     }
 
     @Test func idleKeepAliveTimeout() throws {
@@ -229,30 +240,32 @@ private func echoRoutes(_ router: HTTPRouter) {
         let total = 8 * 1024 * 1024
         let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 16 * 1024)
         let stats = Shared((maxBuffered: 0, pauses: 0, written: 0))
-        let s = try TestServer({ c in
-            c.highWaterMark = 128 * 1024
-            c.lowWaterMark = 32 * 1024
-        }, routes: { router in
-            router.route("/big") { _, response in
-                response.writeHead(contentLength: total)
-                var written = 0
-                func produce() {
-                    while written < total {
-                        guard response.isWritable else {
-                            stats.update { $0.pauses += 1 }
-                            return  // onWritable calls us again
+        let s = try TestServer(
+            { c in
+                c.highWaterMark = 128 * 1024
+                c.lowWaterMark = 32 * 1024
+            },
+            routes: { router in
+                router.route("/big") { _, response in
+                    response.writeHead(contentLength: total)
+                    var written = 0
+                    func produce() {
+                        while written < total {
+                            guard response.isWritable else {
+                                stats.update { $0.pauses += 1 }
+                                return  // onWritable calls us again
+                            }
+                            response.write(chunk)
+                            written += chunk.count
+                            stats.update { $0.maxBuffered = max($0.maxBuffered, response.bufferedBytes) }
                         }
-                        response.write(chunk)
-                        written += chunk.count
-                        stats.update { $0.maxBuffered = max($0.maxBuffered, response.bufferedBytes) }
+                        stats.update { $0.written = written }
+                        response.end()
                     }
-                    stats.update { $0.written = written }
-                    response.end()
+                    response.onWritable = { produce() }
+                    produce()
                 }
-                response.onWritable = { produce() }
-                produce()
-            }
-        })
+            })
         defer { s.stop() }
         let c = try TestClient(port: s.port, receiveBuffer: 16 * 1024)
         try c.send(get("/big"))
@@ -270,13 +283,15 @@ private func echoRoutes(_ router: HTTPRouter) {
 
     @Test func writeStallTimeoutClosesAndNotifies() throws {
         let closed = Shared(false)
-        let s = try TestServer({ c in c.writeTimeout = 0.3 }, routes: { router in
-            router.route("/flood") { _, response in
-                response.onClose = { closed.update { $0 = true } }
-                let block = [UInt8](repeating: 0x61, count: 1 << 20)
-                for _ in 0..<16 { response.write(block) }
-            }
-        })
+        let s = try TestServer(
+            { c in c.writeTimeout = 0.3 },
+            routes: { router in
+                router.route("/flood") { _, response in
+                    response.onClose = { closed.update { $0 = true } }
+                    let block = [UInt8](repeating: 0x61, count: 1 << 20)
+                    for _ in 0..<16 { response.write(block) }
+                }
+            })
         defer { s.stop() }
         let c = try TestClient(port: s.port, receiveBuffer: 4096)
         try c.send(get("/flood"))

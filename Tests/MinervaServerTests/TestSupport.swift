@@ -2,6 +2,7 @@
 import CShims
 import Glibc
 import Logging
+
 @testable import MinervaServer
 
 /// A thread-safe box for values shared between the loop thread and the test.
@@ -95,8 +96,8 @@ final class TestClient {
     private var buffer: [UInt8] = []
     private(set) var closedByPeer = false
 
-    init(port: Int, timeoutMillis: Int32 = 5000, receiveBuffer: Int32? = nil) throws {
-        let fd = cshims_connect_tcp("127.0.0.1", Int32(port))
+    init(port: Int, host: String = "127.0.0.1", timeoutMillis: Int32 = 5000, receiveBuffer: Int32? = nil) throws {
+        let fd = cshims_connect_tcp(host, Int32(port))
         guard fd >= 0 else { throw TestError("connect failed: \(fd)") }
         self.fd = fd
         _ = cshims_set_timeouts(fd, timeoutMillis)

@@ -63,7 +63,9 @@ public struct FrameDecodingError: Error, Hashable, Sendable, CustomStringConvert
     public var description: String {
         let type: String
         if let frameType {
-            type = (0x20...0x7E).contains(frameType) ? "'\(Character(Unicode.Scalar(frameType)))'" : "0x\(frameType)"
+            type =
+                (0x20...0x7E).contains(frameType)
+                ? "'\(Character(Unicode.Scalar(frameType)))'" : "0x" + String(frameType, radix: 16)
         } else {
             type = "none"
         }

@@ -116,6 +116,29 @@ public struct NewlineFrameDecoder: Sendable {
         }
     }
 
+    /// Streaming use, for a client reading a response as it arrives (PROTOCOL.md 3.1, client side): takes a chunk
+    /// and hands out the lines it completed at once (each without its `\n` and one trailing `\r`). Do not mix with
+    /// ``append(_:)`` and ``finish()`` on the same decoder.
+    /// - Parameter chunk: the next bytes of the response.
+    /// - Returns: the completed frames (slices valid until the next call), or `frame_corruption` once a line is
+    ///   longer than the limit (then for every later call: stop decoding).
+    public mutating func receive(_ chunk: some Sequence<UInt8>) -> Result<DecodedFrames, FramingError> {
+        if let failure { return .failure(failure) }
+        if lineStart > 0 {
+            body.removeSubrange(0..<lineStart)
+            scanned -= lineStart
+            lineStart = 0
+        }
+        ranges.removeAll(keepingCapacity: true)
+        body.append(contentsOf: chunk)
+        scan()
+        if let failure {
+            ranges.removeAll(keepingCapacity: true)
+            return .failure(failure)
+        }
+        return .success(DecodedFrames(storage: body, ranges: ranges[...]))
+    }
+
     /// Whether bytes after the last `\n` were received (they will be ignored; the original logs this as unusual).
     public var hasUnterminatedRemainder: Bool { lineStart < body.count }
 

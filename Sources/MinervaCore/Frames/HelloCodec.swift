@@ -115,21 +115,27 @@ struct HelloSlots {
 }
 
 extension HelloKey {
-    /// The key's bytes packed little-endian into a UInt64 with its length in the top byte (keys have <= 7 bytes).
-    static func packed(_ name: StaticString) -> UInt64 {
-        name.withUTF8Buffer { buffer in
-            var value = UInt64(buffer.count) << 56
-            for (index, byte) in buffer.enumerated() { value |= UInt64(byte) << UInt64(8 * index) }
-            return value
+    /// The key whose name, packed little-endian into a UInt64 with its length in the top byte, is `value` (every
+    /// key is exercised by the hello tests).
+    static func lookup(packed value: UInt64) -> HelloKey? {
+        switch value {
+        case 0x0400_0000_6D75_6E74: return .tnum
+        case 0x0300_0000_0072_6576: return .ver
+        case 0x0600_7461_6D72_6F66: return .format
+        case 0x0300_0000_0077_656E: return .new
+        case 0x0200_0000_0000_6469: return .id
+        case 0x0400_0000_676E_696D: return .ming
+        case 0x0300_0000_0064_6170: return .pad
+        case 0x0400_0000_6278_616D: return .maxb
+        case 0x0400_0000_7478_616D: return .maxt
+        case 0x0500_0061_6978_616D: return .maxia
+        case 0x0600_6B63_6170_6374: return .tcpack
+        case 0x0400_0000_7364_6565: return .eeds
+        case 0x0400_0000_6B63_6173: return .sack
+        case 0x076B_6361_6E65_6573: return .seenack
+        default: return nil
         }
     }
-
-    /// Every key's packed name, indexed by raw value.
-    static let packedNames: [UInt64] = [
-        packed("tnum"), packed("ver"), packed("format"), packed("new"), packed("id"), packed("ming"), packed("pad"),
-        packed("maxb"), packed("maxt"), packed("maxia"), packed("tcpack"), packed("eeds"), packed("sack"),
-        packed("seenack"),
-    ]
 }
 
 /// The strict JSON scanner over the hello's bytes.
@@ -523,10 +529,8 @@ extension HelloFrame {
                 scanner.skipWhitespace()
                 let value = try scanner.scanTopLevelValue()
                 var known: HelloKey?
-                if key.ascii && length <= 7,
-                    let position = HelloKey.packedNames.firstIndex(of: packed | UInt64(length) << 56)
-                {
-                    known = HelloKey(rawValue: UInt8(position))
+                if key.ascii && length <= 7 {
+                    known = HelloKey.lookup(packed: packed | UInt64(length) << 56)
                 }
                 if let known {
                     slots[known] = value
@@ -741,7 +745,14 @@ extension HelloFrame {
         if requestNewStream, key(.new, "new", &buffer) { bool(true, &buffer) }
         if key(.id, "id", &buffer) {
             buffer.append(UInt8(ascii: "\""))
-            for byte in streamID.bytes { Self.appendEscaped(byte, to: &buffer) }
+            let start = buffer.count
+            streamID.append(to: &buffer)
+            // Client ids are alphanumeric; escape in place only in the rare case that it is needed.
+            if buffer[start...].contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                let raw = Array(buffer[start...])
+                buffer.removeSubrange(start...)
+                for byte in raw { Self.appendEscaped(byte, to: &buffer) }
+            }
             buffer.append(UInt8(ascii: "\""))
         }
         if key(.ming, "ming", &buffer) { bool(streamingResponse, &buffer) }

@@ -33,14 +33,18 @@ public struct ConnectionInfo: Sendable {
     public var peerAddress: String
     /// The HTTP request headers (nil for sockets).
     public var requestHeaders: [(name: String, value: String)]?
+    /// The key under which new streams are rate limited (e.g. the peer's IP address without port); nil: no limit.
+    public var rateLimitKey: String?
 
     /// Creates connection info.
     public init(
-        localAddress: String = "", peerAddress: String = "", requestHeaders: [(name: String, value: String)]? = nil
+        localAddress: String = "", peerAddress: String = "", requestHeaders: [(name: String, value: String)]? = nil,
+        rateLimitKey: String? = nil
     ) {
         self.localAddress = localAddress
         self.peerAddress = peerAddress
         self.requestHeaders = requestHeaders
+        self.rateLimitKey = rateLimitKey
     }
 }
 
@@ -166,10 +170,14 @@ public struct ServerEngineConfiguration: Sendable {
     public var receiveWindow = ReceiveWindowLimits.server
     /// Default idle time after which a stream without transports is reset (original: 120).
     public var maxIdleTime: Double = 120
-    /// Period of the idle check (original: 60).
+    /// Period of the idle check (original: 60); 0 or less disables the automatic check (call
+    /// ``MinervaServerEngine/resetIdleStreams()`` yourself).
     public var idleCheckInterval: Double = 60
     /// The most streams at once; a `new` hello beyond it gets `stream_attach_failure`.
     public var maxStreams = 100_000
+    /// The most new streams per second per ``ConnectionInfo/rateLimitKey`` (a token bucket holding one second's
+    /// worth); a `new` hello beyond it gets `stream_attach_failure`. 0 disables the limit.
+    public var maxNewStreamsPerKeyPerSecond: Double = 0
     /// The most transports attached to one stream; a hello beyond it gets `invalid_frame_type_or_arguments`.
     public var maxTransportsPerStream = 16
     /// The most bytes queued for sending on one stream; exceeding it resets the stream (PROTOCOL.md 10.13).

@@ -4,11 +4,24 @@
 
 /// The Minerva server's protocol engine: streams keyed by ``StreamID``, transports keyed by ``TransportHandle``.
 ///
-/// Events: ``openTransport(_:kind:connection:now:)``, ``httpBodyReceived(_:body:now:)``,
-/// ``framesReceived(_:frames:frameCorruption:now:)``, ``transportClosed(_:now:)``,
-/// ``transportWritable(_:_:)``, ``timersDue(now:)``, ``flush(now:)`` (end of an event-loop turn: writes the
-/// strings the application sent). Output: ``takeActions()`` and ``nextDeadline``.
-/// Not thread-safe: confine an engine to one thread.
+/// How an I/O layer drives it (all on one thread, the engine's event loop):
+/// 1. HTTP: when a POST to `io/` has its headers, ``openTransport(_:kind:connection:now:)`` with `.http`; when its
+///    body is complete, ``httpBodyReceived(_:body:now:)``; if the client goes away, ``transportClosed(_:now:)``.
+/// 2. Sockets: after mode detection chose int32 (``SocketModeDetector``), ``openTransport(_:kind:connection:now:)``
+///    with `.socket`, then ``socketBytesReceived(_:bytes:now:)`` for the remainder and every later chunk
+///    (or cut frames yourself and call ``framesReceived(_:frames:frameCorruption:now:)``); peer close ->
+///    ``transportClosed(_:now:)``.
+/// 3. After each event, carry out the actions (``drainActions(_:)`` or ``takeActions()``): ``ServerAction/write(_:_:_:)``
+///    (for HTTP, ``WriteKind/httpWholeBody`` means send `Content-Length` and end the response; the first
+///    ``WriteKind/httpChunk`` carries the status line and headers of a streamed response), ``ServerAction/finish(_:)``,
+///    ``ServerAction/close(_:)``. Nothing is sent on an HTTP request before its first write.
+/// 4. Once per event-loop iteration, ``flush(now:)`` (strings the application sent are written then: a burst is one
+///    write), then carry out the actions again.
+/// 5. Wake at ``nextDeadline`` and call ``timersDue(now:)`` (heartbeats, `maxt`, socket close grace, idle streams).
+/// 6. Report socket backpressure with ``transportWritable(_:_:)`` (pauses the stream's push producer).
+///
+/// The application sees streams through ``MinervaStreamHandler`` (built by `handlerFactory`) and ``ServerStream``.
+/// Callbacks run synchronously inside engine calls and may re-enter the stream (send, reset). Not thread-safe.
 public final class MinervaServerEngine {
     /// Limits and timings.
     public let configuration: ServerEngineConfiguration
@@ -23,9 +36,11 @@ public final class MinervaServerEngine {
     var transports: [TransportHandle: ServerTransport] = [:]
     private var recentlyReset: [StreamID: Double] = [:]
     private var pendingSends: [ServerStream] = []
+    private var sendingNow: [ServerStream] = []
     private var actions: [ServerAction] = []
     private var timers = DeadlineHeap()
     private var nextIdleCheck: Double
+    private var creationBuckets: [String: (tokens: Double, time: Double)] = [:]
 
     /// Creates an engine.
     /// - Parameters:
@@ -39,7 +54,7 @@ public final class MinervaServerEngine {
         self.configuration = configuration
         self.handlerFactory = handlerFactory
         self.now = now
-        self.nextIdleCheck = now + configuration.idleCheckInterval
+        self.nextIdleCheck = MinervaServerEngine.idleCheck(after: now, configuration.idleCheckInterval)
     }
 
     // MARK: Outputs
@@ -50,10 +65,18 @@ public final class MinervaServerEngine {
         return actions
     }
 
+    /// Passes each action produced so far to `body`, in order, and clears the outbox keeping its storage (no
+    /// allocation). `body` must not call back into the engine.
+    /// - Parameter body: carries out one action.
+    public func drainActions(_ body: (ServerAction) -> Void) {
+        for action in actions { body(action) }
+        actions.removeAll(keepingCapacity: true)
+    }
+
     /// Whether actions are waiting in the outbox.
     public var hasActions: Bool { !actions.isEmpty }
 
-    /// The earliest time at which ``timersDue(now:)`` has work (it may be early, never late).
+    /// The earliest time at which ``timersDue(now:)`` has work (it may be early, never late); infinity if none.
     public var nextDeadline: Double {
         min(timers.first?.deadline ?? .infinity, nextIdleCheck)
     }
@@ -79,7 +102,11 @@ public final class MinervaServerEngine {
     ///   - now: the current time.
     public func openTransport(_ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double) {
         self.now = now
-        precondition(transports[handle] == nil, "transport handle reused while open")
+        if let previous = transports[handle] {
+            // A socket waiting for its grace-period close may be replaced; anything else is an I/O-layer bug.
+            precondition(previous.phase == .closing, "transport handle reused while open")
+            previous.phase = .gone
+        }
         transports[handle] = ServerTransport(handle: handle, kind: kind, connection: connection)
     }
 
@@ -91,11 +118,13 @@ public final class MinervaServerEngine {
     ///   - frameCorruption: the chunk could not be split (an over-long frame): none of `frames` is processed and
     ///     the transport is killed with `frame_corruption`.
     ///   - now: the current time.
-    public func framesReceived(
-        _ handle: TransportHandle, frames: [ArraySlice<UInt8>], frameCorruption: Bool = false, now: Double
+    public func framesReceived<Frames: Collection<ArraySlice<UInt8>>>(
+        _ handle: TransportHandle, frames: Frames, frameCorruption: Bool = false, now: Double
     ) {
         self.now = now
-        guard let transport = transports[handle], transport.phase == .open, !transport.terminating else { return }
+        guard let transport = transports[handle], transport.phase == .open, !transport.terminating,
+            !(transport.isHTTP && transport.hello != nil)  // one body per HTTP transport
+        else { return }
         transport.busy = true
         if frameCorruption {
             kill(transport, .frameCorruption)
@@ -106,7 +135,7 @@ public final class MinervaServerEngine {
                 handleHelloBatch(transport, frames)
             }
         } else {
-            processFrames(transport, frames.dropFirst(0))
+            processFrames(transport, frames[...])
         }
         transport.busy = false
         if let stream = transport.stream { stream.lastReceived = now }
@@ -120,24 +149,33 @@ public final class MinervaServerEngine {
     ///   - handle: the transport, opened with ``TransportKind/http``.
     ///   - body: the request body.
     ///   - now: the current time.
-    public func httpBodyReceived(_ handle: TransportHandle, body: [UInt8], now: Double) {
-        let (frames, corrupted) = MinervaServerEngine.splitHTTPBody(body)
-        framesReceived(handle, frames: frames, frameCorruption: corrupted, now: now)
+    public func httpBodyReceived(_ handle: TransportHandle, body: some Sequence<UInt8>, now: Double) {
+        switch NewlineFrameDecoder.decodeBody(body) {
+        case .success(let frames):
+            framesReceived(handle, frames: frames, now: now)
+        case .failure:
+            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
+        }
     }
 
-    // TEMPORARY until the codec's newline decoder lands on main: split at \n, drop one \r before it.
-    static func splitHTTPBody(_ body: [UInt8]) -> ([ArraySlice<UInt8>], Bool) {
-        var frames: [ArraySlice<UInt8>] = []
-        var start = 0
-        for index in body.indices where body[index] == UInt8(ascii: "\n") {
-            var end = index
-            if end > start, body[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-            if end - start > maxFrameLength { return ([], true) }
-            frames.append(body[start..<end])
-            start = index + 1
+    /// Bytes arrived on a socket transport in int32 mode (after the `<int32/>\n` prefix, which the I/O layer's
+    /// mode detection consumes): the frames they complete are processed as one batch. An over-long length prefix
+    /// kills the transport with `frame_corruption` (no frame of that chunk is processed).
+    /// - Parameters:
+    ///   - handle: the transport, opened with ``TransportKind/socket``.
+    ///   - bytes: the received chunk.
+    ///   - now: the current time.
+    public func socketBytesReceived(_ handle: TransportHandle, bytes: some Sequence<UInt8>, now: Double) {
+        guard let transport = transports[handle], transport.kind == .socket, transport.phase == .open,
+            !transport.terminating
+        else { return }
+        let result = transport.int32Decoder.receive(bytes)
+        switch result {
+        case .success(let frames):
+            if !frames.isEmpty { framesReceived(handle, frames: frames, now: now) }
+        case .failure:
+            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
         }
-        if body.count - start > maxFrameLength { return ([], true) }
-        return (frames, false)
     }
 
     /// The peer closed the connection or aborted the HTTP request: the transport detaches silently.
@@ -194,7 +232,7 @@ public final class MinervaServerEngine {
             }
         }
         if nextIdleCheck <= now {
-            nextIdleCheck = now + configuration.idleCheckInterval
+            nextIdleCheck = MinervaServerEngine.idleCheck(after: now, configuration.idleCheckInterval)
             resetIdleStreams()
         }
     }
@@ -205,11 +243,12 @@ public final class MinervaServerEngine {
     public func flush(now: Double) {
         self.now = now
         while !pendingSends.isEmpty {
-            let streams = pendingSends
-            pendingSends.removeAll()
-            for stream in streams where stream.sendScheduled {
+            // Swap buffers (no allocation): sends scheduled meanwhile go to the other one.
+            swap(&pendingSends, &sendingNow)
+            for stream in sendingNow where stream.sendScheduled {
                 stream.trySend()
             }
+            sendingNow.removeAll(keepingCapacity: true)
         }
     }
 
@@ -220,6 +259,9 @@ public final class MinervaServerEngine {
             stream.resetInternal(reason: "no activity from peer")
         }
         recentlyReset = recentlyReset.filter { $0.value > now }
+        // Buckets that refilled completely are the same as absent ones.
+        let rate = configuration.maxNewStreamsPerKeyPerSecond
+        creationBuckets = creationBuckets.filter { $0.value.tokens + (now - $0.value.time) * rate < rate }
     }
 
     // MARK: Batch processing (PROTOCOL.md 5.2, 5.3)
@@ -229,7 +271,8 @@ public final class MinervaServerEngine {
         return nil
     }
 
-    private func handleHelloBatch(_ transport: ServerTransport, _ frames: [ArraySlice<UInt8>]) {
+    private func handleHelloBatch<Frames: Collection<ArraySlice<UInt8>>>(_ transport: ServerTransport, _ frames: Frames)
+    {
         guard let first = frames.first, case .hello(var hello) = decode(first) else {
             kill(transport, .invalidFrameTypeOrArguments)
             return
@@ -256,7 +299,9 @@ public final class MinervaServerEngine {
             stream = existing
         } else {
             let rememberedReset = recentlyReset[hello.streamID].map { $0 > now } ?? false
-            guard hello.requestNewStream, !rememberedReset, streams.count < configuration.maxStreams else {
+            guard hello.requestNewStream, !rememberedReset, streams.count < configuration.maxStreams,
+                takeCreationToken(transport.connection.rateLimitKey)
+            else {
                 kill(transport, .streamAttachFailure)
                 return
             }
@@ -288,7 +333,7 @@ public final class MinervaServerEngine {
         // 9. Pending output (the caller flushes).
     }
 
-    private func processFrames(_ transport: ServerTransport, _ frames: ArraySlice<ArraySlice<UInt8>>) {
+    private func processFrames(_ transport: ServerTransport, _ frames: some Sequence<ArraySlice<UInt8>>) {
         guard let stream = transport.stream else { return }
         for bytes in frames {
             if transport.terminating || transport.phase != .open { break }
@@ -337,18 +382,18 @@ public final class MinervaServerEngine {
 
     private func deliverPending(_ transport: ServerTransport) {
         guard !transport.pending.isEmpty, let stream = transport.stream else {
-            transport.pending.removeAll()
+            transport.pending.removeAll(keepingCapacity: true)
             return
         }
-        var pairs = transport.pending
-        transport.pending.removeAll()
-        if !isSorted(pairs) {
+        if !isSorted(transport.pending) {
             // Stable: repeated numbers keep their arrival order (PROTOCOL.md 5.2 recommendation).
-            pairs = pairs.enumerated().sorted { ($0.element.seq, $0.offset) < ($1.element.seq, $1.offset) }
-                .map(\.element)
+            transport.pending = transport.pending.enumerated()
+                .sorted { ($0.element.seq, $0.offset) < ($1.element.seq, $1.offset) }.map(\.element)
         }
         transport.sackDirty = true
-        let overflow = stream.stringsReceived(pairs)
+        let overflow = stream.stringsReceived(transport.pending)
+        // Keeps the storage for the next batch (and releases the slices of the received bytes).
+        transport.pending.removeAll(keepingCapacity: true)
         if overflow { kill(transport, .rwinOverflow) }
         if !transport.terminating, transport.phase == .open, transport.sackDirty, transport.stream === stream {
             transport.appendSACK(of: stream)
@@ -457,6 +502,26 @@ public final class MinervaServerEngine {
         transport.stream = nil
         stream.lastReceived = now  // PROTOCOL.md 10.10 recommendation
         stream.transportOffline(transport)
+    }
+
+    private static func idleCheck(after now: Double, _ interval: Double) -> Double {
+        interval > 0 ? now + interval : .infinity
+    }
+
+    /// Takes one stream-creation token from the key's bucket.
+    private func takeCreationToken(_ key: String?) -> Bool {
+        let rate = configuration.maxNewStreamsPerKeyPerSecond
+        guard rate > 0, let key else { return true }
+        var bucket = creationBuckets[key] ?? (tokens: rate, time: now)
+        bucket.tokens = min(rate, bucket.tokens + (now - bucket.time) * rate)
+        bucket.time = now
+        guard bucket.tokens >= 1 else {
+            creationBuckets[key] = bucket
+            return false
+        }
+        bucket.tokens -= 1
+        creationBuckets[key] = bucket
+        return true
     }
 
     private func schedule(_ transport: ServerTransport, _ kind: DeadlineHeap.Kind, at deadline: Double) {

@@ -25,7 +25,10 @@ public final class ServerStream {
     var lastSackSeenByServer = SACK.initial
     var pretendAcked: Int64?
     var sendScheduled = false
+    /// The strings of one delivery (reused between deliveries).
+    private var deliverable: [ArraySlice<UInt8>] = []
 
+    var finishObservers: [() -> Void] = []
     var producer: (any MinervaProducer)?
     var producerIsPush = false
     var primaryPaused = false
@@ -52,21 +55,40 @@ public final class ServerStream {
     /// - Parameter string: bytes in 0x20...0x7E.
     /// - Throws: ``MinervaStreamError/invalidString``, ``MinervaStreamError/streamIsReset``, or
     ///   ``MinervaStreamError/sendQueueFull`` (the stream was reset because too much is unacknowledged).
-    public func send(_ string: some Collection<UInt8>) throws {
+    public func send(_ string: [UInt8]) throws {
         guard RestrictedString.isValid(string) else { throw MinervaStreamError.invalidString }
+        try enqueue(string)
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: bytes in 0x20...0x7E, e.g. a borrowed slice received from the client.
+    public func send(_ string: ArraySlice<UInt8>) throws {
+        guard RestrictedString.isValid(string) else { throw MinervaStreamError.invalidString }
+        try enqueue(Array(string))
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: characters U+0020...U+007E.
+    public func send(_ string: String) throws {
+        var string = string
+        let bytes = string.withUTF8 { Array($0) }
+        try send(bytes)
+    }
+
+    /// Queues a string for the client (see ``send(_:)-([UInt8])``).
+    /// - Parameter string: bytes in 0x20...0x7E.
+    public func send(_ string: some Collection<UInt8>) throws {
+        try send(Array(string))
+    }
+
+    private func enqueue(_ string: [UInt8]) throws {
         guard !isReset else { throw MinervaStreamError.streamIsReset }
-        queue.append(Array(string))
+        queue.append(string)
         if let engine, queue.queuedBytes > engine.configuration.maxQueuedBytesPerStream {
             resetInternal(reason: "send queue limit exceeded")
             throw MinervaStreamError.sendQueueFull
         }
         engine?.scheduleSend(self)
-    }
-
-    /// Queues a string for the client (see ``send(_:)-(Collection<UInt8>)``).
-    /// - Parameter string: characters U+0020...U+007E.
-    public func send(_ string: String) throws {
-        try send(string.utf8)
     }
 
     /// Resets the stream (application level): writes `reason|1!` on every transport, drops queued strings and
@@ -89,6 +111,13 @@ public final class ServerStream {
         self.producer = producer
         producerIsPush = streaming
         if streaming && (primaryPaused || primary == nil) { producer.pauseProducing() }
+    }
+
+    /// Calls `body` when the stream ends (at its reset, just before the handler's `streamReset`); at once if it
+    /// already ended.
+    /// - Parameter body: the completion callback.
+    public func notifyFinish(_ body: @escaping () -> Void) {
+        if isReset { body() } else { finishObservers.append(body) }
     }
 
     /// Unregisters the producer, if any.
@@ -126,6 +155,9 @@ public final class ServerStream {
             self.producer = nil
             producer.stopProducing()
         }
+        let observers = finishObservers
+        finishObservers = []
+        for observer in observers { observer() }
         let handler = self.handler
         self.handler = nil
         handler?.streamReset(self, reason: reason, applicationLevel: applicationLevel)
@@ -214,11 +246,14 @@ public final class ServerStream {
     /// - Returns: true if the receive window overflowed.
     func stringsReceived(_ pairs: [(seq: Int64, bytes: ArraySlice<UInt8>)]) -> Bool {
         guard !isReset else { return false }
-        var deliverable: [ArraySlice<UInt8>] = []
+        deliverable.removeAll(keepingCapacity: true)
         let hit = window.receive(pairs.lazy.map { ($0.seq, $0.bytes) }) { deliverable.append($0) }
         if !deliverable.isEmpty, let handler {
-            handler.stringsReceived(deliverable, on: self)
+            // A copy of the reused buffer (no allocation unless the handler keeps the array).
+            let strings = deliverable
+            handler.stringsReceived(strings, on: self)
         }
+        deliverable.removeAll(keepingCapacity: true)
         return hit && !isReset
     }
 }

@@ -35,6 +35,8 @@ final class ServerTransport {
     var wroteAnything = false
     var bytesWritten: Int64 = 0
     var pending: [(seq: Int64, bytes: ArraySlice<UInt8>)] = []
+    /// Cuts a socket's byte stream into frames (sockets only).
+    var int32Decoder = Int32FrameDecoder()
 
     // Timers (absolute times); the engine's heap holds at most one entry per kind.
     var heartbeatDeadline: Double?
@@ -63,17 +65,9 @@ final class ServerTransport {
         switch kind {
         case .http:
             if buffer.isEmpty && !wroteAnything { buffer.append(contentsOf: ServerTransport.preamble) }
-            frame.encode(into: &buffer)
-            buffer.append(UInt8(ascii: "\n"))
+            frame.encodeLine(into: &buffer)
         case .socket:
-            let start = buffer.count
-            buffer.append(contentsOf: [0, 0, 0, 0] as [UInt8])
-            frame.encode(into: &buffer)
-            let length = UInt32(buffer.count - start - 4)
-            buffer[start] = UInt8(truncatingIfNeeded: length >> 24)
-            buffer[start + 1] = UInt8(truncatingIfNeeded: length >> 16)
-            buffer[start + 2] = UInt8(truncatingIfNeeded: length >> 8)
-            buffer[start + 3] = UInt8(truncatingIfNeeded: length)
+            frame.encodeLengthPrefixed(into: &buffer)
         }
     }
 

@@ -1,0 +1,148 @@
+// Type declarations for minerva-client.js (the global `Minerva` of the classic script) and
+// minerva-client.mjs (the same object as an ES module: default export plus named exports).
+
+declare namespace Minerva {
+    /** Transport choice: streaming with automatic fallback to long-polling (default), or one of them only. */
+    type TransportMode = 'auto' | 'streaming' | 'long-poll';
+
+    /** Options for a ClientStream; all optional. The last five exist for tests. */
+    interface ClientStreamOptions {
+        /** 'auto' (default) starts with HTTP streaming and falls back to long-polling if the response is buffered. */
+        transport?: TransportMode;
+        /** How long (ms) a streaming request may stay silent before 'auto' falls back to long-polling (5000). */
+        fallbackMs?: number;
+        /** fetch's credentials mode for cross-origin endpoints (default 'same-origin'). */
+        credentials?: RequestCredentials;
+        /** Replaces fetch. */
+        fetch?: (url: string, init: RequestInit) => Promise<Response>;
+        /** Replaces Date.now, setTimeout and clearTimeout. */
+        clock?: { now(): number; setTimeout(f: () => void, ms: number): unknown; clearTimeout(id: unknown): void };
+        /** Replaces Math.random (backoff jitter). */
+        random?: () => number;
+        /** Replaces crypto.getRandomValues (stream ids). */
+        getRandomValues?: (array: Uint8Array) => unknown;
+        /** Receives exceptions thrown by callbacks (default: reportError, or a rethrow in a new task). */
+        reportError?: (error: unknown) => void;
+    }
+
+    /** Information about one HTTP request of a stream. */
+    interface TransportInfo {
+        transportNumber: number;
+        isPrimary: boolean;
+        streamingFromPeer: boolean;
+        streamingToPeer: boolean;
+    }
+
+    /** The object given to ClientStream.bindToProtocol. */
+    interface StreamProtocol {
+        streamStarted(stream: ClientStream): void;
+        stringReceived(s: string): void;
+        streamReset(reason: string, applicationLevel: boolean): void;
+        transportCreated?(info: TransportInfo): void;
+        transportDestroyed?(info: TransportInfo): void;
+    }
+
+    /** Where a stream connects: a Minerva WebPort URL ending in '/'; requests go to `url + 'io/'`. */
+    class HttpEndpoint {
+        constructor(primaryUrl: string, secondaryUrl?: string);
+        readonly primaryUrl: string;
+        readonly secondaryUrl: string;
+    }
+
+    /** A reliable, ordered stream of restricted strings (U+0020..U+007E) to and from a Minerva server. */
+    class ClientStream {
+        constructor(endpoint: HttpEndpoint, options?: ClientStreamOptions);
+        /** 26 random base-36 characters. */
+        readonly streamId: string;
+        /** Receive-window limits for out-of-order strings (50 strings, 1048576 estimated bytes). */
+        maxUndeliveredStrings: number;
+        maxUndeliveredBytes: number;
+        onstarted: ((this: ClientStream, stream: ClientStream) => void) | null;
+        onstring: ((this: ClientStream, s: string) => void) | null;
+        onreset: ((this: ClientStream, reason: string, applicationLevel: boolean) => void) | null;
+        ondisconnect: ((this: ClientStream) => void) | null;
+        /** Extension (not in the original API): where the stream's connection stands. */
+        readonly connectionState: 'unstarted' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
+        /** Extension: called with the new connectionState whenever it changes. */
+        onconnectionstate: ((this: ClientStream, state: ClientStream['connectionState']) => void) | null;
+        /** Returns the stream itself (the `this` of the callbacks). */
+        getUserContext(): ClientStream;
+        bindToProtocol(protocol: StreamProtocol): void;
+        /** Calls onstarted, then connects. Throws if already started or if an `onmessage` property is set. */
+        start(): void;
+        /** Queues `s`; throws for non-restricted strings (unless validate is false) or after reset/dispose. */
+        sendString(s: string, validate?: boolean): void;
+        /** Application-level reset; `reason`: restricted, at most 255 characters. Throws if already reset. */
+        reset(reason?: string): void;
+        /** Closes everything without telling the server; calls ondisconnect. */
+        dispose(): void;
+    }
+
+    /** A QAN frame: Question, OkayAnswer, KnownErrorAnswer, UnknownErrorAnswer, Cancellation, Notification. */
+    interface QANFrame {
+        type: 'Q' | 'K' | 'E' | 'U' | 'C' | '#';
+        body?: string;
+        qid?: number;
+    }
+
+    /** A promise of an answer body that can also be cancelled (sends `qidC`, rejects with CancelledError). */
+    interface QuestionPromise extends Promise<string> {
+        cancel(): void;
+    }
+
+    class QANHelper {
+        constructor(
+            bodyReceived: (body: string, isQuestion: boolean) => unknown,
+            logError: (message: string, error: unknown) => void,
+            sendQANFrame: (frame: QANFrame) => void,
+            fatalError: (message: string) => void,
+        );
+        handleQANFrame(frame: QANFrame): void;
+        ask(body: string): QuestionPromise;
+        notify(body: string): void;
+        failAll(reason: string): void;
+    }
+
+    /** The object wrapped by QANProtocolWrapper. */
+    interface QANProtocol {
+        streamStarted(stream: ClientStream, qanHelper: QANHelper): void;
+        streamReset(reason: string, applicationLevel: boolean): void;
+        /** Returns the answer to a question (a string, or a promise of one; throw KnownError to answer an error). */
+        bodyReceived(body: string, isQuestion: boolean): unknown;
+    }
+
+    class QANProtocolWrapper implements StreamProtocol {
+        constructor(qanProtocol: QANProtocol, validateBodies?: boolean, throwIntoWindow?: boolean);
+        streamStarted(stream: ClientStream): void;
+        stringReceived(s: string): void;
+        streamReset(reason: string, applicationLevel: boolean): void;
+    }
+
+    class KnownError extends Error {
+        constructor(body: string);
+        body: string;
+    }
+    class UnknownError extends Error {
+        constructor(body: string);
+        body: string;
+    }
+    class QuestionFailed extends Error {
+        constructor(reason: string);
+    }
+    class CancelledError extends Error {
+        constructor();
+    }
+
+    const JSON: {
+        parse(text: string): any;
+        serialize(value: any): string;
+        /** JSON.stringify with every character outside U+0020..U+007E escaped as \uXXXX. */
+        asciify(value: any): string;
+    };
+
+    /** True for strings made only of U+0020..U+007E. */
+    function isRestricted(s: unknown): boolean;
+
+    /** Building blocks exported for tests; not a stable API. */
+    const internal: Record<string, unknown>;
+}

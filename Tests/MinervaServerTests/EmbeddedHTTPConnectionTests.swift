@@ -1,0 +1,49 @@
+// The embedded connection: the whole request path on the test's own thread, stepped by hand.
+import Testing
+
+@testable import MinervaServer
+
+@Suite struct EmbeddedHTTPConnectionTests {
+    private func makeRouter() -> HTTPRouter {
+        let router = HTTPRouter()
+        let health = StaticContent(text: "ok", contentType: "text/plain")
+        router.route("/healthz", health.handler)
+        router.route("/later") { _, response in
+            response.eventLoop.schedule(after: 0) { response.end("later") }
+        }
+        return router
+    }
+
+    private func receive(_ c: EmbeddedHTTPConnection, until needle: String, steps: Int = 200) -> String {
+        var text = ""
+        for _ in 0..<steps {
+            c.step()
+            text += String(decoding: c.clientReceiveAll(), as: UTF8.self)
+            if text.contains(needle) { break }
+        }
+        return text
+    }
+
+    @Test func keepAliveAndPipeliningWithoutThreads() throws {
+        let c = try EmbeddedHTTPConnection(router: makeRouter())
+        c.clientSend("GET /healthz HTTP/1.1\r\n\r\n")
+        let first = receive(c, until: "\r\n\r\nok")
+        #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(first.hasSuffix("Content-Length: 2\r\n\r\nok"))
+        c.clientSend("GET /later HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        let rest = receive(c, until: "\r\n\r\nok")
+        let parts = rest.split(separator: "HTTP/1.1 ").map(String.init)
+        #expect(parts.count == 2)
+        #expect(parts.first?.hasSuffix("later") == true)
+        #expect(parts.last?.hasSuffix("\r\n\r\nok") == true)
+        #expect(rest.contains("Connection: close"))
+        for _ in 0..<10 where !c.isServerClosed { c.step() }
+        #expect(c.isServerClosed)
+    }
+
+    @Test func malformedRequestAnswered400() throws {
+        let c = try EmbeddedHTTPConnection(router: makeRouter())
+        c.clientSend("NOT HTTP AT ALL\r\n\r\n")
+        #expect(receive(c, until: "Bad Request\n").hasPrefix("HTTP/1.1 400 Bad Request"))
+    }
+}
