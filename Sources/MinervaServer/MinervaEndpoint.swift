@@ -230,11 +230,12 @@ final class MinervaLoopDriver {
         self.loop = loop
         self.endpoint = endpoint
         let factory = endpoint.handlerFactory
+        let logger = endpoint.logger
         engine = MinervaServerEngine(configuration: endpoint.configuration.engine, now: loop.now) {
             [unowned loop] stream in
-            factory(stream, loop)
+            logger.debug("stream \(stream.streamID.redacted) started")
+            return factory(stream, loop)
         }
-        let logger = endpoint.logger
         engine.errorReporter = { error, callback in
             logger.error("application callback \(callback) failed: \(error)")
         }
