@@ -225,6 +225,14 @@ final class MinervaLoopDriver {
     private var timer: LoopTimer?
     private var armedDeadline = Double.infinity
     private var performing = false
+    private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
+    private var addressCacheInsertions = 0
+
+    private struct AddressCacheEntry {
+        weak var connection: HTTPConnection?
+        let local: String
+        let peer: String
+    }
 
     init(endpoint: MinervaEndpoint, loop: EventLoop) {
         self.loop = loop
@@ -286,9 +294,8 @@ final class MinervaLoopDriver {
 
     private func connectionInfo(_ request: HTTPRequest, _ response: HTTPResponse) -> ConnectionInfo {
         var info = ConnectionInfo()
-        if let fd = response.connection?.fd {
-            info.localAddress = socketAddress(fd, peer: false)
-            info.peerAddress = socketAddress(fd, peer: true)
+        if let connection = response.connection {
+            (info.localAddress, info.peerAddress) = addresses(of: connection)
         }
         if endpoint.configuration.includeRequestHeaders {
             var headers: [(name: String, value: String)] = []
@@ -299,6 +306,24 @@ final class MinervaLoopDriver {
             info.requestHeaders = headers
         }
         return info
+    }
+
+    /// The addresses of a keep-alive connection, looked up once (a weak reference tells a reused identity apart).
+    private func addresses(of connection: HTTPConnection) -> (local: String, peer: String) {
+        let key = ObjectIdentifier(connection)
+        if let entry = addressCache[key], entry.connection === connection {
+            return (entry.local, entry.peer)
+        }
+        let entry = AddressCacheEntry(
+            connection: connection, local: socketAddress(connection.fd, peer: false),
+            peer: socketAddress(connection.fd, peer: true))
+        addressCache[key] = entry
+        addressCacheInsertions += 1
+        if addressCacheInsertions >= max(1024, addressCache.count) {
+            addressCacheInsertions = 0
+            addressCache = addressCache.filter { $0.value.connection != nil }
+        }
+        return (entry.local, entry.peer)
     }
 
     // MARK: Actions
