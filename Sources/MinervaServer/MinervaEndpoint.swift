@@ -259,9 +259,6 @@ final class MinervaLoopDriver {
         return TransportHandle(nextHandle)
     }
 
-    /// Open HTTP transports waiting for output.
-    var openResponseCount: Int { responses.count }
-
     // MARK: HTTP
 
     func handlePost(_ request: HTTPRequest, _ response: HTTPResponse) {
