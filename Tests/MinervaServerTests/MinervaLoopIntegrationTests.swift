@@ -110,4 +110,28 @@ struct MinervaLoopIntegrationTests {
         }
         #expect(events.all.count >= 4 && events.all[3].hasPrefix("resume "))
     }
+
+    @Test("the same over an HTTP streaming primary: paused when the response backs up, resumed when it drains")
+    func producerBackpressureHTTP() throws {
+        let events = Recording()
+        let server = try MinervaTestServer(
+            configure: { $0.engine.maxQueuedBytesPerStream = 64 * 1_048_576 },
+            factory: { _, loop in ProducerHandler(loop: loop, events: events) })
+        defer { server.stop() }
+        let setup = try RawClient(port: server.port)
+        try setup.post(hello(.http) + "\n")
+        #expect(try setup.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
+        #expect(events.all == ["pause 0"])
+        let primary = try RawClient(port: server.port)
+        try primary.post(hello(.http, "-new", "eeds:null", "ming:1", "tnum:1") + "\n")
+        #expect(waitUntil(10) { events.all.count >= 3 })
+        let early = events.all
+        #expect(early.count >= 3 && early[1] == "resume 0" && early[2].hasPrefix("pause "))
+        let deadline = monotonicNow() + 10
+        while monotonicNow() < deadline && events.all.count < 4 {
+            primary.fill(timeout: 0.05)
+            primary.buffer.removeAll()
+        }
+        #expect(events.all.count >= 4 && events.all[3].hasPrefix("resume "))
+    }
 }
