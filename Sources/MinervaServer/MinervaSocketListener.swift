@@ -122,7 +122,11 @@ final class MinervaSocketConnection {
         let timeout = driver.endpoint.configuration.socketModeTimeout
         detectionTimer = listener.eventLoop.schedule(after: timeout) { [unowned self] in
             self.detectionTimer = nil
-            if self.state == .detecting { self.close(abort: true) }
+            switch self.state {
+            case .detecting: self.close(abort: true)
+            case .policyServed: self.close(abort: false)  // the Flash player should have closed it by now
+            case .int32, .closed: break
+            }
         }
     }
 
@@ -153,8 +157,7 @@ final class MinervaSocketConnection {
             case .needMoreBytes, .ignore:
                 return
             case .policyFile(let response):
-                state = .policyServed
-                cancelDetectionTimer()
+                state = .policyServed  // the detection timer stays: it closes the connection if the peer does not
                 write(response)
             case .abort:
                 close(abort: true)
