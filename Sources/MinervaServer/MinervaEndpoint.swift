@@ -293,6 +293,7 @@ final class MinervaLoopDriver {
         var info = ConnectionInfo()
         if let connection = response.connection {
             (info.localAddress, info.peerAddress) = addresses(of: connection)
+            info.rateLimitKey = hostPart(of: info.peerAddress)
         }
         if endpoint.configuration.includeRequestHeaders {
             var headers: [(name: String, value: String)] = []
@@ -394,6 +395,12 @@ final class MinervaLoopDriver {
 }
 
 /// `address:port` of the local or peer end of a socket ("" if unknown).
+/// The host part of an address written as `host:port` or `[v6]:port`: the key for per-address limits.
+func hostPart(of address: String) -> String {
+    guard let colon = address.lastIndex(of: ":") else { return address }
+    return String(address[..<colon])
+}
+
 func socketAddress(_ fd: Int32, peer: Bool) -> String {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -164,8 +164,9 @@ final class MinervaSocketConnection {
             case .int32(let remainder):
                 state = .int32
                 cancelDetectionTimer()
+                let peer = socketAddress(fd, peer: true)
                 let info = ConnectionInfo(
-                    localAddress: socketAddress(fd, peer: false), peerAddress: socketAddress(fd, peer: true))
+                    localAddress: socketAddress(fd, peer: false), peerAddress: peer, rateLimitKey: hostPart(of: peer))
                 driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
                 framesArrived(remainder)
             }
