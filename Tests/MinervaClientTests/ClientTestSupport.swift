@@ -166,3 +166,94 @@ final class RecordedStream {
         try client.sync { body(self.stream) }
     }
 }
+
+/// A TCP proxy on its own loop in front of the server, whose connections the test can kill (TCP RST both ways).
+final class KillingProxy {
+    private final class Side: TCPConnectionHandler {
+        var connection: TCPConnection?
+        weak var peer: Side?
+        var pending: [UInt8] = []
+        var closed = false
+
+        func connection(_ connection: TCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+            if let other = peer?.connection { other.write(bytes) } else { peer?.pending += Array(bytes) }
+        }
+
+        func connectionDidClose(_ connection: TCPConnection) {
+            closed = true
+            self.connection = nil
+            peer?.connection?.close()
+        }
+    }
+
+    let client = ClientLoop()
+    private var listener: TCPListener?
+    private var pairs: [(Side, Side)] = []
+    let port: Int
+    /// Connections accepted so far (read on the proxy loop).
+    private(set) var accepted = 0
+
+    init(targetPort: Int) throws {
+        let holder = Locked<KillingProxy?>(nil)
+        let listenerBox = Locked<TCPListener?>(nil)
+        let loop = client.loop
+        port = try client.sync { () -> Int in
+            let listener = try loop.listenTCP(host: "127.0.0.1", port: 0) { inbound in
+                guard let proxy = holder.get() else {
+                    inbound.abort()
+                    return
+                }
+                proxy.accepted += 1
+                let front = Side()
+                let back = Side()
+                front.peer = back
+                back.peer = front
+                front.connection = inbound
+                inbound.handler = front
+                proxy.pairs.append((front, back))
+                loop.connectTCP(host: "127.0.0.1", port: targetPort) { result in
+                    guard case .success(let outbound) = result, !front.closed else {
+                        inbound.abort()
+                        if case .success(let outbound) = result { outbound.abort() }
+                        return
+                    }
+                    back.connection = outbound
+                    outbound.handler = back
+                    outbound.write(back.pending)
+                    back.pending = []
+                }
+            }
+            listenerBox.set(listener)
+            return listener.localAddress.port
+        }
+        listener = listenerBox.get()
+        holder.set(self)
+    }
+
+    /// Aborts every proxied connection (both sides); returns how many pairs were open.
+    @discardableResult
+    func killAll() throws -> Int {
+        try client.sync {
+            var killed = 0
+            for (front, back) in self.pairs where !front.closed || !back.closed {
+                killed += 1
+                front.connection?.abort()
+                back.connection?.abort()
+            }
+            self.pairs.removeAll { $0.0.closed && $0.1.closed }
+            return killed
+        }
+    }
+
+    func stop() {
+        try? client.sync {
+            self.listener?.close()
+            for (front, back) in self.pairs {
+                front.connection?.abort()
+                back.connection?.abort()
+            }
+            self.pairs.removeAll()
+        }
+        client.stop()
+    }
+}

@@ -214,3 +214,33 @@ struct MinervaClientStreamTests {
                 + "\(Int(perRound * 1_000_000)) us (\(rounds) rounds)")
     }
 }
+
+@Suite("MinervaClientStream through a proxy that kills its transports", .serialized)
+struct MinervaClientKilledTransportTests {
+    @Test(
+        "transports killed (RST) while 300 strings flow each way: all arrive once, in order", arguments: allTransports)
+    func killedTransports(transport: ClientEndpointKind) throws {
+        let server = try DemoServer()
+        defer { server.stop() }
+        var configuration = server.clientConfiguration(transport)
+        let proxy = try KillingProxy(targetPort: configuration.port)
+        defer { proxy.stop() }
+        configuration.port = proxy.port
+        let client = ClientLoop()
+        defer { client.stop() }
+        let recorded = try RecordedStream(configuration, on: client)
+        try recorded.start()
+        let expected = (0..<300).map { "k\($0)" }
+        var kills = 0
+        for start in stride(from: 0, to: 300, by: 30) {
+            try recorded.send(expected[start..<(start + 30)].map { "echo:" + $0 })
+            usleep(5000)
+            kills += try proxy.killAll()
+        }
+        #expect(try recorded.waitForStrings(300, timeout: 90) == expected)
+        #expect(kills > 0)
+        #expect(recorded.resets.get().isEmpty)
+        #expect(waitUntil(timeout: 30) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
+        print("killed-transport test over \(transport): \(kills) connection pairs killed")
+    }
+}
