@@ -34,12 +34,13 @@ final class HTTPClientConnection: TCPConnectionHandler {
     /// on a fresh connection: the server may have closed the idle connection just as the request was sent).
     private(set) var wasReused = false
     private var requestsCarried = 0
+    private var aborted = false
 
     /// Connects to `host:port` on `loop`.
     init(loop: EventLoop, host: String, port: Int, timeout: Double, delegate: ClientTransportDelegate) {
         self.delegate = delegate
         loop.connectTCP(host: host, port: port, timeout: timeout) { [weak self] result in
-            guard let self else {
+            guard let self, !self.aborted else {
                 if case .success(let connection) = result { connection.abort() }
                 return
             }
@@ -77,6 +78,8 @@ final class HTTPClientConnection: TCPConnectionHandler {
 
     /// Aborts the connection (its transport, if any, is not reported).
     func abort() {
+        aborted = true
+        pendingRequest = nil
         transportNumber = nil
         delegate = nil
         connection?.abort()

@@ -60,6 +60,8 @@ public final class MinervaClientStream {
     private var busyConnections: [Int64: HTTPClientConnection] = [:]
     private var requests: [Int64: [UInt8]] = [:]
     private var sockets: [Int64: SocketClientTransport] = [:]
+    /// The most idle kept-alive HTTP connections a stream keeps (it has at most three requests at once).
+    static let maxIdleConnections = 3
     /// Transports opened so far (HTTP requests and sockets), for tests and statistics.
     public private(set) var transportsOpened = 0
     /// TCP connections made so far (lower than ``transportsOpened`` when HTTP keep-alive reuses connections).
@@ -77,10 +79,16 @@ public final class MinervaClientStream {
     }
 
     deinit {
-        timer?.cancel()
-        for connection in idleConnections { connection.abort() }
-        for connection in busyConnections.values { connection.abort() }
-        for socket in sockets.values { socket.close() }
+        // The last reference may go away on any thread: release the I/O on the loop.
+        let timer = self.timer
+        let connections = idleConnections + Array(busyConnections.values)
+        let sockets = Array(self.sockets.values)
+        if timer == nil && connections.isEmpty && sockets.isEmpty { return }
+        eventLoop.execute {
+            timer?.cancel()
+            for connection in connections { connection.abort() }
+            for socket in sockets { socket.close() }
+        }
     }
 
     /// The stream id.
@@ -256,7 +264,7 @@ extension MinervaClientStream: ClientTransportDelegate {
     }
 
     func connectionIdle(_ connection: HTTPClientConnection) {
-        if machine.state == .disconnected {
+        if machine.state == .disconnected || idleConnections.count >= Self.maxIdleConnections {
             connection.abort()
         } else {
             idleConnections.append(connection)
