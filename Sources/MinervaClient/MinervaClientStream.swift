@@ -111,9 +111,9 @@ public final class MinervaClientStream {
         perform(try machine.sendString(Array(string.utf8), now: eventLoop.now))
     }
 
-    /// Sends a string given as bytes (see ``send(_:)-(String)``).
+    /// Sends a string given as bytes (see the `String` overload).
     /// - Parameter bytes: a restricted string.
-    /// - Throws: as ``send(_:)-(String)``.
+    /// - Throws: as the `String` overload.
     public func send(_ bytes: [UInt8]) throws(ClientStreamError) {
         perform(try machine.sendString(bytes, now: eventLoop.now))
     }
