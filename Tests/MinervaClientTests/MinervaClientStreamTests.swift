@@ -234,9 +234,11 @@ struct MinervaClientStreamTests {
 @Suite("MinervaClientStream through a proxy that kills its transports", .serialized)
 struct MinervaClientKilledTransportTests {
     @Test(
-        "transports killed (RST) while 300 strings flow each way: all arrive once, in order", arguments: allTransports)
-    func killedTransports(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
+        "transports killed (RST) while 300 strings flow each way: all arrive once, in order (server window 50 or 2)",
+        arguments: allTransports, [50, 2])
+    func killedTransports(transport: ClientEndpointKind, serverWindow: Int) throws {
+        // A window of 2 makes gaps left by killed requests overflow it (rwin_overflow kills), recovered as well.
+        let server = try DemoServer(engine: { $0.engine.receiveWindow.maxUndeliveredStrings = serverWindow })
         defer { server.stop() }
         var configuration = server.clientConfiguration(transport)
         let proxy = try KillingProxy(targetPort: configuration.port)
@@ -257,6 +259,6 @@ struct MinervaClientKilledTransportTests {
         #expect(kills > 0)
         #expect(recorded.resets.get().isEmpty)
         #expect(waitUntil(timeout: 30) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
-        print("killed-transport test over \(transport): \(kills) connection pairs killed")
+        print("killed-transport test over \(transport), server window \(serverWindow): \(kills) pairs killed")
     }
 }
