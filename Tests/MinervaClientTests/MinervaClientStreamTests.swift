@@ -262,3 +262,39 @@ struct MinervaClientKilledTransportTests {
         print("killed-transport test over \(transport), server window \(serverWindow): \(kills) pairs killed")
     }
 }
+
+@Suite("MinervaClientStream usage")
+struct MinervaClientUsageTests {
+    @Test("the DocC example: set up on a thread, then run the loop there until onDisconnect")
+    func docExample() throws {
+        let server = try DemoServer()
+        defer { server.stop() }
+        let log = Locked<[String]>([])
+        let finished = Locked(false)
+        let configuration = server.clientConfiguration(.httpStreaming)
+        let thread = Thread {
+            let loop = EventLoop()
+            let stream = MinervaClientStream(configuration: configuration, on: loop)
+            stream.onString = { text in
+                log.update { $0.append("got \(text)") }
+                try? stream.reset(reason: "done")
+            }
+            stream.onReset = { reason, applicationLevel in
+                log.update { $0.append("reset \(reason) \(applicationLevel)") }
+            }
+            stream.onDisconnect = { loop.stop() }
+            do {
+                try stream.send("echo:hello")
+                try stream.start()
+            } catch {
+                log.update { $0.append("error \(error)") }
+                return
+            }
+            loop.run()
+            finished.set(true)
+        }
+        thread.start()
+        #expect(waitUntil(timeout: 10) { finished.get() })
+        #expect(log.get() == ["got hello", "reset done true"])
+    }
+}
