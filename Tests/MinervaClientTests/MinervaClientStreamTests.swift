@@ -298,3 +298,47 @@ struct MinervaClientUsageTests {
         #expect(log.get() == ["got hello", "reset done true"])
     }
 }
+
+@Suite("MinervaClientStream when the server misbehaves or is gone", .serialized)
+struct MinervaClientFailureTests {
+    @Test("a wrong endpoint path (404): transports are retried with backoff, nothing is delivered, dispose ends it")
+    func notFound() throws {
+        let server = try DemoServer()
+        defer { server.stop() }
+        let client = ClientLoop()
+        defer { client.stop() }
+        var configuration = server.clientConfiguration(.httpLongPoll)
+        configuration.path = "/nowhere/"
+        configuration.stream.rttGuess = 0.05
+        configuration.stream.rttVariance = 0.05
+        let recorded = try RecordedStream(configuration, on: client)
+        try recorded.send(["echo:lost"])
+        try recorded.start()
+        #expect(waitUntil(timeout: 10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
+        #expect(recorded.strings.get().isEmpty)
+        #expect(!recorded.started.get())
+        try client.sync { recorded.stream.dispose() }
+        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+        #expect(recorded.resets.get().isEmpty)
+    }
+
+    @Test("nothing listening: connects fail, the stream keeps trying until disposed", arguments: allTransports)
+    func nothingListening(transport: ClientEndpointKind) throws {
+        let client = ClientLoop()
+        defer { client.stop() }
+        let port = try client.sync { () -> Int in
+            let listener = try client.loop.listenTCP(host: "127.0.0.1", port: 0) { $0.abort() }
+            defer { listener.close() }
+            return listener.localAddress.port
+        }
+        var configuration = MinervaClientConfiguration(host: "127.0.0.1", port: port, transport: transport)
+        configuration.stream.rttGuess = 0.05
+        configuration.stream.rttVariance = 0.05
+        let recorded = try RecordedStream(configuration, on: client)
+        try recorded.start()
+        #expect(waitUntil(timeout: 10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
+        #expect(try recorded.inspect { $0.state } == .started)
+        try client.sync { recorded.stream.dispose() }
+        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+    }
+}
