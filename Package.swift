@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "MinervaCore", targets: ["MinervaCore"]),
         .library(name: "MinervaServer", targets: ["MinervaServer"]),
+        .library(name: "MinervaClient", targets: ["MinervaClient"]),
         .executable(name: "minerva-demo", targets: ["minerva-demo"]),
     ],
     dependencies: [
@@ -32,6 +33,12 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // The Swift client: MinervaCore's client state machine on a MinervaServer event loop.
+        .target(
+            name: "MinervaClient",
+            dependencies: ["MinervaCore", "MinervaServer"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .executableTarget(
             name: "minerva-demo",
             dependencies: [
@@ -47,6 +54,11 @@ let package = Package(
                 "MinervaCore",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
+        ),
+        .testTarget(
+            name: "MinervaClientTests",
+            dependencies: ["MinervaClient", "MinervaServer", "MinervaCore"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "MinervaServerTests",

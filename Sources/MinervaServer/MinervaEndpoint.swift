@@ -25,7 +25,8 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var includeRequestHeaders = true
     /// The Flash socket policy the socket listener serves (nil answers a lone NUL, PROTOCOL.md 3.2).
     public var socketPolicy: String?
-    /// Seconds a socket may take to send its mode prefix before it is aborted (PROTOCOL.md 10.8).
+    /// Seconds a socket may take to send its mode prefix before it is aborted (PROTOCOL.md 10.8); also how long a
+    /// connection that got the policy file may stay open.
     public var socketModeTimeout = SocketModeDetector.defaultTimeout
     /// Whether a socket is aborted as soon as its first bytes can match no mode prefix (false: wait for 512 bytes).
     public var socketEarlyRejection = true
@@ -224,16 +225,25 @@ final class MinervaLoopDriver {
     private var timer: LoopTimer?
     private var armedDeadline = Double.infinity
     private var performing = false
+    private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
+    private var addressCacheInsertions = 0
+
+    private struct AddressCacheEntry {
+        weak var connection: HTTPConnection?
+        let local: String
+        let peer: String
+    }
 
     init(endpoint: MinervaEndpoint, loop: EventLoop) {
         self.loop = loop
         self.endpoint = endpoint
         let factory = endpoint.handlerFactory
+        let logger = endpoint.logger
         engine = MinervaServerEngine(configuration: endpoint.configuration.engine, now: loop.now) {
             [unowned loop] stream in
-            factory(stream, loop)
+            logger.debug("stream \(stream.streamID.redacted) started")
+            return factory(stream, loop)
         }
-        let logger = endpoint.logger
         engine.errorReporter = { error, callback in
             logger.error("application callback \(callback) failed: \(error)")
         }
@@ -248,9 +258,6 @@ final class MinervaLoopDriver {
         nextHandle &+= 1
         return TransportHandle(nextHandle)
     }
-
-    /// Open HTTP transports waiting for output.
-    var openResponseCount: Int { responses.count }
 
     // MARK: HTTP
 
@@ -284,9 +291,9 @@ final class MinervaLoopDriver {
 
     private func connectionInfo(_ request: HTTPRequest, _ response: HTTPResponse) -> ConnectionInfo {
         var info = ConnectionInfo()
-        if let fd = response.connection?.fd {
-            info.localAddress = socketAddress(fd, peer: false)
-            info.peerAddress = socketAddress(fd, peer: true)
+        if let connection = response.connection {
+            (info.localAddress, info.peerAddress) = addresses(of: connection)
+            info.rateLimitKey = hostPart(of: info.peerAddress)
         }
         if endpoint.configuration.includeRequestHeaders {
             var headers: [(name: String, value: String)] = []
@@ -297,6 +304,24 @@ final class MinervaLoopDriver {
             info.requestHeaders = headers
         }
         return info
+    }
+
+    /// The addresses of a keep-alive connection, looked up once (a weak reference tells a reused identity apart).
+    private func addresses(of connection: HTTPConnection) -> (local: String, peer: String) {
+        let key = ObjectIdentifier(connection)
+        if let entry = addressCache[key], entry.connection === connection {
+            return (entry.local, entry.peer)
+        }
+        let entry = AddressCacheEntry(
+            connection: connection, local: socketAddress(connection.fd, peer: false),
+            peer: socketAddress(connection.fd, peer: true))
+        addressCache[key] = entry
+        addressCacheInsertions += 1
+        if addressCacheInsertions >= max(1024, addressCache.count) {
+            addressCacheInsertions = 0
+            addressCache = addressCache.filter { $0.value.connection != nil }
+        }
+        return (entry.local, entry.peer)
     }
 
     // MARK: Actions
@@ -370,6 +395,12 @@ final class MinervaLoopDriver {
 }
 
 /// `address:port` of the local or peer end of a socket ("" if unknown).
+/// The host part of an address written as `host:port` or `[v6]:port`: the key for per-address limits.
+func hostPart(of address: String) -> String {
+    guard let colon = address.lastIndex(of: ":") else { return address }
+    return String(address[..<colon])
+}
+
 func socketAddress(_ fd: Int32, peer: Bool) -> String {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)

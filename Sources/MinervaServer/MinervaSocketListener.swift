@@ -122,7 +122,11 @@ final class MinervaSocketConnection {
         let timeout = driver.endpoint.configuration.socketModeTimeout
         detectionTimer = listener.eventLoop.schedule(after: timeout) { [unowned self] in
             self.detectionTimer = nil
-            if self.state == .detecting { self.close(abort: true) }
+            switch self.state {
+            case .detecting: self.close(abort: true)
+            case .policyServed: self.close(abort: false)  // the Flash player should have closed it by now
+            case .int32, .closed: break
+            }
         }
     }
 
@@ -153,16 +157,16 @@ final class MinervaSocketConnection {
             case .needMoreBytes, .ignore:
                 return
             case .policyFile(let response):
-                state = .policyServed
-                cancelDetectionTimer()
+                state = .policyServed  // the detection timer stays: it closes the connection if the peer does not
                 write(response)
             case .abort:
                 close(abort: true)
             case .int32(let remainder):
                 state = .int32
                 cancelDetectionTimer()
+                let peer = socketAddress(fd, peer: true)
                 let info = ConnectionInfo(
-                    localAddress: socketAddress(fd, peer: false), peerAddress: socketAddress(fd, peer: true))
+                    localAddress: socketAddress(fd, peer: false), peerAddress: peer, rateLimitKey: hostPart(of: peer))
                 driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
                 framesArrived(remainder)
             }

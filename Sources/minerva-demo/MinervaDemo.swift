@@ -32,6 +32,9 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Seconds without transports after which a Minerva stream is reset.")
     var idleTimeout: Double = 120
 
+    @Option(help: "The most new Minerva streams per second from one remote address (0: no limit).")
+    var maxNewStreamsPerSecond: Double = 0
+
     @Option(help: "The JavaScript client file served at /_minerva/minerva-client.js.")
     var clientScript = MinervaEndpointConfiguration.defaultClientScriptPath
 
@@ -41,6 +44,7 @@ struct MinervaDemo: ParsableCommand {
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard maxNewStreamsPerSecond >= 0 else { throw ValidationError("bad --max-new-streams-per-second") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         if let socketPort, !(0...65535).contains(socketPort) { throw ValidationError("bad --socket-port") }
     }
@@ -67,6 +71,7 @@ struct MinervaDemo: ParsableCommand {
         var minerva = MinervaEndpointConfiguration()
         minerva.allowedOrigins = allowedOrigin
         minerva.engine.maxIdleTime = idleTimeout
+        minerva.engine.maxNewStreamsPerKeyPerSecond = maxNewStreamsPerSecond
         minerva.clientScriptPath = clientScript
         let demo = MinervaDemoApplication()
         let endpoint = MinervaEndpoint(

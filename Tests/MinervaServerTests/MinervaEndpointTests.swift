@@ -313,6 +313,22 @@ struct MinervaEndpointTests {
         #expect(try client.readResponse().status == 304)
     }
 
+    @Test("by default the source tree's Client/minerva-client.js is served")
+    func defaultClientScript() throws {
+        let path = MinervaEndpointConfiguration.defaultClientScriptPath
+        #expect(path.hasSuffix("/Client/minerva-client.js"))
+        guard let file = fopen(path, "r") else { return }  // the JavaScript client is not in this checkout
+        fclose(file)
+        let server = try MinervaTestServer(configure: { $0.clientScriptPath = path })
+        defer { server.stop() }
+        #expect(server.endpoint.servesClientScript)
+        let client = try RawClient(port: server.port)
+        try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\n\r\n")
+        let reply = try client.readResponse()
+        #expect(reply.status == 200)
+        #expect(reply.text.contains("Minerva"))
+    }
+
     @Test("CORS: allowed origins get Access-Control-Allow-Origin and a preflight answer; others do not")
     func cors() throws {
         let server = try MinervaTestServer(configure: { $0.allowedOrigins = ["http://good.example"] })

@@ -205,3 +205,144 @@ struct MinervaSoakTests {
         #expect(demo.room(for: server.loop).memberCount == 0)
     }
 }
+
+/// One socket-mode client stream: sends `echo:s<k>` strings on its primary connection, reads the echoes, and
+/// drops the connection at random; each new connection resends what was not acknowledged.
+private final class SocketSoakStream: @unchecked Sendable {
+    let id: String
+    let total: Int
+    let port: Int
+    var received: [String] = []
+    var c2sAcked = -1
+    var sent = 0
+    var tnum = 0
+    var connections = 0
+    var created = false
+    var failures: [String] = []
+
+    init(index: Int, total: Int, port: Int) {
+        let digits = String(index)
+        id = String(repeating: "k", count: 26 - digits.count) + digits
+        self.total = total
+        self.port = port
+    }
+
+    /// Takes the complete int32 frames out of the client's buffer.
+    private func frames(_ client: RawClient) -> [String] {
+        var out: [String] = []
+        while client.buffer.count >= 4 {
+            let length = client.buffer[0..<4].reduce(0) { $0 << 8 | Int($1) }
+            guard client.buffer.count >= 4 + length else { break }
+            out.append(String(decoding: client.buffer[4..<(4 + length)], as: UTF8.self))
+            client.buffer.removeFirst(4 + length)
+        }
+        return out
+    }
+
+    func run(random: inout UInt64, deadline: Double) {
+        while received.count < total || c2sAcked < total - 1 {
+            guard monotonicNow() < deadline else { return failures.append("deadline") }
+            guard let client = try? RawClient(port: port) else { return failures.append("connect failed") }
+            connections += 1
+            tnum += 1
+            var opening = [
+                hello(
+                    .socket, created ? "-new" : "new:1", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"",
+                    "sack:\"|\(received.count - 1)\"", "seenack:\"|\(c2sAcked)\"")
+            ]
+            if c2sAcked + 1 < sent {
+                opening.append("\(c2sAcked + 1)N")
+                for k in (c2sAcked + 1)..<sent { opening.append("echo:s\(k) ") }
+            }
+            do {
+                try client.sendModePrefix()
+                try client.sendFrames(opening)
+            } catch {
+                continue
+            }
+            var seq = -1
+            connection: while received.count < total || c2sAcked < total - 1 {
+                if monotonicNow() > deadline { break }
+                if nextRandom(&random) % 15 == 0 {
+                    client.abort()
+                    break
+                }
+                if sent < total {
+                    let count = min(total - sent, 1 + Int(nextRandom(&random) % 5))
+                    var batch = ["\(sent)N"]
+                    for k in sent..<(sent + count) { batch.append("echo:s\(k) ") }
+                    guard (try? client.sendFrames(batch)) != nil else { break }
+                    sent += count
+                }
+                client.fill(timeout: 0.02)
+                for frame in frames(client) {
+                    guard let type = frame.last else { continue }
+                    switch type {
+                    case "N": seq = Int(frame.dropLast())! - 1
+                    case " ":
+                        seq += 1
+                        if seq == received.count {
+                            received.append(String(frame.dropLast()))
+                        } else if seq > received.count {
+                            failures.append("gap: #\(seq) while expecting #\(received.count)")
+                        }
+                    case "A":
+                        let ack = Int(frame.dropLast().split(separator: "|", omittingEmptySubsequences: false).last!)!
+                        c2sAcked = max(c2sAcked, ack)
+                    case "C": created = true
+                    case "T", "^": break
+                    case "Y": break connection
+                    default:
+                        failures.append("unexpected frame \(frame.prefix(60))")
+                        break connection
+                    }
+                }
+                if client.sawEOF { break }
+            }
+        }
+        // A last connection acknowledges every echo, then the client resets the stream.
+        guard let client = try? RawClient(port: port) else { return failures.append("connect failed") }
+        tnum += 1
+        try? client.sendModePrefix()
+        try? client.sendFrames([
+            hello(
+                .socket, "-new", "tnum:\(tnum)", "id:\"\(id)\"", "sack:\"|\(total - 1)\"", "seenack:\"|\(total - 1)\""),
+            "done|1!",
+        ])
+        if (try? client.readFrames(3)) != ["|\(total - 1)A", "|\(total - 1)T", "Y"] {
+            failures.append("final reset not acknowledged")
+        }
+    }
+}
+
+@Suite("Minerva socket soak (reduced)", .serialized)
+struct MinervaSocketSoakTests {
+    @Test("20 socket streams x 200 strings each way, connections dropped at random: exactly once, in order")
+    func socketSoak() throws {
+        let streamCount = 20
+        let total = 200
+        let demo = MinervaDemoApplication()
+        let server = try MinervaTestServer(socket: true, factory: demo.handlerFactory)
+        defer { server.stop() }
+        let port = server.socketListener!.port
+        let streams = (0..<streamCount).map { SocketSoakStream(index: $0, total: total, port: port) }
+        let deadline = monotonicNow() + 60
+        var threads: [PosixThread] = []
+        for (index, stream) in streams.enumerated() {
+            threads.append(
+                PosixThread {
+                    var random = UInt64(index + 100)
+                    stream.run(random: &random, deadline: deadline)
+                })
+        }
+        for thread in threads { thread.join() }
+        let expected = (0..<total).map { "s\($0)" }
+        for stream in streams {
+            #expect(stream.failures.isEmpty, "\(stream.id): \(stream.failures.prefix(3))")
+            #expect(stream.received == expected)
+        }
+        #expect(streams.map(\.connections).reduce(0, +) > streamCount * 4)
+        #expect(server.withEngine { $0.streamCount } == 0)
+        #expect(waitUntil(5) { server.withEngine { $0.transportCount } == 0 })
+    }
+}

@@ -80,6 +80,16 @@ struct MinervaSocketTests {
         }
     }
 
+    @Test("a policy-file connection the peer leaves open is closed after the detection timeout")
+    func policyConnectionTimeout() throws {
+        let server = try socketServer { $0.socketModeTimeout = 0.3 }
+        defer { server.stop() }
+        let client = try RawClient(port: server.socketListener!.port)
+        try client.send(Array("<policy-file-request/>".utf8) + [0])
+        #expect(try client.take(1) == [0])
+        #expect(client.closedByServer(within: 3))
+    }
+
     @Test("31: <int32/> and a hello for an unknown id, in small chunks -> stream_attach_failure, Y")
     func case31() throws {
         let server = try socketServer()
