@@ -1,6 +1,7 @@
 // The engine limits of ServerEngineConfiguration, set through MinervaEndpointConfiguration and checked over real
-// sockets (MinervaCoreTests checks each in the engine alone; these check that the endpoint passes them on and
-// that each rejection reaches the client as the protocol's answer). Public API only.
+// sockets: MinervaCoreTests checks each in the engine alone; these check that the endpoint passes them on and that
+// each rejection reaches the client as the protocol's answer. The per-address rate is in MinervaRateLimitTests.
+// Public API only.
 import MinervaCore
 import Testing
 
@@ -76,22 +77,6 @@ struct HardeningMinervaLimitTests {
         #expect(thrown == true)
         #expect(waitUntil(2) { server.recording.all.contains("reset send queue limit exceeded false") })
         #expect(server.withEngine { $0.streamCount } == 0)
-    }
-
-    @Test func newStreamsPerAddressPerSecondAreLimited() throws {
-        let server = try MinervaTestServer(configure: { $0.engine.maxNewStreamsPerKeyPerSecond = 1 })
-        defer { server.stop() }
-        var answers: [String] = []
-        for letter in "abc" {
-            let client = try RawClient(port: server.port)
-            try client.post(hello(.http, "eeds:null", "id:\"\(streamID(letter))\"") + "\n")
-            answers.append(try client.readResponse().text)
-        }
-        // MinervaEndpoint never sets ConnectionInfo.rateLimitKey, so the engine cannot apply this limit over HTTP.
-        withKnownIssue("MinervaEndpoint does not set ConnectionInfo.rateLimitKey (the peer's IP address)") {
-            #expect(answers.last == ";)]}^\nstream_attach_failureK\n")
-        }
-        #expect(answers.first == ";)]}^\nC\n|-1A\n|-1T\n")
     }
 
     @Test func aBodyOverTheHTTPLimitIsA413NotAKillFrame() throws {
