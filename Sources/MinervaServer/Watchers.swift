@@ -1,5 +1,6 @@
 // One Swift class per libev watcher shape (IOWatcher; LoopWatcher for the kinds whose callback takes no argument).
-// Each allocates its watcher at a fixed address, stops and frees it in deinit, and forwards events to a closure. Only these classes and CBridge.swift touch `Unmanaged`.
+// Each allocates its watcher at a fixed address, stops and frees it in deinit, and forwards events to a closure.
+// Only these classes and CBridge.swift touch `Unmanaged`.
 internal import CShims
 
 /// Owns one `ev_io`.
