@@ -19,10 +19,14 @@ echo "== JavaScript client (node --test)"
 ensure_node
 Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
 
-python3 - "$LOGS/swift.log" "$LOGS/node.log" <<'PY'
+echo "== JavaScript client in headless Chromium (Selenium, pytest)"
+Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser.log"
+
+python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" <<'PY'
 import re, sys
 swift = open(sys.argv[1], errors="replace").read()
 node = open(sys.argv[2], errors="replace").read()
+browser = open(sys.argv[3], errors="replace").read()
 passed = failed = 0
 m = re.search(r"Test run with (\d+) tests? in \d+ suites? (passed|failed)", swift)
 if m:
@@ -40,5 +44,9 @@ if p:
     passed += int(p.group(1))
 if f:
     failed += int(f.group(1))
+m = re.search(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M)
+if m:
+    passed += int(m.group(2))
+    failed += int(m.group(1) or 0)
 print(f"total: {passed} passed, {failed} failed")
 PY

@@ -15,6 +15,7 @@ Setup on a fresh Debian 12 machine: apt-get install chromium chromium-driver; pi
 Run: MINERVA_BROWSER_TESTS=1 python3 -m unittest Client/test/browser/test_browser.py -v
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -52,7 +53,7 @@ class Demo:
 
     def __init__(self):
         self.port = free_port()
-        binary = os.path.join(REPO, '.build', 'release', 'minerva-demo')
+        binary = os.environ.get('MINERVA_DEMO_BINARY') or os.path.join(REPO, '.build', 'release', 'minerva-demo')
         self.process = subprocess.Popen(
             [binary, '--host', '127.0.0.1', '--port', str(self.port), '--static-dir', HERE],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,8 +77,13 @@ class Proxy:
         self.base = line.strip().rsplit(' ', 1)[-1]
 
     def stop(self):
+        """Stops the proxy and returns its counters (requests, abortedBefore, abortedDuring, delayed)."""
         self.process.terminate()
-        self.process.wait(timeout=10)
+        output, _ = self.process.communicate(timeout=10)
+        for line in output.splitlines():
+            if line.startswith('lossy-proxy {'):
+                return json.loads(line.split(' ', 1)[1])
+        return {}
 
 
 def make_browser():
@@ -111,7 +117,7 @@ class BrowserTests(unittest.TestCase):
         cls.demo.stop()
 
     def open_harness(self, base=None):
-        self.browser.get((base or self.demo.base) + '/harness.html')
+        self.browser.get((base or self.demo.base) + '/static/harness.html')
 
     def test_echo_every_restricted_character_and_sizes(self):
         strings = [RESTRICTED, '', ' ', '~' * 10] + ['x' * n for n in (1, 1000, 16384, 65536)]
@@ -145,7 +151,7 @@ class BrowserTests(unittest.TestCase):
         other = make_browser()
         try:
             for driver in (self.browser, other):
-                driver.get(self.demo.base + '/harness.html')
+                driver.get(self.demo.base + '/static/harness.html')
                 driver.execute_script("joinChat('auto')")
             time.sleep(1)  # both have joined the room (begin_chat has no answer)
             self.browser.execute_script("chat.send('hello from A')")
@@ -159,14 +165,18 @@ class BrowserTests(unittest.TestCase):
     def test_recovery_through_lossy_proxy(self):
         strings = [f'{i}:' + 'y' * (i % 300) for i in range(2000)]
         for transport in TRANSPORTS:
-            proxy = Proxy(self.demo.base, abort=0.1, max_delay_ms=300, seed=7)
+            proxy = Proxy(self.demo.base, abort=0.1, max_delay_ms=100, seed=7)
             try:
                 self.open_harness(proxy.base)
-                result = call(self.browser, f'echoAll({strings!r}, {transport!r})')
-                self.assertEqual(result['resets'], [])
-                self.assertEqual(result['received'], strings)  # no loss, duplication or reordering
+                # 4 strings every 10 ms: uploads and downloads spread over many requests, 10% of them aborted.
+                result = call(self.browser, f'echoPaced({strings!r}, {transport!r}, 4, 10)')
             finally:
-                proxy.stop()
+                stats = proxy.stop()
+            print(f'lossy proxy over {transport}: {stats}')
+            self.assertEqual(result['resets'], [])
+            self.assertEqual(result['received'], strings)  # no loss, duplication or reordering
+            # The run must really have gone through aborted requests, or it proves nothing.
+            self.assertGreater(stats.get('abortedBefore', 0) + stats.get('abortedDuring', 0), 0)
 
     def test_timing_2000_round_trips(self):
         for transport in TRANSPORTS:
