@@ -237,11 +237,24 @@ final class LoadLoop {
         readSome(fd, into: &readBuffer)
     }
 
-    /// Runs one epoll wait of at most `timeoutMilliseconds` and dispatches the events.
+    private var timers: [(deadline: UInt64, action: () -> Void)] = []
+
+    /// Runs `action` after at least `nanoseconds` (checked after each epoll wait, so coarse).
+    func after(nanoseconds: UInt64, _ action: @escaping () -> Void) {
+        timers.append((monotonicNanos() + nanoseconds, action))
+    }
+
+    /// Runs one epoll wait of at most `timeoutMilliseconds`, dispatches the events, then runs due timers.
     func runOnce(timeoutMilliseconds: Int32) {
         poller.wait(timeoutMilliseconds: timeoutMilliseconds) { fd, readable, writable, hangUp in
             guard Int(fd) < table.count, let connection = table[Int(fd)] else { return }
             connection.handle(readable: readable, writable: writable, hangUp: hangUp)
         }
+        guard !timers.isEmpty else { return }
+        let now = monotonicNanos()
+        let due = timers.filter { $0.deadline <= now }
+        guard !due.isEmpty else { return }
+        timers.removeAll { $0.deadline <= now }
+        for timer in due { timer.action() }
     }
 }

@@ -97,6 +97,7 @@ func parseDecimal(_ bytes: ArraySlice<UInt8>) -> Int? {
 /// A Minerva stream on two keep-alive connections.
 final class LoadStream {
     private let mode: LoadMode
+    private unowned let loop: LoadLoop
     private let template: RequestTemplate
     private let stats: LoadStats
     private let primary: Connection
@@ -123,6 +124,7 @@ final class LoadStream {
     /// Creates a stream; call `start()` to begin.
     init(mode: LoadMode, loop: LoadLoop, template: RequestTemplate, stats: LoadStats) {
         self.mode = mode
+        self.loop = loop
         self.template = template
         self.stats = stats
         primary = Connection(loop: loop)
@@ -156,7 +158,13 @@ final class LoadStream {
         stats.error(problem)
         primary.closeQuietly()
         upload.closeQuietly()
-        if !stopped { start() }
+        awaiting = nil
+        holding = false
+        // A short pause, as a browser would back off, so a broken server does not get a storm of retries.
+        loop.after(nanoseconds: 100_000_000) { [weak self] in
+            guard let self, !self.stopped else { return }
+            self.start()
+        }
     }
 
     private func send(_ body: [UInt8], on connection: Connection) {
