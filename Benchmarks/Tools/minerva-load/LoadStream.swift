@@ -4,10 +4,12 @@
 
 /// Counters and latencies shared by every stream.
 final class LoadStats {
-    /// Completed echo round trips counted (after the warm-up).
+    /// Echo round trips completed after the warm-up.
     var roundTrips = 0
-    /// Round-trip latencies in microseconds (after the warm-up).
+    /// Latencies in microseconds of the round trips both begun and completed after the warm-up.
     var latencies: [UInt32] = []
+    /// When counting began (monotonic nanoseconds).
+    var countingSince: UInt64 = .max
     /// Errors of any kind.
     var errors = 0
     /// HTTP requests sent.
@@ -324,8 +326,11 @@ final class LoadStream {
         awaiting = nil
         if stats.counting {
             stats.roundTrips += 1
-            let micros = (monotonicNanos() &- expected.sentAt) / 1000
-            stats.latencies.append(UInt32(clamping: micros))
+            // Latency only of round trips begun after the warm-up (not those delayed by stream setup).
+            if expected.sentAt >= stats.countingSince {
+                let micros = (monotonicNanos() &- expected.sentAt) / 1000
+                stats.latencies.append(UInt32(clamping: micros))
+            }
         }
     }
 

@@ -108,6 +108,7 @@ while true {
     if now >= end { break }
     if !stats.counting && now >= countFrom {
         stats.counting = true
+        stats.countingSince = now
         requestsAtStart = stats.requests
     }
     loop.runOnce(timeoutMilliseconds: 10)
