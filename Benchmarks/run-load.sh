@@ -8,7 +8,8 @@
 #     32, 256 and 2,000 concurrent streams (minerva-load, Benchmarks/Tools/minerva-load).
 #
 #   Benchmarks/run-load.sh [--connections N] [--duration SECONDS] [--threads N]
-#                          [--echo-duration SECONDS] [--echo-streams "32 256 2000"] [--hold N] [--only-minerva]
+#                          [--echo-duration SECONDS] [--echo-streams "32 256 2000"] [--echo-repeat R]
+#                          [--hold N] [--only-minerva]
 #
 # Prints requests/s and latency p50/p99 for each server and the ratio ours/nginx, then a table of the
 # Minerva figures. Needs nginx-light and wrk (`./dev.sh bench` installs them) unless --only-minerva.
@@ -21,6 +22,7 @@ DURATION=10
 WRK_THREADS=1
 ECHO_DURATION=10
 ECHO_STREAMS="32 256 2000"
+ECHO_REPEAT=1
 HOLD=10000
 ONLY_MINERVA=0
 while [ $# -gt 0 ]; do
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --threads) WRK_THREADS="$2"; shift 2 ;;
     --echo-duration) ECHO_DURATION="$2"; shift 2 ;;
     --echo-streams) ECHO_STREAMS="$2"; shift 2 ;;
+    --echo-repeat) ECHO_REPEAT="$2"; shift 2 ;;
     --hold) HOLD="$2"; shift 2 ;;
     --only-minerva) ONLY_MINERVA=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -171,16 +174,29 @@ if [ "$HOLD" -gt 0 ]; then
     fi
 fi
 
-# Echo round trips: one line of key=value figures per stream count.
+# Echo round trips: one line of key=value figures per stream count (with --echo-repeat R, the run with the
+# median round trips/s of R runs; the machine is shared, so single runs vary).
 ECHO_RESULTS=()
 for n in $ECHO_STREAMS; do
-    echo "echo: $n streams, 1 s warm-up + ${ECHO_DURATION}s..." >&2
-    load_before="$(cut -d' ' -f1 /proc/loadavg)"
-    line="$("$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --streams "$n" --duration "$ECHO_DURATION" \
-        2>>"$WORK/echo.err")" || true
-    line="$line load_before=$load_before load_after=$(cut -d' ' -f1 /proc/loadavg)"
-    echo "$line" >>"$WORK/echo.log"
-    ECHO_RESULTS+=("$line")
+    runs=()
+    for r in $(seq 1 "$ECHO_REPEAT"); do
+        echo "echo: $n streams, 1 s warm-up + ${ECHO_DURATION}s (run $r of $ECHO_REPEAT)..." >&2
+        load_before="$(cut -d' ' -f1 /proc/loadavg)"
+        line="$("$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --streams "$n" --duration "$ECHO_DURATION" \
+            2>>"$WORK/echo.err")" || true
+        line="$line load_before=$load_before load_after=$(cut -d' ' -f1 /proc/loadavg)"
+        echo "$line" >>"$WORK/echo.log"
+        runs+=("$line")
+    done
+    ECHO_RESULTS+=("$(python3 - "${runs[@]}" <<'PY'
+import sys
+def rate(line):
+    fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+    return int(fields.get("round_trips_per_s", -1))
+lines = sorted(sys.argv[1:], key=rate)
+print(lines[(len(lines) - 1) // 2])
+PY
+)")
 done
 if [ -s "$WORK/echo.err" ]; then
     echo "minerva-load errors (first lines):" >&2
