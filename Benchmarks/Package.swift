@@ -30,5 +30,11 @@ let package = Package(
             path: "Benchmarks/ServerBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // The echo load generator used by run-load.sh (not under Benchmarks/, which the plugin runs).
+        .systemLibrary(name: "CEpoll", path: "Tools/CEpoll"),
+        .executableTarget(
+            name: "minerva-load", dependencies: ["CEpoll"], path: "Tools/minerva-load",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
     ]
 )

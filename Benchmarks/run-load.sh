@@ -1,31 +1,51 @@
 #!/usr/bin/env bash
-# Load comparison: minerva-demo vs a loopback nginx (one worker), both answering GET /healthz with "ok",
-# measured by wrk in the same run with the same connection count, keep-alive.
+# Load figures for one minerva-demo, all in the same run:
+#  1. minerva-demo vs a loopback nginx (one worker), both answering GET /healthz with "ok", measured by wrk
+#     with the same connection count, keep-alive (issue 2);
+#  2. the server's RSS per open long-poll: (RSS with --hold N long-poll primaries open - RSS idle) / N,
+#     from /proc/PID/status, the primaries held by minerva-load (issue 4 item 7);
+#  3. Minerva echo round trips/s through the demo protocol over long-poll, the way a browser does it, with
+#     32, 256 and 2,000 concurrent streams (minerva-load, Benchmarks/Tools/minerva-load).
 #
 #   Benchmarks/run-load.sh [--connections N] [--duration SECONDS] [--threads N]
+#                          [--echo-duration SECONDS] [--echo-streams "32 256 2000"] [--echo-repeat R]
+#                          [--hold N] [--only-minerva]
 #
-# Prints requests/s and latency p50/p99 for each server and the ratio ours/nginx. Needs nginx-light and
-# wrk (`./dev.sh bench` installs them). Every process this script starts is stopped on exit.
+# Prints requests/s and latency p50/p99 for each server and the ratio ours/nginx, then a table of the
+# Minerva figures. Needs nginx-light and wrk (`./dev.sh bench` installs them) unless --only-minerva.
+# Every process this script starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONNECTIONS=64
 DURATION=10
 WRK_THREADS=1
+ECHO_DURATION=10
+ECHO_STREAMS="32 256 2000"
+ECHO_REPEAT=1
+HOLD=10000
+ONLY_MINERVA=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --threads) WRK_THREADS="$2"; shift 2 ;;
+    --echo-duration) ECHO_DURATION="$2"; shift 2 ;;
+    --echo-streams) ECHO_STREAMS="$2"; shift 2 ;;
+    --echo-repeat) ECHO_REPEAT="$2"; shift 2 ;;
+    --hold) HOLD="$2"; shift 2 ;;
+    --only-minerva) ONLY_MINERVA=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
 
 WORK="$(mktemp -d /tmp/minerva-bench.XXXXXX)"
 PIDS=()
+HOLD_PID=""
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -n "$HOLD_PID" ]; then kill "$HOLD_PID" 2>/dev/null || true; wait "$HOLD_PID" 2>/dev/null || true; fi
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -47,10 +67,18 @@ wait_for() { # url
 echo "building minerva-demo (release)..." >&2
 swift build -c release --product minerva-demo >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
 DEMO="$(swift build -c release --show-bin-path)/minerva-demo"
+echo "building minerva-load (release)..." >&2
+(cd Benchmarks && swift build -c release --product minerva-load) >"$WORK/build-load.log" 2>&1 ||
+    { cat "$WORK/build-load.log" >&2; exit 1; }
+LOAD="$(cd Benchmarks && swift build -c release --show-bin-path)/minerva-load"
 
 OURS_PORT="$(free_port)"
 "$DEMO" --host 127.0.0.1 --port "$OURS_PORT" --log-level warning >"$WORK/demo.log" 2>&1 &
-PIDS+=($!)
+DEMO_PID=$!
+PIDS+=("$DEMO_PID")
+wait_for "http://127.0.0.1:$OURS_PORT/healthz"
+
+if [ "$ONLY_MINERVA" = 0 ]; then
 
 NGINX_PORT="$(free_port)"
 mkdir -p "$WORK/nginx"
@@ -78,7 +106,6 @@ NGINX
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx/stdout.log" 2>&1 &
 PIDS+=($!)
 
-wait_for "http://127.0.0.1:$OURS_PORT/healthz"
 wait_for "http://127.0.0.1:$NGINX_PORT/healthz"
 
 # Runs wrk and prints "requests_per_second p50_ms p99_ms".
@@ -113,3 +140,90 @@ printf '\n%-14s %12s %10s %10s %9s %13s\n' server "requests/s" "p50 ms" "p99 ms"
 printf '%-14s %12s %10s %10s %9s %13s\n' minerva-demo "$ours_rps" "$ours_p50" "$ours_p99" "$ours_bad" "$ours_sockerr"
 printf '%-14s %12s %10s %10s %9s %13s\n' nginx "$nginx_rps" "$nginx_p50" "$nginx_p99" "$nginx_bad" "$nginx_sockerr"
 python3 -c "import sys; print(f'\nratio ours/nginx (requests/s): {float(sys.argv[1])/float(sys.argv[2]):.2f}  (target >= 0.80)')" "$ours_rps" "$nginx_rps"
+fi
+
+# --- Minerva over long-poll (minerva-load) ---
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$DEMO_PID/status"; }
+echo "load average before the Minerva runs: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# RSS per open long-poll, on the server before any Minerva stream existed.
+HOLD_OK=0
+if [ "$HOLD" -gt 0 ]; then
+    if [ "$(ulimit -n)" -lt $((HOLD + 200)) ]; then
+        echo "open-file limit $(ulimit -n) is too low for --hold $HOLD; skipping the RSS figure" >&2
+    else
+        idle_kib="$(rss_kib)"
+        "$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --hold "$HOLD" >"$WORK/hold.out" 2>"$WORK/hold.err" &
+        HOLD_PID=$!
+        for _ in $(seq 1 600); do
+            grep -q '^open' "$WORK/hold.out" 2>/dev/null && break
+            kill -0 "$HOLD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if grep -q '^open' "$WORK/hold.out"; then
+            held_kib="$(rss_kib)"
+            HOLD_OK=1
+        else
+            echo "minerva-load --hold did not open $HOLD long-polls within 60 s:" >&2
+            cat "$WORK/hold.out" "$WORK/hold.err" >&2
+        fi
+        kill "$HOLD_PID" 2>/dev/null || true
+        wait "$HOLD_PID" 2>/dev/null || true
+        HOLD_PID=""
+        sleep 1 # let the server see 10,000 disconnects before the next run
+    fi
+fi
+
+# Echo round trips: one line of key=value figures per stream count (with --echo-repeat R, the run with the
+# median round trips/s of R runs; the machine is shared, so single runs vary).
+ECHO_RESULTS=()
+for n in $ECHO_STREAMS; do
+    runs=()
+    for r in $(seq 1 "$ECHO_REPEAT"); do
+        echo "echo: $n streams, 1 s warm-up + ${ECHO_DURATION}s (run $r of $ECHO_REPEAT)..." >&2
+        load_before="$(cut -d' ' -f1 /proc/loadavg)"
+        line="$("$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --streams "$n" --duration "$ECHO_DURATION" \
+            2>>"$WORK/echo.err")" || true
+        line="$line load_before=$load_before load_after=$(cut -d' ' -f1 /proc/loadavg)"
+        echo "$line" >>"$WORK/echo.log"
+        runs+=("$line")
+    done
+    ECHO_RESULTS+=("$(python3 - "${runs[@]}" <<'PY'
+import sys
+def rate(line):
+    fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+    return int(fields.get("round_trips_per_s", -1))
+lines = sorted(sys.argv[1:], key=rate)
+print(lines[(len(lines) - 1) // 2])
+PY
+)")
+done
+if [ -s "$WORK/echo.err" ]; then
+    echo "minerva-load errors (first lines):" >&2
+    head -n 20 "$WORK/echo.err" >&2
+fi
+
+printf '\nMinerva echo over HTTP long-poll (demo protocol, each stream waits for its echo)\n'
+printf '%-9s %16s %12s %10s %10s %8s %14s\n' streams "round trips/s" "requests/s" "p50 ms" "p99 ms" errors \
+    "load avg 1 min"
+for line in "${ECHO_RESULTS[@]+"${ECHO_RESULTS[@]}"}"; do
+    python3 - "$line" <<'PY'
+import sys
+fields = dict(item.split("=", 1) for item in sys.argv[1].split() if "=" in item)
+if "streams" not in fields:
+    print(f"{'?':<9} {'(run failed)':>16}")
+else:
+    print(f"{fields['streams']:<9} {fields['round_trips_per_s']:>16} {fields['requests_per_s']:>12} "
+          f"{fields['p50_ms']:>10} {fields['p99_ms']:>10} {fields['errors']:>8} "
+          f"{fields['load_before'] + '->' + fields['load_after']:>14}")
+PY
+done
+echo "target: >= 25000 round trips/s with 32 streams (2 cores shared by server and load generator; the load" \
+    "average includes both, about 2 when nothing else runs)"
+if [ "$HOLD_OK" = 1 ]; then
+    python3 -c "
+import sys
+idle, held, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+print(f'\nserver RSS: idle {idle} KiB, with {n} open long-polls {held} KiB: {(held - idle) * 1024 / n:.0f} bytes per open long-poll')
+" "$idle_kib" "$held_kib" "$HOLD"
+fi
