@@ -9,7 +9,7 @@ LOGS="$(mktemp -d /tmp/minerva-tests.XXXXXX)"
 trap 'rm -rf "$LOGS"' EXIT
 
 echo "== swift format lint"
-swift format lint -r --strict Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks
+swift format lint -r --strict Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Tools
 
 echo "== swift test"
 swift build --build-tests
