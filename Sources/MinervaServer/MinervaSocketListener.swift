@@ -11,10 +11,10 @@ internal import CShims
 
 /// A listening socket for Minerva's socket mode, bound to one event loop of the server.
 ///
-/// It accepts through the shared ``Listener`` (which backs off for 100 ms when out of descriptors) and holds at
-/// most ``MinervaEndpointConfiguration/maxSocketConnections`` connections open: at the limit it stops accepting
-/// (the kernel queues new connections up to the backlog) and logs a warning, rate-limited; it accepts again when
-/// one closes.
+/// It accepts through the server's shared accept loop (which backs off for 100 ms when out of descriptors) and
+/// holds at most ``MinervaEndpointConfiguration/maxSocketConnections`` connections open: at the limit it stops
+/// accepting (the kernel queues new connections up to the backlog) and logs a warning, rate-limited; it accepts
+/// again when one closes.
 public final class MinervaSocketListener {
     /// The port listened on (the kernel's choice when 0 was asked for).
     public let port: Int
