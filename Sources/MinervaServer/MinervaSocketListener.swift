@@ -2,6 +2,7 @@
 // first bytes (Flash policy file, `<int32/>\n`, or abort), then carry int32-framed frames both ways. Each int32
 // connection is one socket transport of the loop's engine.
 internal import CShims
+import Logging
 
 #if canImport(Glibc)
     import Glibc
@@ -29,6 +30,8 @@ public final class MinervaSocketListener {
     /// The connections accepted and not yet closed (including those still detecting their mode). Loop thread only.
     private(set) var openConnections = 0
     private var limitLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    /// Mode-detection aborts logged per second at most; the rest are counted.
+    private var abortLog = RateLimitedLog(window: 1, linesPerWindow: 20)
     let readBuffer = ByteStorage(capacity: 64 * 1024)
 
     /// Binds and listens; connections are accepted on `loop` once it runs.
@@ -95,6 +98,14 @@ public final class MinervaSocketListener {
         }
     }
 
+    /// Logs a connection aborted during mode detection (PROTOCOL.md 3.2, 10.8), rate-limited.
+    func logAbort(_ reason: SocketModeAbortReason, peer: String) {
+        guard let suppressed = abortLog.admit(now: eventLoop.now) else { return }
+        var metadata: Logger.Metadata = ["peer": "\(peer)"]
+        if suppressed > 0 { metadata["earlierAbortsNotLogged"] = "\(suppressed)" }
+        driver.endpoint.logger.notice("socket aborted in mode detection: \(reason)", metadata: metadata)
+    }
+
     /// One of this listener's connections closed: accept again below the limit.
     func connectionClosed() {
         openConnections -= 1
@@ -142,7 +153,9 @@ final class MinervaSocketConnection {
         detectionTimer = listener.eventLoop.schedule(after: timeout) { [unowned self] in
             self.detectionTimer = nil
             switch self.state {
-            case .detecting: self.close(abort: true)
+            case .detecting:
+                self.listener.logAbort(.timeout, peer: socketAddress(self.fd, peer: true))
+                self.close(abort: true)
             case .policyServed: self.close(abort: false)  // the Flash player should have closed it by now
             case .int32, .closed: break
             }
@@ -178,7 +191,8 @@ final class MinervaSocketConnection {
             case .policyFile(let response):
                 state = .policyServed  // the detection timer stays: it closes the connection if the peer does not
                 write(response)
-            case .abort:
+            case .abort(let reason):
+                listener.logAbort(reason, peer: socketAddress(fd, peer: true))
                 close(abort: true)
             case .int32(let remainder):
                 state = .int32

@@ -1,6 +1,7 @@
 // Minerva-side hardening over real sockets: the socket listener's connection limit (accepting pauses at
 // maxSocketConnections and resumes when one closes, with a log line), a log line for every engine rejection (kill
 // frames, refused streams) without a full stream id, and the configurable frame limit on sockets and HTTP.
+import Glibc
 import Logging
 import MinervaCore
 import Testing
@@ -137,6 +138,40 @@ struct MinervaHardeningTests {
         #expect(try second.readResponse().text == ";)]}^\nstream_attach_failureK\n")
         #expect(server.logs("limit=maxNewStreamsPerKeyPerSecond"))
         #expect(server.lines(containing: "limit=maxNewStreamsPerKeyPerSecond").first?.level == .warning)
+    }
+
+    @Test func aSocketAbortedInModeDetectionIsLogged() throws {
+        let server = try LoggedMinervaServer { $0.socketModeTimeout = 0.3 }
+        defer { server.stop() }
+        let client = try RawClient(port: server.socketPort)
+        try client.send("GET / HTTP/1.1\r\n")
+        #expect(client.closedByServer(within: 3))
+        #expect(server.logs("socket aborted in mode detection: unrecognizedPrefix"))
+        let silent = try RawClient(port: server.socketPort)
+        #expect(silent.closedByServer(within: 3))
+        #expect(server.logs("socket aborted in mode detection: timeout"))
+        #expect(server.lines(containing: "socket aborted").allSatisfy { $0.level == .notice })
+    }
+
+    @Test func rejectionLinesAreRateLimitedAndCountWhatTheyHoldBack() throws {
+        let server = try LoggedMinervaServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        let requests = 200
+        let start = monotonicNow()
+        for _ in 0..<requests {
+            try client.post("?\n")
+            #expect(try client.readResponse().text == ";)]}^\ninvalid_frame_type_or_argumentsK\n")
+        }
+        let elapsed = monotonicNow() - start
+        let logged = server.lines(containing: "minerva rejected").count
+        #expect(logged >= 20)
+        #expect(logged <= 20 * (Int(elapsed.rounded(.up)) + 1))  // at most 20 per second
+        guard logged < requests else { return }
+        usleep(1_100_000)  // a new window: the next line counts the ones held back
+        try client.post("?\n")
+        _ = try client.readResponse()
+        #expect(server.logs("earlierRejectionsNotLogged="))
     }
 
     @Test func aSocketFrameOverTheConfiguredLimitIsFrameCorruption() throws {
