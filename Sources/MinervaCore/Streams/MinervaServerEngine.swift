@@ -302,7 +302,6 @@ public final class MinervaServerEngine {
             hello.maxOpenTime = nil
         }
         transport.hello = hello
-        transport.redactedStreamID = hello.streamID.redacted
         if transport.isHTTP, let maxOpenTime = hello.maxOpenTime {
             let deadline = now + Double(maxOpenTime)
             transport.maxOpenDeadline = deadline
@@ -453,7 +452,7 @@ public final class MinervaServerEngine {
             rejectionReporter(
                 EngineRejection(
                     action: .transportKilled(reason), transport: transport.handle,
-                    peerAddress: transport.connection.peerAddress, redactedStreamID: transport.redactedStreamID,
+                    peerAddress: transport.connection.peerAddress, redactedStreamID: transport.hello?.streamID.redacted,
                     limit: limit, detail: detail))
         }
         transport.appendSACKAndStatus()

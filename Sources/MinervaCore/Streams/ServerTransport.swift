@@ -20,8 +20,6 @@ final class ServerTransport {
     let connection: ConnectionInfo
     var phase = Phase.open
     var hello: HelloFrame?
-    /// The hello's stream id, redacted, for rejection reports.
-    var redactedStreamID: String?
     weak var stream: ServerStream?
 
     // 5.1
