@@ -30,6 +30,9 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var socketModeTimeout = SocketModeDetector.defaultTimeout
     /// Whether a socket is aborted as soon as its first bytes can match no mode prefix (false: wait for 512 bytes).
     public var socketEarlyRejection = true
+    /// The most connections one ``MinervaSocketListener`` keeps open at once (in mode detection or carrying a
+    /// transport). At the limit it stops accepting until one closes; the kernel queues new ones up to the backlog.
+    public var maxSocketConnections = 4_096
 
     /// `Client/minerva-client.js` of the source tree this library was built from.
     public static let defaultClientScriptPath: String = {
@@ -58,7 +61,9 @@ public final class MinervaEndpoint {
 
     /// The settings.
     public let configuration: MinervaEndpointConfiguration
-    /// Logs startup facts, application callback failures and socket errors (never a full stream id).
+    /// Logs startup facts, application callback failures, socket errors, the socket connection limit, and every
+    /// rejection of the engine (kill frames, refused streams, send-queue resets) at `notice` or `warning`, at most
+    /// 20 per second per loop (never a full stream id).
     public let logger: Logger
     let handlerFactory: HandlerFactory
     private let lock = Lock()
@@ -227,6 +232,8 @@ final class MinervaLoopDriver {
     private var performing = false
     private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
     private var addressCacheInsertions = 0
+    /// Engine rejections logged per second at most; the rest are counted.
+    private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
     private struct AddressCacheEntry {
         weak var connection: HTTPConnection?
@@ -247,12 +254,31 @@ final class MinervaLoopDriver {
         engine.errorReporter = { error, callback in
             logger.error("application callback \(callback) failed: \(error)")
         }
+        engine.rejectionReporter = { [weak self] rejection in self?.log(rejection) }
         // Before the HTTP server's output flush, so strings sent during this turn leave in this turn's writes.
         loop.beforeBlocking.insert({ [weak self] in self?.endOfTurn() }, at: 0)
         rearm()
     }
 
     var now: Double { loop?.now ?? engine.now }
+
+    /// Limits whose refusals are logged as warnings (the server's capacity or an address's rate); every other
+    /// rejection is the peer's fault and is logged as a notice.
+    private static let warningLimits: Set<String> = [
+        "maxStreams", "maxNewStreamsPerKeyPerSecond", "maxQueuedBytesPerStream",
+    ]
+
+    private func log(_ rejection: EngineRejection) {
+        guard let suppressed = rejectionLog.admit(now: now) else { return }
+        var metadata: Logger.Metadata = ["peer": "\(rejection.peerAddress)"]
+        if let transport = rejection.transport { metadata["transport"] = "\(transport)" }
+        if let stream = rejection.redactedStreamID { metadata["stream"] = "\(stream)" }
+        if let limit = rejection.limit { metadata["limit"] = "\(limit)" }
+        if suppressed > 0 { metadata["earlierRejectionsNotLogged"] = "\(suppressed)" }
+        let isWarning = rejection.limit.map { Self.warningLimits.contains($0) } ?? false
+        endpoint.logger.log(
+            level: isWarning ? .warning : .notice, "minerva rejected: \(rejection)", metadata: metadata)
+    }
 
     func newHandle() -> TransportHandle {
         nextHandle &+= 1

@@ -2,6 +2,7 @@
 // first bytes (Flash policy file, `<int32/>\n`, or abort), then carry int32-framed frames both ways. Each int32
 // connection is one socket transport of the loop's engine.
 internal import CShims
+import Logging
 
 #if canImport(Glibc)
     import Glibc
@@ -10,15 +11,27 @@ internal import CShims
 #endif
 
 /// A listening socket for Minerva's socket mode, bound to one event loop of the server.
+///
+/// It accepts through the server's shared accept loop (which backs off for 100 ms when out of descriptors) and
+/// holds at most ``MinervaEndpointConfiguration/maxSocketConnections`` connections open: at the limit it stops
+/// accepting (the kernel queues new connections up to the backlog) and logs a warning, rate-limited; it accepts
+/// again when one closes.
 public final class MinervaSocketListener {
     /// The port listened on (the kernel's choice when 0 was asked for).
     public let port: Int
     /// The event loop the connections run on.
     public let eventLoop: EventLoop
+    /// The most connections this listener keeps open at once.
+    public let maxConnections: Int
     private let fd: Int32
     private var driver: MinervaLoopDriver!
-    private var watcher: IOWatcher?
+    private var listener: Listener?
     private var isClosed = false
+    /// The connections accepted and not yet closed (including those still detecting their mode). Loop thread only.
+    private(set) var openConnections = 0
+    private var limitLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    /// Mode-detection aborts logged per second at most; the rest are counted.
+    private var abortLog = RateLimitedLog(window: 1, linesPerWindow: 20)
     let readBuffer = ByteStorage(capacity: 64 * 1024)
 
     /// Binds and listens; connections are accepted on `loop` once it runs.
@@ -38,14 +51,18 @@ public final class MinervaSocketListener {
         self.fd = fd
         self.port = Int(cshims_local_port(fd))
         self.eventLoop = loop
+        self.maxConnections = max(1, endpoint.configuration.maxSocketConnections)
         loop.execute { [self] in
             guard !self.isClosed else { return }
             self.driver = endpoint.driver(for: loop)  // on the loop's thread: it hooks into the loop
-            let watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
-            watcher.watch(cshims_EV_READ())
-            self.watcher = watcher
+            self.listener = Listener(fd: fd, loop: loop, logger: endpoint.logger) { [unowned self] connectionFD in
+                self.accepted(connectionFD)
+            }
         }
     }
+
+    /// Whether accepting is paused at the connection limit. Loop thread only.
+    var isPaused: Bool { listener?.isPaused ?? false }
 
     /// Stops listening and closes the connections it accepted (their transports detach). Thread-safe; returns at
     /// once. Call it before stopping the server's loop.
@@ -53,8 +70,11 @@ public final class MinervaSocketListener {
         eventLoop.execute { [self] in
             guard !self.isClosed else { return }
             self.isClosed = true
-            self.watcher = nil
-            _ = cshims_close(self.fd)
+            if self.listener != nil {
+                self.listener = nil  // closes the listening socket
+            } else {
+                _ = cshims_close(self.fd)
+            }
             guard let driver = self.driver else { return }
             for connection in driver.sockets.values where connection.listener === self {
                 connection.disconnect()
@@ -62,23 +82,34 @@ public final class MinervaSocketListener {
         }
     }
 
-    private func acceptAll() {
-        while !isClosed {
-            let connectionFD = cshims_accept(fd)  // sets TCP_NODELAY
-            if connectionFD >= 0 {
-                let connection = MinervaSocketConnection(fd: connectionFD, listener: self, driver: driver)
-                driver.sockets[connection.handle.rawValue] = connection
-                connection.start()
-                continue
-            }
-            switch -connectionFD {
-            case EAGAIN, EWOULDBLOCK: return
-            case ECONNABORTED, EINTR, EPROTO: continue
-            default:
-                driver.endpoint.logger.warning("socket accept failed: errno \(-connectionFD)")
-                return
+    /// A connection was accepted (TCP_NODELAY set): start mode detection; pause accepting at the limit.
+    private func accepted(_ connectionFD: Int32) {
+        let connection = MinervaSocketConnection(fd: connectionFD, listener: self, driver: driver)
+        driver.sockets[connection.handle.rawValue] = connection
+        openConnections += 1
+        connection.start()
+        if openConnections >= maxConnections, let listener, !listener.isPaused {
+            listener.pause()
+            if let suppressed = limitLog.admit(now: eventLoop.now) {
+                driver.endpoint.logger.warning(
+                    "socket connection limit reached: \(openConnections) open on port \(port); accepting paused",
+                    metadata: ["limit": "\(maxConnections)", "earlierHitsNotLogged": "\(suppressed)"])
             }
         }
+    }
+
+    /// Logs a connection aborted during mode detection (PROTOCOL.md 3.2, 10.8), rate-limited.
+    func logAbort(_ reason: SocketModeAbortReason, peer: String) {
+        guard let suppressed = abortLog.admit(now: eventLoop.now) else { return }
+        var metadata: Logger.Metadata = ["peer": "\(peer)"]
+        if suppressed > 0 { metadata["earlierAbortsNotLogged"] = "\(suppressed)" }
+        driver.endpoint.logger.notice("socket aborted in mode detection: \(reason)", metadata: metadata)
+    }
+
+    /// One of this listener's connections closed: accept again below the limit.
+    func connectionClosed() {
+        openConnections -= 1
+        if let listener, listener.isPaused, openConnections < maxConnections { listener.resume() }
     }
 }
 
@@ -93,7 +124,6 @@ final class MinervaSocketConnection {
     private var watcher: IOWatcher!
     private var state = State.detecting
     private var detector: SocketModeDetector
-    private var decoder = Int32FrameDecoder()
     private var detectionTimer: LoopTimer?
     private var output: [UInt8] = []
     private var outputStart = 0
@@ -123,7 +153,9 @@ final class MinervaSocketConnection {
         detectionTimer = listener.eventLoop.schedule(after: timeout) { [unowned self] in
             self.detectionTimer = nil
             switch self.state {
-            case .detecting: self.close(abort: true)
+            case .detecting:
+                self.listener.logAbort(.timeout, peer: socketAddress(self.fd, peer: true))
+                self.close(abort: true)
             case .policyServed: self.close(abort: false)  // the Flash player should have closed it by now
             case .int32, .closed: break
             }
@@ -159,7 +191,8 @@ final class MinervaSocketConnection {
             case .policyFile(let response):
                 state = .policyServed  // the detection timer stays: it closes the connection if the peer does not
                 write(response)
-            case .abort:
+            case .abort(let reason):
+                listener.logAbort(reason, peer: socketAddress(fd, peer: true))
                 close(abort: true)
             case .int32(let remainder):
                 state = .int32
@@ -177,14 +210,9 @@ final class MinervaSocketConnection {
         }
     }
 
+    /// The engine cuts the int32 frames (honouring its frame limit) and processes them.
     private func framesArrived(_ bytes: some Sequence<UInt8>) {
-        let engine = driver.engine
-        switch decoder.receive(bytes) {
-        case .success(let frames):
-            engine.framesReceived(handle, frames: Array(frames), now: driver.now)
-        case .failure:
-            engine.framesReceived(handle, frames: [], frameCorruption: true, now: driver.now)
-        }
+        driver.engine.socketBytesReceived(handle, bytes: bytes, now: driver.now)
         driver.perform()
     }
 
@@ -270,6 +298,7 @@ final class MinervaSocketConnection {
         _ = cshims_close(fd)
         output = []
         driver.sockets[handle.rawValue] = nil
+        listener.connectionClosed()
         listener.eventLoop.releaseLater(self)
     }
 }

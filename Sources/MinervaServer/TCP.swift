@@ -18,6 +18,8 @@ final class Listener {
     private let logger: Logger?
     private let onAccept: (Int32) -> Void
     private var retryTimer: LoopTimer?
+    /// Out-of-descriptor pauses logged once per 10 s at most; the rest are counted.
+    private var exhaustionLog = RateLimitedLog(window: 10, linesPerWindow: 1)
     /// Whether accepting is paused (`pause()`); the socket stays open and the kernel queues up to the backlog.
     private(set) var isPaused = false
 
@@ -62,7 +64,11 @@ final class Listener {
             case EAGAIN, EWOULDBLOCK: return
             case ECONNABORTED, EINTR, EPROTO: continue
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                logger?.warning("accept failed: errno \(-fd); pausing accepts for 100 ms")
+                if let logger, let suppressed = exhaustionLog.admit(now: loop.now) {
+                    logger.warning(
+                        "accept failed: errno \(-fd); pausing accepts for 100 ms",
+                        metadata: ["earlierPausesNotLogged": "\(suppressed)"])
+                }
                 watcher.watch(0)
                 retryTimer = loop.schedule(after: 0.1) { [unowned self] in
                     self.retryTimer = nil

@@ -188,7 +188,58 @@ public struct ServerEngineConfiguration: Sendable {
     public var resetStreamMemory: Double = 300
     /// Whether HTTP streaming responses are closed gently once they exceed `maxb` (PROTOCOL.md 4.7).
     public var enforceMaxReceiveBytes = true
+    /// The longest frame accepted, in bytes without delimiter or length prefix, on HTTP bodies and sockets; a
+    /// longer one kills the transport with `frame_corruption`. The default is also the maximum: the protocol's
+    /// 1 MiB (``MinervaCore/maxFrameLength``); the engine clamps other values to 1...1,048,576.
+    public var maxFrameLength = MinervaCore.maxFrameLength
 
     /// The defaults described on each property.
     public init() {}
+}
+
+/// A transport the engine killed or a stream it reset because of bad input or a limit: one event for the I/O layer's
+/// log (``MinervaServerEngine/rejectionReporter``). It never carries a full stream id.
+public struct EngineRejection: Sendable, CustomStringConvertible {
+    /// What the engine did.
+    public enum Action: Sendable, Equatable {
+        /// It wrote a transport kill frame with this reason and ended the transport.
+        case transportKilled(KillReason)
+        /// It reset the stream with this reason (the send queue limit).
+        case streamReset(String)
+    }
+
+    /// What the engine did.
+    public var action: Action
+    /// The transport concerned (nil for a stream reset).
+    public var transport: TransportHandle?
+    /// The peer's address, as the I/O layer gave it in ``ConnectionInfo`` ("" if unknown).
+    public var peerAddress: String
+    /// The stream's id redacted (``StreamID/redacted``), if the transport named or had a stream.
+    public var redactedStreamID: String?
+    /// The ``ServerEngineConfiguration`` property whose limit was hit (e.g. `maxStreams`), or nil for a protocol
+    /// violation.
+    public var limit: String?
+    /// A short English explanation.
+    public var detail: String
+
+    /// Creates an event.
+    public init(
+        action: Action, transport: TransportHandle?, peerAddress: String, redactedStreamID: String?, limit: String?,
+        detail: String
+    ) {
+        self.action = action
+        self.transport = transport
+        self.peerAddress = peerAddress
+        self.redactedStreamID = redactedStreamID
+        self.limit = limit
+        self.detail = detail
+    }
+
+    /// The kill reason, or `reset` and the reset reason, then the detail.
+    public var description: String {
+        switch action {
+        case .transportKilled(let reason): return "\(reason.rawValue): \(detail)"
+        case .streamReset(let reason): return "reset (\(reason)): \(detail)"
+        }
+    }
 }

@@ -29,6 +29,12 @@ public final class MinervaServerEngine {
     public let handlerFactory: (ServerStream) -> any MinervaStreamHandler
     /// Receives application callback failures (an error thrown by a handler, and which callback).
     public var errorReporter: ((any Error, String) -> Void)?
+    /// Hears of every transport the engine kills (all five kill reasons, including `stream_attach_failure` for the
+    /// stream and rate limits) and every stream it resets for its send queue limit, for logging. Called
+    /// synchronously inside engine calls; it must not call back into the engine.
+    public var rejectionReporter: ((EngineRejection) -> Void)?
+    /// The frame limit in force: ``ServerEngineConfiguration/maxFrameLength`` clamped to 1...1,048,576.
+    public let maxFrameLength: Int
     /// The time of the event being processed.
     public private(set) var now: Double
 
@@ -55,6 +61,7 @@ public final class MinervaServerEngine {
         self.handlerFactory = handlerFactory
         self.now = now
         self.nextIdleCheck = MinervaServerEngine.idleCheck(after: now, configuration.idleCheckInterval)
+        maxFrameLength = min(max(1, configuration.maxFrameLength), MinervaCore.maxFrameLength)
     }
 
     // MARK: Outputs
@@ -107,7 +114,8 @@ public final class MinervaServerEngine {
             precondition(previous.phase == .closing, "transport handle reused while open")
             previous.phase = .gone
         }
-        transports[handle] = ServerTransport(handle: handle, kind: kind, connection: connection)
+        transports[handle] = ServerTransport(
+            handle: handle, kind: kind, connection: connection, maxFrameLength: maxFrameLength)
     }
 
     /// Frames were received on a transport: for a socket, the frames of one received chunk; for HTTP, the
@@ -121,16 +129,25 @@ public final class MinervaServerEngine {
     public func framesReceived<Frames: Collection<ArraySlice<UInt8>>>(
         _ handle: TransportHandle, frames: Frames, frameCorruption: Bool = false, now: Double
     ) {
+        receive(handle, frames, corruption: frameCorruption ? "frame longer than the frame limit" : nil, now: now)
+    }
+
+    /// ``framesReceived(_:frames:frameCorruption:now:)`` with the framing failure's explanation, for the log.
+    private func receive<Frames: Collection<ArraySlice<UInt8>>>(
+        _ handle: TransportHandle, _ frames: Frames, corruption: String?, now: Double
+    ) {
         self.now = now
         guard let transport = transports[handle], transport.phase == .open, !transport.terminating,
             !(transport.isHTTP && transport.hello != nil)  // one body per HTTP transport
         else { return }
         transport.busy = true
-        if frameCorruption {
-            kill(transport, .frameCorruption)
+        if let corruption {
+            kill(transport, .frameCorruption, corruption, limit: "maxFrameLength")
         } else if transport.hello == nil {
             if frames.isEmpty {
-                if transport.isHTTP { kill(transport, .invalidFrameTypeOrArguments) }  // PROTOCOL.md 10.8
+                if transport.isHTTP {  // PROTOCOL.md 10.8
+                    kill(transport, .invalidFrameTypeOrArguments, "HTTP body without a complete frame")
+                }
             } else {
                 handleHelloBatch(transport, frames)
             }
@@ -143,24 +160,25 @@ public final class MinervaServerEngine {
     }
 
     /// The whole body of an HTTP request arrived: it is split into `\n`-terminated frames (`\r\n` tolerated, an
-    /// unterminated last line ignored, a line over 1 MiB is `frame_corruption`) and processed as one batch.
+    /// unterminated last line ignored, a line over ``maxFrameLength`` is `frame_corruption`) and processed as one
+    /// batch.
     /// A body without any complete frame is answered with `invalid_frame_type_or_arguments` (PROTOCOL.md 10.8).
     /// - Parameters:
     ///   - handle: the transport, opened with ``TransportKind/http``.
     ///   - body: the request body.
     ///   - now: the current time.
     public func httpBodyReceived(_ handle: TransportHandle, body: some Sequence<UInt8>, now: Double) {
-        switch NewlineFrameDecoder.decodeBody(body) {
+        switch NewlineFrameDecoder.decodeBody(body, maxLength: maxFrameLength) {
         case .success(let frames):
-            framesReceived(handle, frames: frames, now: now)
-        case .failure:
-            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
+            receive(handle, frames, corruption: nil, now: now)
+        case .failure(let error):
+            receive(handle, DecodedFrames.empty, corruption: corruptionDetail(error), now: now)
         }
     }
 
     /// Bytes arrived on a socket transport in int32 mode (after the `<int32/>\n` prefix, which the I/O layer's
-    /// mode detection consumes): the frames they complete are processed as one batch. An over-long length prefix
-    /// kills the transport with `frame_corruption` (no frame of that chunk is processed).
+    /// mode detection consumes): the frames they complete are processed as one batch. A length prefix over
+    /// ``maxFrameLength`` kills the transport with `frame_corruption` (no frame of that chunk is processed).
     /// - Parameters:
     ///   - handle: the transport, opened with ``TransportKind/socket``.
     ///   - bytes: the received chunk.
@@ -172,9 +190,9 @@ public final class MinervaServerEngine {
         let result = transport.int32Decoder.receive(bytes)
         switch result {
         case .success(let frames):
-            if !frames.isEmpty { framesReceived(handle, frames: frames, now: now) }
-        case .failure:
-            framesReceived(handle, frames: DecodedFrames.empty, frameCorruption: true, now: now)
+            if !frames.isEmpty { receive(handle, frames, corruption: nil, now: now) }
+        case .failure(let error):
+            receive(handle, DecodedFrames.empty, corruption: corruptionDetail(error), now: now)
         }
     }
 
@@ -274,7 +292,7 @@ public final class MinervaServerEngine {
     private func handleHelloBatch<Frames: Collection<ArraySlice<UInt8>>>(_ transport: ServerTransport, _ frames: Frames)
     {
         guard let first = frames.first, case .hello(var hello) = decode(first) else {
-            kill(transport, .invalidFrameTypeOrArguments)
+            kill(transport, .invalidFrameTypeOrArguments, "first frame is not a valid hello")
             return
         }
         // 1. Sanitise and store.
@@ -293,16 +311,30 @@ public final class MinervaServerEngine {
         let stream: ServerStream
         if let existing = streams[hello.streamID] {
             guard existing.transports.count < configuration.maxTransportsPerStream else {
-                kill(transport, .invalidFrameTypeOrArguments)
+                kill(
+                    transport, .invalidFrameTypeOrArguments, "too many transports on the stream",
+                    limit: "maxTransportsPerStream")
                 return
             }
             stream = existing
         } else {
             let rememberedReset = recentlyReset[hello.streamID].map { $0 > now } ?? false
-            guard hello.requestNewStream, !rememberedReset, streams.count < configuration.maxStreams,
-                takeCreationToken(transport.connection.rateLimitKey)
-            else {
-                kill(transport, .streamAttachFailure)
+            if !hello.requestNewStream {
+                kill(transport, .streamAttachFailure, "hello for an unknown stream without new")
+                return
+            }
+            if rememberedReset {
+                kill(transport, .streamAttachFailure, "new stream with the id of a recently reset stream")
+                return
+            }
+            if streams.count >= configuration.maxStreams {
+                kill(transport, .streamAttachFailure, "stream limit reached", limit: "maxStreams")
+                return
+            }
+            if !takeCreationToken(transport.connection.rateLimitKey) {
+                kill(
+                    transport, .streamAttachFailure, "new-stream rate limit of the address reached",
+                    limit: "maxNewStreamsPerKeyPerSecond")
                 return
             }
             stream = ServerStream(streamID: hello.streamID, engine: self, now: now)
@@ -313,7 +345,7 @@ public final class MinervaServerEngine {
         if !stream.window.sackEquals(hello.lastSackSeenByClient) { transport.append(.sack(stream.window.sack)) }
         // 4. The hello's SACK, before attaching.
         if let sack = hello.sack, !stream.processSACK(sack) {
-            kill(transport, .ackedUnsentStrings)
+            kill(transport, .ackedUnsentStrings, "the hello's SACK acknowledges strings never sent")
             return
         }
         // 5. Attach.
@@ -338,13 +370,13 @@ public final class MinervaServerEngine {
         for bytes in frames {
             if transport.terminating || transport.phase != .open { break }
             guard let frame = decode(bytes) else {
-                failBatch(transport, .invalidFrameTypeOrArguments)
+                failBatch(transport, .invalidFrameTypeOrArguments, "undecodable frame")
                 return
             }
             switch frame {
             case .string(let string):
                 guard RestrictedString.isValid(string) else {
-                    failBatch(transport, .invalidFrameTypeOrArguments)
+                    failBatch(transport, .invalidFrameTypeOrArguments, "string with bytes outside 0x20...0x7E")
                     return
                 }
                 transport.peerSeqNum &+= 1
@@ -353,7 +385,7 @@ public final class MinervaServerEngine {
                 transport.peerSeqNum = number - 1
             case .sack(let sack):
                 guard stream.processSACK(sack) else {
-                    failBatch(transport, .ackedUnsentStrings)
+                    failBatch(transport, .ackedUnsentStrings, "SACK acknowledges strings never sent")
                     return
                 }
             case .reset(let reason, let applicationLevel):
@@ -364,10 +396,10 @@ public final class MinervaServerEngine {
                 return
             case .hello:
                 deliverPending(transport)
-                kill(transport, .invalidFrameTypeOrArguments)
+                kill(transport, .invalidFrameTypeOrArguments, "a second hello")
                 return
             default:
-                failBatch(transport, .invalidFrameTypeOrArguments)
+                failBatch(transport, .invalidFrameTypeOrArguments, "frame type not allowed from the client")
                 return
             }
         }
@@ -375,9 +407,9 @@ public final class MinervaServerEngine {
     }
 
     /// Kills the transport and discards the strings of the failing batch (PROTOCOL.md 5.2, 10.6).
-    private func failBatch(_ transport: ServerTransport, _ reason: KillReason) {
+    private func failBatch(_ transport: ServerTransport, _ reason: KillReason, _ detail: String) {
         transport.pending.removeAll()
-        kill(transport, reason)
+        kill(transport, reason, detail)
     }
 
     private func deliverPending(_ transport: ServerTransport) {
@@ -394,7 +426,9 @@ public final class MinervaServerEngine {
         let overflow = stream.stringsReceived(transport.pending)
         // Keeps the storage for the next batch (and releases the slices of the received bytes).
         transport.pending.removeAll(keepingCapacity: true)
-        if overflow { kill(transport, .rwinOverflow) }
+        if overflow {
+            kill(transport, .rwinOverflow, "receive window overflow", limit: "receiveWindow")
+        }
         if !transport.terminating, transport.phase == .open, transport.sackDirty, transport.stream === stream {
             transport.appendSACK(of: stream)
         }
@@ -411,9 +445,16 @@ public final class MinervaServerEngine {
 
     // MARK: Termination and output (PROTOCOL.md 5.5, 5.6)
 
-    /// Kill with reason R: `[SACK StreamStatus] R K [Y]`.
-    func kill(_ transport: ServerTransport, _ reason: KillReason) {
+    /// Kill with reason R: `[SACK StreamStatus] R K [Y]`, reported to ``rejectionReporter``.
+    func kill(_ transport: ServerTransport, _ reason: KillReason, _ detail: String, limit: String? = nil) {
         guard transport.phase == .open, !transport.terminating else { return }
+        if let rejectionReporter {
+            rejectionReporter(
+                EngineRejection(
+                    action: .transportKilled(reason), transport: transport.handle,
+                    peerAddress: transport.connection.peerAddress, redactedStreamID: transport.hello?.streamID.redacted,
+                    limit: limit, detail: detail))
+        }
         transport.appendSACKAndStatus()
         transport.append(.transportKill(reason))
         if transport.kind == .socket { transport.append(.youCloseIt) }
@@ -504,6 +545,17 @@ public final class MinervaServerEngine {
         stream.transportOffline(transport)
     }
 
+    /// What a framing failure was, against the limit in force, for the rejection report.
+    private func corruptionDetail(_ error: FramingError) -> String {
+        let what: String
+        switch error.code {
+        case .lineTooLong: what = "line of \(error.length) bytes"
+        case .remainderTooLong: what = "unterminated remainder of \(error.length) bytes"
+        case .lengthPrefixTooLarge: what = "length prefix \(error.length)"
+        }
+        return what + " over the frame limit of \(maxFrameLength)"
+    }
+
     private static func idleCheck(after now: Double, _ interval: Double) -> Double {
         interval > 0 ? now + interval : .infinity
     }
@@ -544,6 +596,17 @@ public final class MinervaServerEngine {
                 recentlyReset[stream.streamID] = now + configuration.resetStreamMemory
             }
         }
+    }
+
+    /// Reports a stream reset for a limit (the send queue's) to ``rejectionReporter``.
+    func reportReset(_ stream: ServerStream, reason: String, limit: String, detail: String) {
+        guard let rejectionReporter else { return }
+        let transport = stream.primary ?? stream.transports.first
+        rejectionReporter(
+            EngineRejection(
+                action: .streamReset(reason), transport: transport?.handle,
+                peerAddress: transport?.connection.peerAddress ?? "", redactedStreamID: stream.streamID.redacted,
+                limit: limit, detail: detail))
     }
 
     /// Reports an error thrown by an application callback.

@@ -85,6 +85,9 @@ public final class ServerStream {
         guard !isReset else { throw MinervaStreamError.streamIsReset }
         queue.append(string)
         if let engine, queue.queuedBytes > engine.configuration.maxQueuedBytesPerStream {
+            engine.reportReset(
+                self, reason: "send queue limit exceeded", limit: "maxQueuedBytesPerStream",
+                detail: "\(queue.queuedBytes) bytes queued")
             resetInternal(reason: "send queue limit exceeded")
             throw MinervaStreamError.sendQueueFull
         }

@@ -36,7 +36,7 @@ final class ServerTransport {
     var bytesWritten: Int64 = 0
     var pending: [(seq: Int64, bytes: ArraySlice<UInt8>)] = []
     /// Cuts a socket's byte stream into frames (sockets only).
-    var int32Decoder = Int32FrameDecoder()
+    var int32Decoder: Int32FrameDecoder
 
     // Timers (absolute times); the engine's heap holds at most one entry per kind.
     var heartbeatDeadline: Double?
@@ -44,10 +44,11 @@ final class ServerTransport {
     var maxOpenDeadline: Double?
     var closeDeadline: Double?
 
-    init(handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo) {
+    init(handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, maxFrameLength: Int) {
         self.handle = handle
         self.kind = kind
         self.connection = connection
+        int32Decoder = Int32FrameDecoder(maxLength: maxFrameLength)
     }
 
     var isHTTP: Bool { kind == .http }

@@ -1,0 +1,154 @@
+// The engine's hardening hooks: the configurable frame limit (ServerEngineConfiguration.maxFrameLength) on HTTP
+// bodies and int32 sockets, and the rejection reporter that hears of every kill frame and send-queue reset.
+import Testing
+
+@testable import MinervaCore
+
+/// A harness whose engine records its rejections.
+private final class RejectionHarness {
+    let h: Harness
+    var rejections: [EngineRejection] = []
+
+    init(_ configure: (inout ServerEngineConfiguration) -> Void = { _ in }) {
+        var configuration = ServerEngineConfiguration()
+        configure(&configuration)
+        h = Harness(configuration: configuration)
+        h.engine.rejectionReporter = { [unowned self] in self.rejections.append($0) }
+    }
+
+    /// The kill reasons reported so far.
+    var killReasons: [KillReason] {
+        rejections.compactMap {
+            if case .transportKilled(let reason) = $0.action { return reason }
+            return nil
+        }
+    }
+}
+
+/// `count` bytes of a string frame: `count - 1` letters and the type byte ` `.
+private func stringFrame(bytes count: Int) -> String { String(repeating: "a", count: count - 1) + " " }
+
+/// `payload` with its 4-byte big-endian length prefix.
+private func lengthPrefixed(_ payload: [UInt8]) -> [UInt8] {
+    let n = UInt32(payload.count)
+    return [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + payload
+}
+
+@Suite("Server engine hardening: frame limit and rejection reports")
+struct ServerHardeningTests {
+    @Test func theFrameLimitDefaultsToTheProtocolsAndIsClampedToIt() {
+        #expect(ServerEngineConfiguration().maxFrameLength == 1_048_576)
+        for (asked, used) in [(2_000_000, 1_048_576), (0, 1), (-5, 1), (4096, 4096)] {
+            var configuration = ServerEngineConfiguration()
+            configuration.maxFrameLength = asked
+            let engine = MinervaServerEngine(configuration: configuration, now: 0) { _ in Recorder() }
+            #expect(engine.maxFrameLength == used)
+        }
+    }
+
+    @Test func anHTTPLineOverTheConfiguredLimitIsFrameCorruption() {
+        let r = RejectionHarness { $0.maxFrameLength = 400 }
+        let atLimit = r.h.post(hh("-eeds") + "\n" + stringFrame(bytes: 400) + "\n")
+        #expect(r.h.responses[atLimit]!.body == ";)]}^\nC\n|0A\n|0A\n|-1T\n")
+        #expect(r.h.app.allStrings == [String(repeating: "a", count: 399)])
+        let over = r.h.post(hh("-eeds", "-new") + "\n" + stringFrame(bytes: 401) + "\n")
+        #expect(r.h.responses[over]!.body == ";)]}^\nframe_corruptionK\n")
+        #expect(r.h.app.allStrings.count == 1)
+        #expect(r.killReasons == [.frameCorruption])
+        #expect(r.rejections.first?.limit == "maxFrameLength")
+        #expect(r.rejections.first?.detail.contains("line of 401 bytes") == true)
+    }
+
+    @Test func anInt32LengthOverTheConfiguredLimitIsFrameCorruption() {
+        let r = RejectionHarness { $0.maxFrameLength = 400 }
+        let t = r.h.socket()
+        r.h.engine.socketBytesReceived(
+            t, bytes: lengthPrefixed(Array(hs().utf8)) + lengthPrefixed(Array(stringFrame(bytes: 400).utf8)), now: 0)
+        r.h.endTurn()
+        #expect(r.h.out(t) == ["C", "|0A"])
+        r.h.engine.socketBytesReceived(t, bytes: [0, 0, 0x01, 0x91], now: 0)  // 401
+        r.h.endTurn()
+        #expect(r.h.out(t) == ["|0A", "|-1T", "frame_corruptionK", "Y"])
+        #expect(r.killReasons == [.frameCorruption])
+        #expect(r.rejections.first?.detail.contains("length prefix 401") == true)
+        #expect(r.rejections.first?.transport == t)
+    }
+
+    @Test func everyKillReasonIsReportedWithARedactedStreamID() {
+        let r = RejectionHarness {
+            $0.receiveWindow = ReceiveWindowLimits(
+                maxUndeliveredStrings: 2, maxUndeliveredBytes: 1_048_576, overheadPerString: 30)
+        }
+        r.h.post(hh("-eeds", "-new") + "\n")  // unknown stream without new
+        let t1 = r.h.socket()
+        r.h.send(t1, [hs(), "?"])
+        let t2 = r.h.socket()
+        r.h.send(t2, [hs("-new"), "|5A"])
+        let t3 = r.h.socket()
+        r.h.send(t3, [hs("-new"), "1N", "a ", "b ", "c "])
+        let t4 = r.h.socket()
+        r.h.send(t4, [hs("-new")], corrupted: true)
+        #expect(
+            r.killReasons == [
+                .streamAttachFailure, .invalidFrameTypeOrArguments, .ackedUnsentStrings, .rwinOverflow,
+                .frameCorruption,
+            ])
+        #expect(Set(r.killReasons) == Set(KillReason.allCases))
+        let id = StreamID(caseID)!
+        for rejection in r.rejections.dropLast() {
+            #expect(rejection.redactedStreamID == id.redacted)
+        }
+        #expect(r.rejections.last?.redactedStreamID == nil)  // killed before its hello was read
+        for rejection in r.rejections {
+            #expect(!rejection.description.contains(caseID))
+            #expect(!rejection.detail.isEmpty)
+        }
+        #expect(r.rejections[3].limit == "receiveWindow")
+    }
+
+    @Test func streamLimitAndRateLimitRefusalsNameTheirLimit() {
+        let r = RejectionHarness {
+            $0.maxStreams = 1
+            $0.maxNewStreamsPerKeyPerSecond = 1
+        }
+        func open(_ key: String) -> TransportHandle {
+            let handle = TransportHandle(100 + r.rejections.count * 10 + key.count)
+            let info = ConnectionInfo(peerAddress: key + ":1", rateLimitKey: key)
+            r.h.engine.openTransport(handle, kind: .socket, connection: info, now: 0)
+            return handle
+        }
+        let first = open("10.0.0.1")
+        r.h.send(first, [hs()])
+        #expect(r.h.out(first) == ["C"])
+        let tooMany = open("10.0.0.22")
+        r.h.send(tooMany, [hs("id:\"\(String(repeating: "y", count: 26))\"")])
+        #expect(r.h.out(tooMany) == ["stream_attach_failureK", "Y"])
+        #expect(r.rejections.last?.limit == "maxStreams")
+        #expect(r.rejections.last?.peerAddress == "10.0.0.22:1")
+        r.h.app { try? r.h.stream?.reset(reason: "done") }  // frees the stream slot; 10.0.0.1 has no token left
+        let rated = open("10.0.0.1")
+        r.h.send(rated, [hs("id:\"\(String(repeating: "z", count: 26))\"")])
+        #expect(r.h.out(rated) == ["stream_attach_failureK", "Y"])
+        #expect(r.rejections.last?.limit == "maxNewStreamsPerKeyPerSecond")
+        #expect(r.killReasons == [.streamAttachFailure, .streamAttachFailure])
+    }
+
+    @Test func aSendQueueOverflowResetIsReported() throws {
+        let r = RejectionHarness { $0.maxQueuedBytesPerStream = 10 }
+        r.h.post(hh("-eeds") + "\n")
+        #expect(throws: MinervaStreamError.sendQueueFull) { try r.h.stream!.send("01234567890") }
+        #expect(r.rejections.count == 1)
+        #expect(r.rejections.first?.action == .streamReset("send queue limit exceeded"))
+        #expect(r.rejections.first?.limit == "maxQueuedBytesPerStream")
+        #expect(r.rejections.first?.redactedStreamID == StreamID(caseID)!.redacted)
+    }
+
+    @Test func nothingIsReportedForAGoodExchange() {
+        let r = RejectionHarness()
+        let t = r.h.socket()
+        r.h.send(t, [hs(), "0N", "hi "])
+        #expect(r.h.app.allStrings == ["hi"])
+        r.h.post(hh("-new", "tnum:1", "-eeds") + "\n")
+        #expect(r.rejections.isEmpty)
+    }
+}
