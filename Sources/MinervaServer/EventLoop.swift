@@ -20,6 +20,9 @@ public final class EventLoop {
     private var graveyard: [AnyObject] = []
     /// Called just before the loop blocks (after every iteration's callbacks).
     var beforeBlocking: [() -> Void] = []
+    /// Hooks run on the loop when the HTTP server starts a graceful shutdown of it, before its connections drain
+    /// (the Minerva endpoint closes its transports gently there, so clients reconnect at once).
+    var willDrain: [() -> Void] = []
     private var endOfTurn: [EndOfTurnTask] = []
     private var runningEndOfTurn: [EndOfTurnTask] = []
     /// Most buffers one writev takes.
@@ -48,6 +51,7 @@ public final class EventLoop {
         for timer in timerHeap { timer.callback = nil }
         timerHeap.removeAll()
         beforeBlocking.removeAll()
+        willDrain.removeAll()
         graveyard.removeAll()
         async = nil
         prepare = nil

@@ -150,6 +150,7 @@ final class HTTPLoopContext {
         draining = true
         listener = nil
         signals.removeAll()
+        for hook in loop.willDrain { hook() }
         for c in connections.reversed() { c.drain() }
         if connections.isEmpty {
             finish()

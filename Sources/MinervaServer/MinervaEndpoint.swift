@@ -257,6 +257,13 @@ final class MinervaLoopDriver {
         engine.rejectionReporter = { [weak self] rejection in self?.log(rejection) }
         // Before the HTTP server's output flush, so strings sent during this turn leave in this turn's writes.
         loop.beforeBlocking.insert({ [weak self] in self?.endOfTurn() }, at: 0)
+        // A graceful server shutdown closes every transport gently (SACK, StreamStatus, [Y]) instead of holding
+        // long-polls until the grace period ends; streams are not reset, so clients reconnect and carry on.
+        loop.willDrain.append { [weak self] in
+            guard let self else { return }
+            self.engine.closeAllTransports(now: self.now)
+            self.perform()
+        }
         rearm()
     }
 

@@ -208,6 +208,15 @@ public final class MinervaServerEngine {
         detach(transport)
     }
 
+    /// Closes every open transport gently (SACK, StreamStatus, and `Y` on sockets) without resetting any stream:
+    /// for a server that is shutting down, so clients reconnect at once instead of waiting for their requests to
+    /// time out. Carry out the resulting actions as usual.
+    /// - Parameter now: the current time.
+    public func closeAllTransports(now: Double) {
+        self.now = now
+        for transport in transports.values { closeGently(transport) }
+    }
+
     /// The connection of a transport became backed up (`false`) or writable again (`true`); pauses or resumes
     /// the stream's push producer if the transport is the primary.
     public func transportWritable(_ handle: TransportHandle, _ writable: Bool) {
