@@ -18,7 +18,10 @@ public struct MinervaClientConfiguration: Sendable {
     /// The protocol tunables; `stream.endpoint` chooses long-poll, HTTP streaming or socket.
     public var stream: ClientConfiguration
 
-    /// Creates a configuration with the original client's tunables.
+    /// Creates a configuration with the original client's tunables, except that strings are sent at the end of
+    /// the current loop turn instead of after the original's 6 ms (`stream.sendCoalescingDelay` = 0): a burst sent
+    /// in one turn still leaves in one request, and a reply on a streaming or socket transport is not held back
+    /// 6 ms (measured: about 4.5 ms to 0.4 ms per echo round trip over HTTP streaming).
     /// - Parameters:
     ///   - host: the server's address.
     ///   - port: its HTTP port (or socket port for `.socket`).
@@ -27,6 +30,7 @@ public struct MinervaClientConfiguration: Sendable {
         self.host = host
         self.port = port
         self.stream = ClientConfiguration(endpoint: transport)
+        self.stream.sendCoalescingDelay = 0
     }
 }
 
