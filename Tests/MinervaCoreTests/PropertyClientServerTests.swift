@@ -265,23 +265,32 @@ private struct Network {
     mutating func settle(until finished: (Network) -> Bool = { $0.done }) {
         while !ghosts.isEmpty { closeGhost(0) }
         for _ in 0..<2000 {
-            var moved = false
-            for number in connections.keys.sorted() {
-                while connections[number]?.uploads.isEmpty == false {
-                    deliverUpload(number)
-                    moved = true
-                }
-                while connections[number]?.downloads.isEmpty == false {
-                    deliverDownload(number)
-                    moved = true
-                }
-            }
+            let moved = deliverEverything()
             if finished(self) { return }
-            if !moved {
-                let next = min(client.nextDeadline ?? .infinity, engine.nextDeadline, now + 30)
-                advance(by: max(0.001, next - now))
+            if !moved { advanceToNextDeadline() }
+        }
+    }
+
+    /// Delivers every pending upload and download, connection by connection; returns whether anything moved.
+    mutating func deliverEverything() -> Bool {
+        var moved = false
+        for number in connections.keys.sorted() {
+            while connections[number]?.uploads.isEmpty == false {
+                deliverUpload(number)
+                moved = true
+            }
+            while connections[number]?.downloads.isEmpty == false {
+                deliverDownload(number)
+                moved = true
             }
         }
+        return moved
+    }
+
+    /// Lets time pass to the next deadline of either side (at most 30 s).
+    mutating func advanceToNextDeadline() {
+        let next = min(client.nextDeadline ?? .infinity, engine.nextDeadline, now + 30)
+        advance(by: max(0.001, next - now))
     }
 
     /// Ends the stream from one side, then lets the network deliver until the client has disconnected.
@@ -292,24 +301,11 @@ private struct Network {
             // Let the client's waiting primary reach the server first, or the reset has no transport to go on
             // (then the client learns it as `stream_attach_failure`, PROTOCOL.md 6.8).
             for _ in 0..<100 {
-                var moved = false
-                for number in connections.keys.sorted() {
-                    while connections[number]?.uploads.isEmpty == false {
-                        deliverUpload(number)
-                        moved = true
-                    }
-                    while connections[number]?.downloads.isEmpty == false {
-                        deliverDownload(number)
-                        moved = true
-                    }
-                }
-                if !moved {
-                    // The client may be waiting out a backoff delay with no transport open: let time pass
-                    // until one is attached at the server.
-                    if (app.stream?.transportCount ?? 0) > 0 { break }
-                    let next = min(client.nextDeadline ?? .infinity, engine.nextDeadline, now + 30)
-                    advance(by: max(0.001, next - now))
-                }
+                if deliverEverything() { continue }
+                // The client may be waiting out a backoff delay with no transport open: let time pass until one
+                // is attached at the server.
+                if (app.stream?.transportCount ?? 0) > 0 { break }
+                advanceToNextDeadline()
             }
             #expect((app.stream?.transportCount ?? 0) > 0, "no transport attached when the server resets")
             try! app.stream?.reset(reason: "bye")
