@@ -427,41 +427,13 @@ final class MinervaLoopDriver {
     }
 }
 
-/// `address:port` of the local or peer end of a socket ("" if unknown).
 /// The host part of an address written as `host:port` or `[v6]:port`: the key for per-address limits.
 func hostPart(of address: String) -> String {
     guard let colon = address.lastIndex(of: ":") else { return address }
     return String(address[..<colon])
 }
 
+/// `host:port` (`[v6]:port`) of the local or peer end of a socket ("" if unknown).
 func socketAddress(_ fd: Int32, peer: Bool) -> String {
-    var storage = sockaddr_storage()
-    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-    let result = withUnsafeMutablePointer(to: &storage) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
-        }
-    }
-    guard result == 0 else { return "" }
-    var text = [CChar](repeating: 0, count: 64)
-    switch Int32(storage.ss_family) {
-    case AF_INET:
-        return withUnsafePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                var inAddress = address.pointee.sin_addr
-                inet_ntop(AF_INET, &inAddress, &text, 64)
-                return String(cString: text) + ":" + String(UInt16(bigEndian: address.pointee.sin_port))
-            }
-        }
-    case AF_INET6:
-        return withUnsafePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                var inAddress = address.pointee.sin6_addr
-                inet_ntop(AF_INET6, &inAddress, &text, 64)
-                return "[" + String(cString: text) + "]:" + String(UInt16(bigEndian: address.pointee.sin6_port))
-            }
-        }
-    default:
-        return ""
-    }
+    SocketAddress.of(fd: fd, peer: peer)?.description ?? ""
 }
