@@ -1,10 +1,15 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+/// Every target is in Swift 6 language mode (the concurrency contract is checked by the compiler).
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
 let package = Package(
     name: "Minerva",
     products: [
         .library(name: "MinervaCore", targets: ["MinervaCore"]),
+        .library(name: "MinervaIO", targets: ["MinervaIO"]),
+        .library(name: "MinervaHTTP", targets: ["MinervaHTTP"]),
         .library(name: "MinervaServer", targets: ["MinervaServer"]),
         .library(name: "MinervaClient", targets: ["MinervaClient"]),
         .executable(name: "minerva-demo", targets: ["minerva-demo"]),
@@ -16,7 +21,7 @@ let package = Package(
     ],
     targets: [
         // The only C the Swift code sees: libev + http-parser (Debian libev-dev, libhttp-parser-dev)
-        // plus a few small helpers that need _GNU_SOURCE. Only MinervaServer imports it.
+        // plus a few small helpers that need _GNU_SOURCE. Only MinervaIO and MinervaHTTP import it.
         .target(
             name: "CShims",
             path: "CShims",
@@ -24,25 +29,38 @@ let package = Package(
         ),
         // The Minerva protocol, pure: no sockets, no clocks, no Foundation, no CShims.
         .target(name: "MinervaCore"),
-        // Event loop, HTTP/1.1 server, Minerva transports.
+        // Event loops, timers, the one TCP connection type, listeners, cross-loop messages. No HTTP, no Minerva.
+        .target(
+            name: "MinervaIO",
+            dependencies: ["CShims", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // One http-parser wrapper (requests and responses), the HTTP/1.1 server and router, static files.
+        .target(
+            name: "MinervaHTTP",
+            dependencies: ["CShims", "MinervaIO", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // The Minerva endpoint: transports, the engine of each loop, the application API.
         .target(
             name: "MinervaServer",
             dependencies: [
-                "CShims", "MinervaCore",
+                "MinervaCore", "MinervaIO", "MinervaHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
-        // The Swift client: MinervaCore's client state machine on a MinervaServer event loop.
+        // The Swift client: MinervaCore's client state machine over MinervaIO and MinervaHTTP (not the server).
         .target(
             name: "MinervaClient",
-            dependencies: ["MinervaCore", "MinervaServer"],
+            dependencies: ["MinervaCore", "MinervaIO", "MinervaHTTP"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // The demo server and its demo protocol: thin, only wiring.
         .executableTarget(
             name: "minerva-demo",
             dependencies: [
-                "MinervaServer", "MinervaCore",
+                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -57,12 +75,14 @@ let package = Package(
         ),
         .testTarget(
             name: "MinervaClientTests",
-            dependencies: ["MinervaClient", "MinervaServer", "MinervaCore"],
+            dependencies: [
+                "MinervaClient", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo",
+            ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "MinervaServerTests",
-            dependencies: ["MinervaServer", "MinervaCore", "CShims"],
+            dependencies: ["MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "CShims", "minerva-demo"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

@@ -1,6 +1,7 @@
 // The two carriers of client transports: an HTTP/1.1 connection that runs one POST at a time (and is kept for
 // reuse when the server allows), and a raw TCP connection in Minerva's socket (int32) mode.
-import MinervaServer
+import MinervaHTTP
+import MinervaIO
 
 /// Receives a client transport's events, on its loop.
 protocol ClientTransportDelegate: AnyObject {
@@ -20,9 +21,9 @@ protocol ClientTransportDelegate: AnyObject {
 }
 
 /// One HTTP/1.1 connection of a client stream: carries one POST at a time.
-final class HTTPClientConnection: TCPConnectionHandler {
+final class HTTPClientConnection: MinervaTCPConnectionHandler {
     private weak var delegate: ClientTransportDelegate?
-    private var connection: TCPConnection?
+    private var connection: MinervaTCPConnection?
     private var parser = HTTPResponseParser()
     /// The transport whose request is in flight (nil: idle or connecting with nothing to send).
     private(set) var transportNumber: Int64?
@@ -37,7 +38,7 @@ final class HTTPClientConnection: TCPConnectionHandler {
     private var aborted = false
 
     /// Connects to `host:port` on `loop`.
-    init(loop: EventLoop, host: String, port: Int, timeout: Double, delegate: ClientTransportDelegate) {
+    init(loop: MinervaEventLoop, host: String, port: Int, timeout: Double, delegate: ClientTransportDelegate) {
         self.delegate = delegate
         loop.connectTCP(host: host, port: port, timeout: timeout) { [weak self] result in
             guard let self, !self.aborted else {
@@ -86,7 +87,7 @@ final class HTTPClientConnection: TCPConnectionHandler {
         connection = nil
     }
 
-    func connection(_ connection: TCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+    func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
         guard let number = transportNumber else {
             // Bytes on an idle connection: the server broke the protocol; drop the connection.
             connection.abort()
@@ -119,7 +120,7 @@ final class HTTPClientConnection: TCPConnectionHandler {
         }
     }
 
-    func connectionDidClose(_ connection: TCPConnection) {
+    func connectionDidClose(_ connection: MinervaTCPConnection) {
         self.connection = nil
         if let number = transportNumber {
             transportNumber = nil
@@ -142,16 +143,16 @@ final class HTTPClientConnection: TCPConnectionHandler {
 }
 
 /// A socket-mode transport: a TCP connection that starts with `<int32/>\n` (already in the first bytes).
-final class SocketClientTransport: TCPConnectionHandler {
+final class SocketClientTransport: MinervaTCPConnectionHandler {
     let transportNumber: Int64
     private weak var delegate: ClientTransportDelegate?
-    private var connection: TCPConnection?
+    private var connection: MinervaTCPConnection?
     private var pending: [UInt8] = []
     private var closed = false
 
     /// Connects and writes `firstBytes` once connected.
     init(
-        loop: EventLoop, host: String, port: Int, timeout: Double, transportNumber: Int64, firstBytes: [UInt8],
+        loop: MinervaEventLoop, host: String, port: Int, timeout: Double, transportNumber: Int64, firstBytes: [UInt8],
         delegate: ClientTransportDelegate
     ) {
         self.transportNumber = transportNumber
@@ -188,11 +189,11 @@ final class SocketClientTransport: TCPConnectionHandler {
         connection?.close()
     }
 
-    func connection(_ connection: TCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+    func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
         delegate?.transportReceived(transportNumber, bytes: Array(bytes))
     }
 
-    func connectionDidClose(_ connection: TCPConnection) {
+    func connectionDidClose(_ connection: MinervaTCPConnection) {
         self.connection = nil
         guard !closed else { return }
         closed = true

@@ -1,7 +1,8 @@
-// The Swift client: MinervaCore's ClientStreamMachine driven by real I/O on a MinervaServer EventLoop (HTTP POST
+// The Swift client: MinervaCore's ClientStreamMachine driven by real I/O on a MinervaServer MinervaEventLoop (HTTP POST
 // to `<endpoint>io/` over keep-alive connections, or socket mode), with the application's callbacks.
 import MinervaCore
-import MinervaServer
+import MinervaHTTP
+import MinervaIO
 
 /// Where and how a ``MinervaClientStream`` reaches a Minerva server.
 public struct MinervaClientConfiguration: Sendable {
@@ -34,14 +35,14 @@ public struct MinervaClientConfiguration: Sendable {
     }
 }
 
-/// A Minerva client stream with real transports, confined to one ``EventLoop``.
+/// A Minerva client stream with real transports, confined to one ``MinervaEventLoop``.
 ///
 /// Create it, set the callbacks, then call ``start()``; every method and callback runs on the loop's thread
-/// (use `EventLoop.execute` from elsewhere). Strings are restricted (bytes 0x20...0x7E). The stream is over after
+/// (use `MinervaEventLoop.execute` from elsewhere). Strings are restricted (bytes 0x20...0x7E). The stream is over after
 /// ``onDisconnect`` (following a reset by either side, or ``dispose()``).
 public final class MinervaClientStream {
     /// The loop the stream runs on.
-    public let eventLoop: EventLoop
+    public let eventLoop: MinervaEventLoop
     /// The configuration in force.
     public let configuration: MinervaClientConfiguration
     /// The server acknowledged the stream (its first `StreamCreated` frame). Called once.
@@ -58,7 +59,7 @@ public final class MinervaClientStream {
     private var queue: [ClientAction] = []
     private var draining = false
     private var startedReported = false
-    private var timer: LoopTimer?
+    private var timer: MinervaLoopTimer?
     private var timerDeadline: Double?
     private var idleConnections: [HTTPClientConnection] = []
     private var busyConnections: [Int64: HTTPClientConnection] = [:]
@@ -76,7 +77,7 @@ public final class MinervaClientStream {
     ///   - configuration: server address, endpoint path and tunables.
     ///   - loop: the loop that runs the stream's I/O and callbacks.
     ///   - streamID: the stream id; nil generates a random one.
-    public init(configuration: MinervaClientConfiguration, on loop: EventLoop, streamID: StreamID? = nil) {
+    public init(configuration: MinervaClientConfiguration, on loop: MinervaEventLoop, streamID: StreamID? = nil) {
         self.configuration = configuration
         self.eventLoop = loop
         machine = ClientStreamMachine(configuration: configuration.stream, streamID: streamID)

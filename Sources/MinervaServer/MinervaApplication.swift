@@ -1,6 +1,9 @@
 // The application API for servers that link MinervaServer: the stream handler protocol and ServerStream come from
 // MinervaCore (re-exported here), plus a String convenience and a QAN wrapper (PROTOCOL.md 6.9, 6.11).
+import MinervaCore
 @_exported import MinervaCore
+import MinervaHTTP
+import MinervaIO
 
 /// A stream handler that receives strings as `String`s (copied) instead of borrowed byte slices.
 ///

@@ -1,7 +1,10 @@
+import Logging
 // The Minerva HTTP endpoint (PROTOCOL.md 4): `POST <prefix>io/` feeds whole bodies to the loop's
 // MinervaServerEngine and carries out its actions on the HTTP responses; `GET <prefix>minerva-client.js` serves the
 // JavaScript client; optional CORS. One engine per event loop, driven by MinervaLoopDriver.
-import Logging
+import MinervaCore
+import MinervaHTTP
+import MinervaIO
 
 #if canImport(Glibc)
     import Glibc
@@ -45,7 +48,7 @@ public struct MinervaEndpointConfiguration: Sendable {
     public init() {}
 }
 
-/// The Minerva endpoint: mount it on an ``HTTPRouter`` beside the application's own routes.
+/// The Minerva endpoint: mount it on an ``MinervaHTTPRouter`` beside the application's own routes.
 ///
 /// ```swift
 /// let endpoint = MinervaEndpoint { stream, loop in EchoHandler() }
@@ -57,7 +60,7 @@ public struct MinervaEndpointConfiguration: Sendable {
 /// Keep the endpoint alive as long as the server runs (mounting it on a router does).
 public final class MinervaEndpoint {
     /// Builds the application handler of a new stream; called on the stream's event loop.
-    public typealias HandlerFactory = (ServerStream, EventLoop) -> any MinervaStreamHandler
+    public typealias HandlerFactory = (ServerStream, MinervaEventLoop) -> any MinervaStreamHandler
 
     /// The settings.
     public let configuration: MinervaEndpointConfiguration
@@ -68,7 +71,7 @@ public final class MinervaEndpoint {
     let handlerFactory: HandlerFactory
     private let lock = Lock()
     private var drivers: [ObjectIdentifier: MinervaLoopDriver] = [:]
-    private let clientScript: StaticContent?
+    private let clientScript: MinervaStaticContent?
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
     let corsAnyOrigin: Bool
@@ -90,7 +93,7 @@ public final class MinervaEndpoint {
         corsOrigins = Set(configuration.allowedOrigins)
         corsAnyOrigin = corsOrigins.contains("*")
         if let path = configuration.clientScriptPath {
-            clientScript = try? StaticContent(
+            clientScript = try? MinervaStaticContent(
                 file: path, contentType: "text/javascript; charset=utf-8",
                 cacheControl: configuration.clientScriptCacheControl)
         } else {
@@ -116,7 +119,7 @@ public final class MinervaEndpoint {
 
     /// Mounts the endpoint at ``MinervaEndpointConfiguration/prefix`` on `router`.
     /// - Parameter router: the server's router.
-    public func mount(on router: HTTPRouter) {
+    public func mount(on router: MinervaHTTPRouter) {
         router.mount(configuration.prefix, methods: nil) { [self] request, response in
             self.dispatch(request, response)
         }
@@ -125,11 +128,11 @@ public final class MinervaEndpoint {
     /// The engine of `loop`, created on first use. Call it on `loop`'s thread only.
     /// - Parameter loop: an event loop of the server.
     /// - Returns: the loop's engine (inspect streams, or run application code against it).
-    public func engine(on loop: EventLoop) -> MinervaServerEngine {
+    public func engine(on loop: MinervaEventLoop) -> MinervaServerEngine {
         driver(for: loop).engine
     }
 
-    func driver(for loop: EventLoop) -> MinervaLoopDriver {
+    func driver(for loop: MinervaEventLoop) -> MinervaLoopDriver {
         let key = ObjectIdentifier(loop)
         return lock.withLock {
             if let driver = drivers[key], driver.loop === loop { return driver }
@@ -143,7 +146,7 @@ public final class MinervaEndpoint {
 
     private enum Child { case io, clientScript, other }
 
-    private func child(of request: HTTPRequest) -> Child {
+    private func child(of request: MinervaHTTPRequest) -> Child {
         let path = request.pathBytes
         let rest = UnsafeRawBufferPointer(rebasing: path[prefixBytes.count...])
         if rest.elementsEqual("io/".utf8) || rest.elementsEqual("io".utf8) { return .io }
@@ -151,7 +154,7 @@ public final class MinervaEndpoint {
         return .other
     }
 
-    private func dispatch(_ request: HTTPRequest, _ response: HTTPResponse) {
+    private func dispatch(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         switch child(of: request) {
         case .io:
             if request.method == .POST {
@@ -180,19 +183,19 @@ public final class MinervaEndpoint {
         }
     }
 
-    private func notFound(_ response: HTTPResponse) {
+    private func notFound(_ response: MinervaHTTPResponse) {
         response.status = 404
         response.setHeader("Content-Type", "text/plain")
         response.end("Not Found\n")
     }
 
     /// The allowed origin to echo for this request, if CORS is configured and the origin is allowed.
-    func allowedOrigin(_ request: HTTPRequest) -> String? {
+    func allowedOrigin(_ request: MinervaHTTPRequest) -> String? {
         guard !corsOrigins.isEmpty, let origin = request.header("Origin") else { return nil }
         return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
     }
 
-    private func answerPreflight(_ request: HTTPRequest, _ response: HTTPResponse) {
+    private func answerPreflight(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         guard !corsOrigins.isEmpty else {
             response.status = 405
             response.setHeader("Allow", "POST")
@@ -221,13 +224,13 @@ public final class MinervaEndpoint {
 /// engine's deadline on the loop's timer, and the end-of-turn flush (coalesced sending, PROTOCOL.md 6.4).
 /// Confined to its loop.
 final class MinervaLoopDriver {
-    weak var loop: EventLoop?
+    weak var loop: MinervaEventLoop?
     unowned let endpoint: MinervaEndpoint
     let engine: MinervaServerEngine
-    private var responses: [Int: HTTPResponse] = [:]
+    private var responses: [Int: MinervaHTTPResponse] = [:]
     var sockets: [Int: MinervaSocketConnection] = [:]
     private var nextHandle = 0
-    private var timer: LoopTimer?
+    private var timer: MinervaLoopTimer?
     private var armedDeadline = Double.infinity
     private var performing = false
     private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
@@ -241,7 +244,7 @@ final class MinervaLoopDriver {
         let peer: String
     }
 
-    init(endpoint: MinervaEndpoint, loop: EventLoop) {
+    init(endpoint: MinervaEndpoint, loop: MinervaEventLoop) {
         self.loop = loop
         self.endpoint = endpoint
         let factory = endpoint.handlerFactory
@@ -256,7 +259,7 @@ final class MinervaLoopDriver {
         }
         engine.rejectionReporter = { [weak self] rejection in self?.log(rejection) }
         // Before the HTTP server's output flush, so strings sent during this turn leave in this turn's writes.
-        loop.beforeBlocking.insert({ [weak self] in self?.endOfTurn() }, at: 0)
+        loop.addEndOfTurnHook(order: EndOfTurnOrder.engine) { [weak self] in self?.endOfTurn() }
         // A graceful server shutdown closes every transport gently (SACK, StreamStatus, [Y]) instead of holding
         // long-polls until the grace period ends; streams are not reset, so clients reconnect and carry on.
         loop.willDrain.append { [weak self] in
@@ -294,7 +297,7 @@ final class MinervaLoopDriver {
 
     // MARK: HTTP
 
-    func handlePost(_ request: HTTPRequest, _ response: HTTPResponse) {
+    func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         let handle = newHandle()
         response.setHeader("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
         response.setHeader("Pragma", "no-cache")
@@ -322,7 +325,7 @@ final class MinervaLoopDriver {
         perform()
     }
 
-    private func connectionInfo(_ request: HTTPRequest, _ response: HTTPResponse) -> ConnectionInfo {
+    private func connectionInfo(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) -> ConnectionInfo {
         var info = ConnectionInfo()
         if let connection = response.connection {
             (info.localAddress, info.peerAddress) = addresses(of: connection)
@@ -346,8 +349,8 @@ final class MinervaLoopDriver {
             return (entry.local, entry.peer)
         }
         let entry = AddressCacheEntry(
-            connection: connection, local: socketAddress(connection.fd, peer: false),
-            peer: socketAddress(connection.fd, peer: true))
+            connection: connection, local: connection.socket.localAddress?.description ?? "",
+            peer: connection.socket.remoteAddress?.description ?? "")
         addressCache[key] = entry
         addressCacheInsertions += 1
         if addressCacheInsertions >= max(1024, addressCache.count) {
@@ -431,9 +434,4 @@ final class MinervaLoopDriver {
 func hostPart(of address: String) -> String {
     guard let colon = address.lastIndex(of: ":") else { return address }
     return String(address[..<colon])
-}
-
-/// `host:port` (`[v6]:port`) of the local or peer end of a socket ("" if unknown).
-func socketAddress(_ fd: Int32, peer: Bool) -> String {
-    SocketAddress.of(fd: fd, peer: peer)?.description ?? ""
 }

@@ -1,6 +1,9 @@
 // minerva-demo: a home page and /healthz on the Minerva HTTP server. Thin wiring only.
 import ArgumentParser
 import Logging
+import MinervaCore
+import MinervaHTTP
+import MinervaIO
 import MinervaServer
 
 @main
@@ -58,13 +61,13 @@ struct MinervaDemo: ParsableCommand {
         }
         let logger = Logger(label: "minerva-demo")
 
-        let router = HTTPRouter()
-        let health = StaticContent(text: "ok", contentType: "text/plain", cacheControl: "no-store")
+        let router = MinervaHTTPRouter()
+        let health = MinervaStaticContent(text: "ok", contentType: "text/plain", cacheControl: "no-store")
         router.route("/healthz", health.handler)
-        let home = StaticContent(text: homePage, contentType: "text/html; charset=utf-8")
+        let home = MinervaStaticContent(text: homePage, contentType: "text/html; charset=utf-8")
         router.route("/", home.handler)
         if let staticDir {
-            let files = StaticDirectoryHandler(root: staticDir, urlPrefix: "/static/")
+            let files = MinervaStaticDirectoryHandler(root: staticDir, urlPrefix: "/static/")
             router.mount("/static/", methods: [.GET, .HEAD], files.handler)
         }
 
@@ -78,16 +81,16 @@ struct MinervaDemo: ParsableCommand {
             configuration: minerva, logger: Logger(label: "minerva"), handlerFactory: demo.handlerFactory)
         endpoint.mount(on: router)
         let html = "text/html; charset=utf-8"
-        let chatFile = endpoint.servesClientScript ? try? StaticContent(file: chatPage, contentType: html) : nil
-        let chat = chatFile ?? StaticContent(text: chatPlaceholderPage, contentType: html)
+        let chatFile = endpoint.servesClientScript ? try? MinervaStaticContent(file: chatPage, contentType: html) : nil
+        let chat = chatFile ?? MinervaStaticContent(text: chatPlaceholderPage, contentType: html)
         router.route("/chat", chat.handler)
 
-        var configuration = HTTPServerConfiguration()
+        var configuration = MinervaHTTPServerConfiguration()
         configuration.host = host
         configuration.port = port
         configuration.threads = threads
         configuration.handleSignals = true
-        let server = HTTPServer(configuration: configuration, router: router, logger: logger)
+        let server = MinervaHTTPServer(configuration: configuration, router: router, logger: logger)
         try server.start()
         let address = server.localAddress.contains(":") ? "[\(server.localAddress)]" : server.localAddress
         logger.info("minerva-demo listening on http://\(address):\(server.localPort)/ (\(threads) loop thread(s))")

@@ -6,21 +6,25 @@ import MinervaClient
 import MinervaCore
 import MinervaServer
 
+@testable import MinervaHTTP
+@testable import MinervaIO
+@testable import minerva_demo
+
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
 
-/// The demo application behind a real HTTPServer with MinervaEndpoint at `/_minerva/`, plus a socket listener.
+/// The demo application behind a real MinervaHTTPServer with MinervaEndpoint at `/_minerva/`, plus a socket listener.
 final class DemoServer {
-    let server: HTTPServer
+    let server: MinervaHTTPServer
     let endpoint: MinervaEndpoint
     let socketListener: MinervaSocketListener
     var httpPort: Int { server.localPort }
     var socketPort: Int { socketListener.port }
 
     init(
-        http: (inout HTTPServerConfiguration) -> Void = { _ in },
+        http: (inout MinervaHTTPServerConfiguration) -> Void = { _ in },
         engine: (inout MinervaEndpointConfiguration) -> Void = { _ in }
     ) throws {
         var configuration = MinervaEndpointConfiguration()
@@ -30,13 +34,13 @@ final class DemoServer {
         logger.logLevel = .critical
         endpoint = MinervaEndpoint(
             configuration: configuration, logger: logger, handlerFactory: MinervaDemoApplication().handlerFactory)
-        let router = HTTPRouter()
+        let router = MinervaHTTPRouter()
         endpoint.mount(on: router)
-        var serverConfiguration = HTTPServerConfiguration()
+        var serverConfiguration = MinervaHTTPServerConfiguration()
         serverConfiguration.host = "127.0.0.1"
         serverConfiguration.port = 0
         http(&serverConfiguration)
-        server = HTTPServer(configuration: serverConfiguration, router: router, logger: logger)
+        server = MinervaHTTPServer(configuration: serverConfiguration, router: router, logger: logger)
         try server.start()
         let loop = server.eventLoops[0]
         let endpoint = self.endpoint
@@ -92,7 +96,7 @@ func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
 
 /// An event loop running on its own thread.
 final class ClientLoop {
-    let loop = EventLoop()
+    let loop = MinervaEventLoop()
     private let thread: Thread
     private let finished = Locked(false)
 
@@ -169,17 +173,17 @@ final class RecordedStream {
 
 /// A TCP proxy on its own loop in front of the server, whose connections the test can kill (TCP RST both ways).
 final class KillingProxy {
-    private final class Side: TCPConnectionHandler {
-        var connection: TCPConnection?
+    private final class Side: MinervaTCPConnectionHandler {
+        var connection: MinervaTCPConnection?
         weak var peer: Side?
         var pending: [UInt8] = []
         var closed = false
 
-        func connection(_ connection: TCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+        func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
             if let other = peer?.connection { other.write(bytes) } else { peer?.pending += Array(bytes) }
         }
 
-        func connectionDidClose(_ connection: TCPConnection) {
+        func connectionDidClose(_ connection: MinervaTCPConnection) {
             closed = true
             self.connection = nil
             peer?.connection?.close()
@@ -187,7 +191,7 @@ final class KillingProxy {
     }
 
     let client = ClientLoop()
-    private var listener: TCPListener?
+    private var listener: MinervaTCPListener?
     private var pairs: [(Side, Side)] = []
     let port: Int
     /// Connections accepted so far (read on the proxy loop).
@@ -195,7 +199,7 @@ final class KillingProxy {
 
     init(targetPort: Int) throws {
         let holder = Locked<KillingProxy?>(nil)
-        let listenerBox = Locked<TCPListener?>(nil)
+        let listenerBox = Locked<MinervaTCPListener?>(nil)
         let loop = client.loop
         port = try client.sync { () -> Int in
             let listener = try loop.listenTCP(host: "127.0.0.1", port: 0) { inbound in

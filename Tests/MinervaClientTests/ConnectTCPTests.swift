@@ -1,17 +1,20 @@
-// EventLoop.connectTCP (the outbound connect the client uses): success, refusal, and bytes both ways.
+// MinervaEventLoop.connectTCP (the outbound connect the client uses): success, refusal, and bytes both ways.
 import Foundation
 import MinervaServer
 import Testing
 
-@Suite("EventLoop.connectTCP")
+@testable import MinervaHTTP
+@testable import MinervaIO
+
+@Suite("MinervaEventLoop.connectTCP")
 struct ConnectTCPTests {
-    private final class Collector: TCPConnectionHandler {
+    private final class Collector: MinervaTCPConnectionHandler {
         let received = Locked<[UInt8]>([])
         let closed = Locked(false)
-        func connection(_ connection: TCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+        func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
             received.update { $0 += Array(bytes) }
         }
-        func connectionDidClose(_ connection: TCPConnection) { closed.set(true) }
+        func connectionDidClose(_ connection: MinervaTCPConnection) { closed.set(true) }
     }
 
     @Test("connects to a listener on the same loop and exchanges bytes")
@@ -21,7 +24,7 @@ struct ConnectTCPTests {
         let serverSide = Collector()
         let clientSide = Collector()
         let outcome = Locked<String?>(nil)
-        let keep = Locked<TCPListener?>(nil)
+        let keep = Locked<MinervaTCPListener?>(nil)
         defer { _ = try? client.sync { keep.get()?.close() } }
         try client.sync {
             let listener = try client.loop.listenTCP(host: "127.0.0.1", port: 0) { accepted in

@@ -2,6 +2,8 @@
 import Testing
 
 @testable import MinervaClient
+@testable import MinervaHTTP
+@testable import MinervaIO
 
 private func parseAll(_ text: String, splitEvery step: Int) throws -> [HTTPResponseEvent] {
     var parser = HTTPResponseParser()

@@ -1,10 +1,13 @@
-// MinervaClientStream against a real HTTPServer + MinervaEndpoint running the demo protocol, over long-poll,
+// MinervaClientStream against a real MinervaHTTPServer + MinervaEndpoint running the demo protocol, over long-poll,
 // HTTP streaming and socket mode (127.0.0.1, port 0, bounded waits).
 import Foundation
 import MinervaClient
 import MinervaCore
 import MinervaServer
 import Testing
+
+@testable import MinervaHTTP
+@testable import MinervaIO
 
 private let allTransports: [ClientEndpointKind] = [.httpLongPoll, .httpStreaming, .socket]
 
@@ -273,7 +276,7 @@ struct MinervaClientUsageTests {
         let finished = Locked(false)
         let configuration = server.clientConfiguration(.httpStreaming)
         let thread = Thread {
-            let loop = EventLoop()
+            let loop = MinervaEventLoop()
             let stream = MinervaClientStream(configuration: configuration, on: loop)
             stream.onString = { text in
                 log.update { $0.append("got \(text)") }

@@ -75,7 +75,7 @@ final class Recorder: MinervaStreamHandler {
 }
 
 /// The recorded HTTP response of one transport.
-struct HTTPResponse {
+struct MinervaHTTPResponse {
     var body = ""
     var contentLength: Int?
     var finished = false
@@ -95,7 +95,7 @@ final class Harness {
     private var nextHandle = 0
     private var socketOutput: [TransportHandle: [String]] = [:]
     var socketWrites: [TransportHandle: Int] = [:]
-    var responses: [TransportHandle: HTTPResponse] = [:]
+    var responses: [TransportHandle: MinervaHTTPResponse] = [:]
     var closed: Set<TransportHandle> = []
     var errors: [String] = []
 
@@ -150,7 +150,7 @@ final class Harness {
         nextHandle += 1
         let handle = TransportHandle(nextHandle)
         engine.openTransport(handle, kind: .http, connection: ConnectionInfo(), now: now)
-        responses[handle] = HTTPResponse()
+        responses[handle] = MinervaHTTPResponse()
         engine.httpBodyReceived(handle, body: Array(body.utf8), now: now)
         drain()
         endTurn()

@@ -1,6 +1,9 @@
 import CShims
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
+
 @Test func libevAndHttpParserLink() {
     let loop = cshims_ev_loop_new_nosigmask()
     #expect(loop != nil)

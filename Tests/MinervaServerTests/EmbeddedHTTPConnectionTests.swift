@@ -1,12 +1,14 @@
 // The embedded connection: the whole request path on the test's own thread, stepped by hand.
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 @Suite struct EmbeddedHTTPConnectionTests {
-    private func makeRouter() -> HTTPRouter {
-        let router = HTTPRouter()
-        let health = StaticContent(text: "ok", contentType: "text/plain")
+    private func makeRouter() -> MinervaHTTPRouter {
+        let router = MinervaHTTPRouter()
+        let health = MinervaStaticContent(text: "ok", contentType: "text/plain")
         router.route("/healthz", health.handler)
         router.route("/later") { _, response in
             response.eventLoop.schedule(after: 0) { response.end("later") }

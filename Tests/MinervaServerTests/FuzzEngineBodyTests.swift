@@ -5,6 +5,9 @@
 import MinervaCore
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
+
 /// Builds the body of an HTTP POST to the endpoint: a hello and a few frames, `\n`-terminated.
 func fuzzValidBody(_ rng: inout FuzzRandom, ids: [String]) -> [UInt8] {
     let id = ids.randomElement(using: &rng)!

@@ -1,4 +1,4 @@
-// A seeded hostile client against a real HTTPServer with the Minerva endpoint mounted, over 127.0.0.1: random
+// A seeded hostile client against a real MinervaHTTPServer with the Minerva endpoint mounted, over 127.0.0.1: random
 // bytes, truncated and mutated requests, mutated Minerva bodies (hellos, frames, CRLF games, overlong lines),
 // chunked bodies with bad sizes, oversized heads, pipelining, and random closes and aborts, with up to 40
 // connections open at once. Afterwards the server must answer GET /healthz, hold no connection, and its engine
@@ -9,6 +9,8 @@ import Logging
 import MinervaCore
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// Echoes every string back and counts streams and strings.
@@ -30,7 +32,7 @@ final class FuzzTarget {
     /// Streams started and strings received by the application.
     let seen = Shared<(streams: Int, strings: Int)>((0, 0))
 
-    init(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws {
+    init(_ configure: (inout MinervaHTTPServerConfiguration) -> Void = { _ in }) throws {
         var configuration = MinervaEndpointConfiguration()
         configuration.clientScriptPath = nil
         configuration.engine.maxIdleTime = 2

@@ -1,6 +1,8 @@
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// What the decoder delivered, as plain values.
@@ -19,7 +21,7 @@ final class RecordingDelegate: HTTPRequestDecoderDelegate {
     var pauseAfterEach = false
 
     func decoderDidReceiveRequest(_ decoder: HTTPRequestDecoder) -> Bool {
-        let request = HTTPRequest(decoder: decoder)
+        let request = MinervaHTTPRequest(decoder: decoder, connection: nil)
         var headers: [String] = []
         request.forEachHeader { name, value in
             headers.append(String(decoding: name, as: UTF8.self) + "=" + String(decoding: value, as: UTF8.self))

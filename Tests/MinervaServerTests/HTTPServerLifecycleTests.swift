@@ -3,10 +3,12 @@ import CShims
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 @Suite(.serialized) struct HTTPServerLifecycleTests {
-    private static func hello(_ router: HTTPRouter) {
+    private static func hello(_ router: MinervaHTTPRouter) {
         router.route("/hello") { _, response in response.end("hello") }
     }
 
@@ -31,10 +33,10 @@ import Testing
     @Test func bindingAnUsedPortFails() throws {
         let s = try TestServer(routes: Self.hello)
         defer { s.stop() }
-        var configuration = HTTPServerConfiguration()
+        var configuration = MinervaHTTPServerConfiguration()
         configuration.port = s.port
-        let second = HTTPServer(configuration: configuration, router: HTTPRouter())
-        #expect(throws: HTTPServerError.self) { try second.start() }
+        let second = MinervaHTTPServer(configuration: configuration, router: MinervaHTTPRouter())
+        #expect(throws: MinervaHTTPServerError.self) { try second.start() }
     }
 
     @Test func sigtermStartsAGracefulShutdown() throws {

@@ -3,9 +3,11 @@ import CShims
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
-private func echoRoutes(_ router: HTTPRouter) {
+private func echoRoutes(_ router: MinervaHTTPRouter) {
     router.route("/hello") { _, response in
         response.setHeader("Content-Type", "text/plain")
         response.end("hello")
@@ -359,8 +361,9 @@ private func echoRoutes(_ router: HTTPRouter) {
     }
 
     @Test func staticContentAndConditionalGet() throws {
-        let content = StaticContent(text: "body text", contentType: "text/plain", cacheControl: "max-age=60")
-        let large = StaticContent(bytes: [UInt8](repeating: 7, count: 100_000), contentType: "application/x-test")
+        let content = MinervaStaticContent(text: "body text", contentType: "text/plain", cacheControl: "max-age=60")
+        let large = MinervaStaticContent(
+            bytes: [UInt8](repeating: 7, count: 100_000), contentType: "application/x-test")
         let s = try TestServer(routes: { router in
             router.route("/s", content.handler)
             router.route("/large", large.handler)
@@ -387,7 +390,7 @@ private func echoRoutes(_ router: HTTPRouter) {
             let cancelled = loop.schedule(after: 0.02) { events.update { $0.append("cancelled") } }
             cancelled.cancel()
             var ticks = 0
-            var repeating: LoopTimer?
+            var repeating: MinervaLoopTimer?
             repeating = loop.schedule(after: 0.01, repeating: 0.01) {
                 ticks += 1
                 events.update { $0.append("tick") }
@@ -404,7 +407,7 @@ private func echoRoutes(_ router: HTTPRouter) {
 
 @Suite struct StaticDirectoryTests {
     @Test func traversalIsRejected() {
-        let h = StaticDirectoryHandler(root: "/srv", urlPrefix: "/static/")
+        let h = MinervaStaticDirectoryHandler(root: "/srv", urlPrefix: "/static/")
         func rel(_ p: String) -> String? { h.relativePath(forRequestPath: Array(p.utf8)) }
         #expect(rel("/static/a/b.js") == "a/b.js")
         #expect(rel("/static/") == "index.html")
@@ -428,7 +431,7 @@ private func echoRoutes(_ router: HTTPRouter) {
             unlink(dir + "/page.html")
             rmdir(dir)
         }
-        let handler = StaticDirectoryHandler(root: dir, urlPrefix: "/static/")
+        let handler = MinervaStaticDirectoryHandler(root: dir, urlPrefix: "/static/")
         let s = try TestServer(routes: { router in router.mount("/static/", handler.handler) })
         defer { s.stop() }
         let c = try TestClient(port: s.port)

@@ -1,18 +1,20 @@
-// HTTPServerConfiguration.maxConnections over real sockets: at the limit a loop stops accepting (clients wait in
+// MinervaHTTPServerConfiguration.maxConnections over real sockets: at the limit a loop stops accepting (clients wait in
 // the kernel's backlog), resumes when a connection closes, and logs one rate-limited warning.
 import CShims
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
-private func helloRoute(_ router: HTTPRouter) {
+private func helloRoute(_ router: MinervaHTTPRouter) {
     router.route("/hello") { _, response in response.send(status: 200, body: "hi") }
 }
 
 @Suite(.serialized) struct HardeningConnectionLimitTests {
     @Test func shareOfEachLoopIsRoundedUp() {
-        var c = HTTPServerConfiguration()
+        var c = MinervaHTTPServerConfiguration()
         c.maxConnections = 10
         c.threads = 3
         #expect(c.maxConnectionsPerLoop == 4)
@@ -20,7 +22,7 @@ private func helloRoute(_ router: HTTPRouter) {
         #expect(c.maxConnectionsPerLoop == 10)
         c.maxConnections = 0
         #expect(c.maxConnectionsPerLoop == 1)
-        #expect(HTTPServerConfiguration().maxConnections <= 15_000)
+        #expect(MinervaHTTPServerConfiguration().maxConnections <= 15_000)
     }
 
     @Test func atTheLimitNewClientsWaitUntilAConnectionCloses() throws {

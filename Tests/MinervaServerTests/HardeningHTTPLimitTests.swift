@@ -4,6 +4,8 @@ import CShims
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// Sends copies of `request` in 1 MiB writes until `atMost` bytes went out or a send times out (the server
@@ -46,7 +48,7 @@ private func countOKResponses(_ c: TestClient) -> (Int, Bool) {
 
 @Suite("Hardening: HTTP limits over sockets", .serialized)
 struct HardeningHTTPLimitTests {
-    private static func routes(_ router: HTTPRouter) {
+    private static func routes(_ router: MinervaHTTPRouter) {
         router.route("/hello") { _, response in response.send(status: 200, body: "hi") }
     }
 
@@ -79,7 +81,7 @@ struct HardeningHTTPLimitTests {
     }
 
     @Test func pipelinedInputBehindAHeldResponseStopsBeingRead() throws {
-        let held = Shared<HTTPResponse?>(nil)
+        let held = Shared<MinervaHTTPResponse?>(nil)
         let s = try CapturedServer(
             { $0.maxBufferedInputBytes = 16 * 1024 },
             routes: { router in

@@ -5,6 +5,8 @@
 import MinervaCore
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// A stream id of 26 copies of `letter`.

@@ -2,6 +2,8 @@
 // logger, and a seeded random number generator.
 import Logging
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// Records every log line (level and message) it is given; thread-safe.
@@ -40,20 +42,23 @@ private struct CapturingHandler: LogHandler {
     }
 }
 
-/// A started `HTTPServer` on 127.0.0.1:0 whose log goes into `logs`; call `stop()` in a defer.
+/// A started `MinervaHTTPServer` on 127.0.0.1:0 whose log goes into `logs`; call `stop()` in a defer.
 final class CapturedServer {
-    let server: HTTPServer
-    let router = HTTPRouter()
+    let server: MinervaHTTPServer
+    let router = MinervaHTTPRouter()
     let logs = LogCapture()
     var port: Int { server.localPort }
 
-    init(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in }, routes: (HTTPRouter) -> Void) throws {
-        var configuration = HTTPServerConfiguration()
+    init(_ configure: (inout MinervaHTTPServerConfiguration) -> Void = { _ in }, routes: (MinervaHTTPRouter) -> Void)
+        throws
+    {
+        var configuration = MinervaHTTPServerConfiguration()
         configuration.host = "127.0.0.1"
         configuration.port = 0
         configure(&configuration)
         routes(router)
-        server = HTTPServer(configuration: configuration, router: router, logger: logs.logger(label: "hardening"))
+        server = MinervaHTTPServer(
+            configuration: configuration, router: router, logger: logs.logger(label: "hardening"))
         try server.start()
     }
 

@@ -2,7 +2,10 @@
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
+@testable import minerva_demo
 
 private func demoServer() throws -> MinervaTestServer {
     let demo = MinervaDemoApplication()

@@ -2,6 +2,9 @@ import MinervaServer
 // The README's embedding example, compiled and run against a real socket.
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
+
 /// Sends every string back (the README's handler, verbatim).
 private final class Echo: MinervaTextStreamHandler {
     func streamStarted(_ stream: ServerStream) throws {}
@@ -13,11 +16,11 @@ private final class Echo: MinervaTextStreamHandler {
 struct MinervaEmbeddingTests {
     @Test("the README's echo server echoes, and send refuses a non-restricted string without crashing")
     func readmeEcho() throws {
-        let router = HTTPRouter()
+        let router = MinervaHTTPRouter()
         MinervaEndpoint { _ in Echo() }.mount(on: router)
-        var configuration = HTTPServerConfiguration()
+        var configuration = MinervaHTTPServerConfiguration()
         configuration.port = 0
-        let server = HTTPServer(configuration: configuration, router: router)
+        let server = MinervaHTTPServer(configuration: configuration, router: router)
         try server.start()
         defer {
             server.shutdown(gracePeriod: 0.2)

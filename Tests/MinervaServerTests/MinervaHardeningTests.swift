@@ -6,6 +6,8 @@ import Logging
 import MinervaCore
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// A server with the Minerva endpoint and a socket listener whose log goes into `logs`.

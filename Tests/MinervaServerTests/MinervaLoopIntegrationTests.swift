@@ -3,19 +3,21 @@
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// Sends 64 KiB strings, one per loop turn, while not paused (at most `limit`).
 private final class FloodProducer: MinervaProducer {
     weak var stream: ServerStream?
-    let loop: EventLoop
+    let loop: MinervaEventLoop
     let events: Recording
     let limit: Int
     var paused = true
     var sent = 0
     static let line = String(repeating: "z", count: 65536)
 
-    init(stream: ServerStream, loop: EventLoop, events: Recording, limit: Int) {
+    init(stream: ServerStream, loop: MinervaEventLoop, events: Recording, limit: Int) {
         self.stream = stream
         self.loop = loop
         self.events = events
@@ -44,10 +46,10 @@ private final class FloodProducer: MinervaProducer {
 }
 
 private final class ProducerHandler: MinervaStreamHandler {
-    let loop: EventLoop
+    let loop: MinervaEventLoop
     let events: Recording
     var producer: FloodProducer?
-    init(loop: EventLoop, events: Recording) {
+    init(loop: MinervaEventLoop, events: Recording) {
         self.loop = loop
         self.events = events
     }

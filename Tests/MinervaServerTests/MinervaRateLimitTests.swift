@@ -2,6 +2,9 @@ import MinervaCore
 import MinervaServer
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
+
 /// Issue 4 item 2: new streams per remote address per second, over real sockets.
 @Suite struct MinervaRateLimitTests {
     /// A `new` long-poll hello for a fresh stream id (26 characters, unique per `index`).

@@ -1,6 +1,9 @@
 import MinervaServer
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
+
 /// A graceful server shutdown closes Minerva transports gently at once instead of holding long-polls for the
 /// whole grace period.
 @Suite("Minerva endpoint during a graceful shutdown", .serialized)

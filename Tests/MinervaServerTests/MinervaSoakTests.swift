@@ -4,7 +4,10 @@
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
+@testable import minerva_demo
 
 /// One client stream: an uploader thread sends `echo:s<k>` strings, a poller thread long-polls for the echoes.
 private final class SoakStream: @unchecked Sendable {

@@ -5,6 +5,8 @@ import CShims
 import Glibc
 import Logging
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// `ID` of PROTOCOL.md 9: 26 times `x`.
@@ -86,7 +88,7 @@ final class MinervaTestServer {
     let recording = Recording()
     var socketListener: MinervaSocketListener?
     var port: Int { server.port }
-    var loop: EventLoop { server.server.eventLoops[0] }
+    var loop: MinervaEventLoop { server.server.eventLoops[0] }
 
     /// - Parameters:
     ///   - configure: endpoint settings.

@@ -3,11 +3,13 @@ import CShims
 import Glibc
 import Testing
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// A loop running on its own thread for the duration of a test.
 final class LoopThread {
-    let loop = EventLoop()
+    let loop = MinervaEventLoop()
     private var thread: PosixThread?
 
     init() {
@@ -32,18 +34,18 @@ final class LoopThread {
     }
 }
 
-final class EchoHandler: TCPConnectionHandler {
+final class EchoHandler: MinervaTCPConnectionHandler {
     let closed = Shared(0)
     let received = Shared(0)
 
-    func connection(_ connection: TCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+    func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
         received.update { $0 += bytes.count }
         connection.write(bytes)
         if bytes.contains(UInt8(ascii: "!")) { connection.close() }
         if bytes.contains(UInt8(ascii: "#")) { connection.abort() }
     }
 
-    func connectionDidClose(_ connection: TCPConnection) { closed.update { $0 += 1 } }
+    func connectionDidClose(_ connection: MinervaTCPConnection) { closed.update { $0 += 1 } }
 }
 
 @Suite(.serialized) struct TCPTests {
@@ -86,13 +88,13 @@ final class EchoHandler: TCPConnectionHandler {
     }
 
     @Test func slowPeerPausesTheWriter() throws {
-        final class Flood: TCPConnectionHandler {
+        final class Flood: MinervaTCPConnectionHandler {
             let total = 4 * 1024 * 1024
             var sent = 0
             let stats = Shared((pauses: 0, resumes: 0, maxBuffered: 0))
             let block = [UInt8](repeating: 0x62, count: 8192)
 
-            func pump(_ connection: TCPConnection) {
+            func pump(_ connection: MinervaTCPConnection) {
                 while sent < total {
                     guard connection.isWritable else {
                         stats.update { $0.pauses += 1 }
@@ -105,9 +107,11 @@ final class EchoHandler: TCPConnectionHandler {
                 connection.close()
             }
 
-            func connection(_ connection: TCPConnection, didReceive bytes: UnsafeRawBufferPointer) { pump(connection) }
-            func connectionDidClose(_ connection: TCPConnection) {}
-            func connectionBecameWritable(_ connection: TCPConnection) {
+            func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+                pump(connection)
+            }
+            func connectionDidClose(_ connection: MinervaTCPConnection) {}
+            func connectionBecameWritable(_ connection: MinervaTCPConnection) {
                 stats.update { $0.resumes += 1 }
                 pump(connection)
             }
@@ -115,7 +119,7 @@ final class EchoHandler: TCPConnectionHandler {
         let t = LoopThread()
         defer { t.stop() }
         let flood = Flood()
-        var options = TCPConnectionOptions()
+        var options = MinervaTCPConnectionOptions()
         options.highWaterMark = 64 * 1024
         options.lowWaterMark = 16 * 1024
         let listener = try t.sync {
@@ -159,7 +163,7 @@ final class EchoHandler: TCPConnectionHandler {
         defer { s.stop() }
         let c = try TestClient(port: s.port)
         let text = try c.request(get("/who")).text
-        let clientPort = SocketAddress.of(fd: c.fd, peer: false)!.port
+        let clientPort = MinervaSocketAddress.of(fd: c.fd, peer: false)!.port
         #expect(text == "127.0.0.1:\(clientPort) 127.0.0.1:\(s.port)")
     }
 

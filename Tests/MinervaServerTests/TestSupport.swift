@@ -3,6 +3,8 @@ import CShims
 import Glibc
 import Logging
 
+@testable import MinervaHTTP
+@testable import MinervaIO
 @testable import MinervaServer
 
 /// A thread-safe box for values shared between the loop thread and the test.
@@ -46,20 +48,22 @@ func monotonicNow() -> Double {
 
 /// A started server; call `stop()` in a defer.
 final class TestServer {
-    let server: HTTPServer
-    let router: HTTPRouter
+    let server: MinervaHTTPServer
+    let router: MinervaHTTPRouter
     var port: Int { server.localPort }
 
-    init(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in }, routes: (HTTPRouter) -> Void) throws {
-        var configuration = HTTPServerConfiguration()
+    init(_ configure: (inout MinervaHTTPServerConfiguration) -> Void = { _ in }, routes: (MinervaHTTPRouter) -> Void)
+        throws
+    {
+        var configuration = MinervaHTTPServerConfiguration()
         configuration.host = "127.0.0.1"
         configuration.port = 0
         configure(&configuration)
-        router = HTTPRouter()
+        router = MinervaHTTPRouter()
         routes(router)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        server = HTTPServer(configuration: configuration, router: router, logger: logger)
+        server = MinervaHTTPServer(configuration: configuration, router: router, logger: logger)
         try server.start()
     }
 

@@ -27,8 +27,8 @@ let benchmarks: @Sendable () -> Void = {
 
     // One whole request on a real (socketpair) connection: read, parse, route, respond with writev, read the
     // response back on the client side (the client side's two syscalls are included).
-    func measureRequestPath(_ benchmark: Benchmark, handler: @escaping HTTPRouter.Handler) {
-        let router = HTTPRouter()
+    func measureRequestPath(_ benchmark: Benchmark, handler: @escaping MinervaHTTPRouter.Handler) {
+        let router = MinervaHTTPRouter()
         router.route("/healthz", handler)
         let connection = try! EmbeddedHTTPConnection(router: router)
         let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)

@@ -1,4 +1,6 @@
 // Prefix routing: an application mounts its handlers (and later the Minerva endpoint) side by side.
+import MinervaIO
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -6,14 +8,14 @@
 #endif
 
 /// Routes requests by path (exact or prefix) and method; answers 404 and 405 itself.
-public final class HTTPRouter {
+public final class MinervaHTTPRouter {
     /// A request handler: answer through the response now, or keep it and answer later on the same loop.
-    public typealias Handler = (HTTPRequest, HTTPResponse) -> Void
+    public typealias Handler = (MinervaHTTPRequest, MinervaHTTPResponse) -> Void
 
     private struct Route {
         let path: [UInt8]
         let isPrefix: Bool
-        let methods: [HTTPMethod]?
+        let methods: [MinervaHTTPMethod]?
         let allow: String
         let handler: Handler
     }
@@ -28,7 +30,7 @@ public final class HTTPRouter {
     ///   - prefix: the path prefix, e.g. "/_minerva/".
     ///   - methods: the methods accepted (nil: any); others get 405.
     ///   - handler: the handler.
-    public func mount(_ prefix: String, methods: [HTTPMethod]? = nil, _ handler: @escaping Handler) {
+    public func mount(_ prefix: String, methods: [MinervaHTTPMethod]? = nil, _ handler: @escaping Handler) {
         add(
             Route(
                 path: Array(prefix.utf8), isPrefix: true, methods: methods, allow: allowValue(methods), handler: handler
@@ -40,14 +42,14 @@ public final class HTTPRouter {
     ///   - path: the path, e.g. "/healthz".
     ///   - methods: the methods accepted (nil: any); others get 405. Default GET and HEAD.
     ///   - handler: the handler.
-    public func route(_ path: String, methods: [HTTPMethod]? = [.GET, .HEAD], _ handler: @escaping Handler) {
+    public func route(_ path: String, methods: [MinervaHTTPMethod]? = [.GET, .HEAD], _ handler: @escaping Handler) {
         add(
             Route(
                 path: Array(path.utf8), isPrefix: false, methods: methods, allow: allowValue(methods), handler: handler)
         )
     }
 
-    private func allowValue(_ methods: [HTTPMethod]?) -> String {
+    private func allowValue(_ methods: [MinervaHTTPMethod]?) -> String {
         methods?.map(\.name).joined(separator: ", ") ?? ""
     }
 
@@ -60,7 +62,7 @@ public final class HTTPRouter {
         }
     }
 
-    func dispatch(_ request: HTTPRequest, _ response: HTTPResponse) {
+    func dispatch(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         let path = request.pathBytes
         var disallowed: Int? = nil
         for i in routes.indices {

@@ -1,4 +1,4 @@
-// Outbound raw TCP on an event loop: a non-blocking connect that hands back a `TCPConnection` (the same output
+// Outbound raw TCP on an event loop: a non-blocking connect that hands back a `MinervaTCPConnection` (the same output
 // machinery as accepted connections). Used by the Swift client (MinervaClient) and by tests.
 internal import CShims
 
@@ -9,7 +9,7 @@ internal import CShims
 #endif
 
 /// Why an outbound TCP connection could not be made.
-public struct TCPConnectError: Error, Sendable, CustomStringConvertible {
+public struct MinervaTCPConnectError: Error, Sendable, CustomStringConvertible {
     /// The `errno` value (`ETIMEDOUT` for the connect timeout, `EADDRNOTAVAIL` for an unresolvable host).
     public let errno: Int32
     /// A short explanation.
@@ -17,19 +17,19 @@ public struct TCPConnectError: Error, Sendable, CustomStringConvertible {
 }
 
 /// One connect in progress: watches the socket for writability, then checks `SO_ERROR`.
-final class PendingConnect {
+package final class PendingConnect {
     private let fd: Int32
-    private unowned let loop: EventLoop
-    private let options: TCPConnectionOptions
+    private unowned let loop: MinervaEventLoop
+    private let options: MinervaTCPConnectionOptions
     private var watcher: IOWatcher?
-    private var timer: LoopTimer?
-    private var completion: ((Result<TCPConnection, TCPConnectError>) -> Void)?
+    private var timer: MinervaLoopTimer?
+    private var completion: ((Result<MinervaTCPConnection, MinervaTCPConnectError>) -> Void)?
     /// Keeps the pending connect alive until it completes.
     private var selfReference: PendingConnect?
 
     init(
-        fd: Int32, loop: EventLoop, options: TCPConnectionOptions, timeout: Double,
-        completion: @escaping (Result<TCPConnection, TCPConnectError>) -> Void
+        fd: Int32, loop: MinervaEventLoop, options: MinervaTCPConnectionOptions, timeout: Double,
+        completion: @escaping (Result<MinervaTCPConnection, MinervaTCPConnectError>) -> Void
     ) {
         self.fd = fd
         self.loop = loop
@@ -50,17 +50,17 @@ final class PendingConnect {
             return
         }
         let done = complete()
-        done?(.success(TCPConnection(fd: fd, loop: loop, options: options)))
+        done?(.success(MinervaTCPConnection(fd: fd, loop: loop, options: options)))
     }
 
     private func fail(_ error: Int32) {
         let done = complete()
         _ = cshims_close(fd)
-        done?(.failure(TCPConnectError(errno: error)))
+        done?(.failure(MinervaTCPConnectError(errno: error)))
     }
 
     /// Stops watching and returns the completion (nil if already completed).
-    private func complete() -> ((Result<TCPConnection, TCPConnectError>) -> Void)? {
+    private func complete() -> ((Result<MinervaTCPConnection, MinervaTCPConnectError>) -> Void)? {
         guard let done = completion else { return nil }
         completion = nil
         watcher = nil
@@ -72,7 +72,7 @@ final class PendingConnect {
     }
 }
 
-extension EventLoop {
+extension MinervaEventLoop {
     /// Connects to `host:port` without blocking the loop (name resolution of a non-numeric host does block).
     ///
     /// Call on the loop's thread. The completion runs on the loop, never inside this call; on success the new
@@ -84,8 +84,9 @@ extension EventLoop {
     ///   - timeout: seconds before the attempt fails with `ETIMEDOUT`.
     ///   - completion: the connection, or why there is none.
     public func connectTCP(
-        host: String, port: Int, options: TCPConnectionOptions = TCPConnectionOptions(), timeout: Double = 10,
-        completion: @escaping (Result<TCPConnection, TCPConnectError>) -> Void
+        host: String, port: Int, options: MinervaTCPConnectionOptions = MinervaTCPConnectionOptions(),
+        timeout: Double = 10,
+        completion: @escaping (Result<MinervaTCPConnection, MinervaTCPConnectError>) -> Void
     ) {
         cshims_ignore_sigpipe()
         let result = Self.startConnect(host: host, port: port)
@@ -98,14 +99,14 @@ extension EventLoop {
     }
 
     /// Creates a non-blocking socket and starts connecting it; returns the descriptor or the error.
-    private static func startConnect(host: String, port: Int) -> Result<Int32, TCPConnectError> {
+    private static func startConnect(host: String, port: Int) -> Result<Int32, MinervaTCPConnectError> {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICSERV
         var list: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else {
-            return .failure(TCPConnectError(errno: EADDRNOTAVAIL))
+            return .failure(MinervaTCPConnectError(errno: EADDRNOTAVAIL))
         }
         defer { freeaddrinfo(list) }
         var lastError = ECONNREFUSED
@@ -126,6 +127,6 @@ extension EventLoop {
             lastError = errno
             _ = cshims_close(fd)
         }
-        return .failure(TCPConnectError(errno: lastError))
+        return .failure(MinervaTCPConnectError(errno: lastError))
     }
 }

@@ -1,4 +1,6 @@
 // The response object a handler answers through, now or over time.
+import MinervaIO
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -11,7 +13,7 @@
 /// `end(_:)` on a response with nothing written yet sends an exact `Content-Length`. Streamed bodies are
 /// chunked on HTTP/1.1 and close-delimited on HTTP/1.0, unless `writeHead(contentLength:)` gave a length.
 /// All methods must be called on `eventLoop`'s thread.
-public final class HTTPResponse {
+public final class MinervaHTTPResponse {
     enum Framing {
         case none
         case length
@@ -19,9 +21,9 @@ public final class HTTPResponse {
         case closeDelimited
     }
 
-    var connection: HTTPConnection?
+    package var connection: HTTPConnection?
     /// The loop this response lives on; use `eventLoop.execute` to reach it from other threads.
-    public let eventLoop: EventLoop
+    public let eventLoop: MinervaEventLoop
     /// The status code to send (default 200); ignored once the head was written.
     public var status = 200
     let extraHeaders = ByteStorage(capacity: 128)
@@ -39,7 +41,7 @@ public final class HTTPResponse {
     /// Called when buffered output falls below the low-water mark after `isWritable` had turned false.
     public var onWritable: (() -> Void)?
 
-    init(connection: HTTPConnection, eventLoop: EventLoop) {
+    init(connection: HTTPConnection, eventLoop: MinervaEventLoop) {
         self.connection = connection
         self.eventLoop = eventLoop
     }

@@ -1,4 +1,5 @@
 // The request decoder alone, behind a small public face, for micro-benchmarks (malloc counting) and fuzzing.
+import MinervaIO
 
 /// Feeds bytes through the server's request decoder and counts the requests it completes.
 public final class HTTPRequestDecoderProbe {
@@ -23,7 +24,7 @@ public final class HTTPRequestDecoderProbe {
     private let counter = Counter()
 
     /// Creates a probe with the configuration's request limits.
-    public init(configuration: HTTPServerConfiguration = HTTPServerConfiguration()) {
+    public init(configuration: MinervaHTTPServerConfiguration = MinervaHTTPServerConfiguration()) {
         limits = HTTPDecoderLimits(
             maxHeaderBytes: configuration.maxHeaderBytes, maxHeaderCount: configuration.maxHeaderCount,
             maxURLBytes: configuration.maxURLBytes, maxBodyBytes: configuration.maxBodyBytes)

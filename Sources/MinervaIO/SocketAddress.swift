@@ -2,7 +2,7 @@
 internal import CShims
 
 /// An IP address and port.
-public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+public struct MinervaSocketAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address as text ("127.0.0.1", "::1"); empty for non-IP sockets.
     public var host: String
     /// The port (0 for non-IP sockets).
@@ -18,11 +18,11 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// The local or remote address of a socket, if it has one.
-    static func of(fd: Int32, peer: Bool) -> SocketAddress? {
+    package static func of(fd: Int32, peer: Bool) -> MinervaSocketAddress? {
         if fd < 0 { return nil }
         var text = [CChar](repeating: 0, count: 64)
         let port = cshims_socket_address(fd, peer ? 1 : 0, &text, 64)
         if port < 0 { return nil }
-        return SocketAddress(host: String(cString: text), port: Int(port))
+        return MinervaSocketAddress(host: String(cString: text), port: Int(port))
     }
 }

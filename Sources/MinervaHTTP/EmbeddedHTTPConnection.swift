@@ -1,7 +1,8 @@
-// One server connection driven by hand on the calling thread, over a Unix socket pair: the full request path
-// (read, decode, route, respond, writev) with no listener and no threads. For benchmarks and transport tests.
 internal import CShims
 import Logging
+// One server connection driven by hand on the calling thread, over a Unix socket pair: the full request path
+// (read, decode, route, respond, writev) with no listener and no threads. For benchmarks and transport tests.
+import MinervaIO
 
 #if canImport(Glibc)
     import Glibc
@@ -22,18 +23,20 @@ public final class EmbeddedHTTPConnection {
     /// - Parameters:
     ///   - router: where requests go.
     ///   - configuration: limits, timeouts and buffering (address and thread settings are ignored).
-    /// - Throws: `HTTPServerError` with code `.bindFailed` if no socket pair can be made.
-    public init(router: HTTPRouter, configuration: HTTPServerConfiguration = HTTPServerConfiguration()) throws {
+    /// - Throws: `MinervaHTTPServerError` with code `.bindFailed` if no socket pair can be made.
+    public init(
+        router: MinervaHTTPRouter, configuration: MinervaHTTPServerConfiguration = MinervaHTTPServerConfiguration()
+    ) throws {
         var fds: [Int32] = [-1, -1]
         let rc = fds.withUnsafeMutableBufferPointer { cshims_socketpair($0.baseAddress!) }
-        guard rc == 0 else { throw HTTPServerError(code: .bindFailed, message: "socketpair failed: \(-rc)") }
+        guard rc == 0 else { throw MinervaHTTPServerError(code: .bindFailed, message: "socketpair failed: \(-rc)") }
         cshims_ignore_sigpipe()
         var logger = Logger(label: "minerva.embedded")
         logger.logLevel = .error
         context = HTTPLoopContext(
-            configuration: configuration, router: router, logger: logger, server: nil, listenFD: nil)
+            configuration: configuration, router: router, logger: logger, server: nil, listening: nil)
         clientFD = fds[1]
-        context.adopt(fd: fds[0])
+        context.adopt(MinervaTCPConnection(fd: fds[0], loop: context.loop, options: context.socketOptions))
     }
 
     deinit {
@@ -43,7 +46,7 @@ public final class EmbeddedHTTPConnection {
     }
 
     /// The connection's event loop (drive it with `step()`, not `run()`).
-    public var eventLoop: EventLoop { context.loop }
+    public var eventLoop: MinervaEventLoop { context.loop }
 
     /// Whether the server side has closed the connection.
     public var isServerClosed: Bool { context.connections.isEmpty }

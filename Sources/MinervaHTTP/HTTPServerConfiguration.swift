@@ -1,10 +1,11 @@
 // Every tunable of the HTTP server in one place.
+import MinervaIO
 
-/// Settings for `HTTPServer`: address, threads, limits, timeouts and buffering.
-public struct HTTPServerConfiguration: Sendable {
+/// Settings for `MinervaHTTPServer`: address, threads, limits, timeouts and buffering.
+public struct MinervaHTTPServerConfiguration: Sendable {
     /// Address to bind (numeric IPv4/IPv6 or a host name).
     public var host = "127.0.0.1"
-    /// Port to bind; 0 picks a free one (see `HTTPServer.localPort`).
+    /// Port to bind; 0 picks a free one (see `MinervaHTTPServer.localPort`).
     public var port = 8080
     /// listen(2) backlog.
     public var backlog = 1024
@@ -49,7 +50,7 @@ public struct HTTPServerConfiguration: Sendable {
     /// Seconds in-flight responses get to finish after a shutdown starts.
     public var shutdownGracePeriod = 10.0
 
-    /// Buffered output at or above which `HTTPResponse.isWritable` turns false.
+    /// Buffered output at or above which `MinervaHTTPResponse.isWritable` turns false.
     public var highWaterMark = 256 * 1024
     /// Buffered output at or below which a paused producer hears `onWritable`.
     public var lowWaterMark = 64 * 1024

@@ -1,6 +1,7 @@
-// The server: one HTTPLoopContext (loop, listener, connections, deadline lists) per thread.
 internal import CShims
 import Logging
+// The server: one HTTPLoopContext (loop, listener, connections, deadline lists) per thread.
+import MinervaIO
 
 #if canImport(Glibc)
     import Glibc
@@ -9,57 +10,55 @@ import Logging
 #endif
 
 /// Per-loop server state. Everything here is confined to `loop`'s thread.
-final class HTTPLoopContext {
-    let loop: EventLoop
-    let configuration: HTTPServerConfiguration
-    let router: HTTPRouter
+package final class HTTPLoopContext {
+    package let loop: MinervaEventLoop
+    let configuration: MinervaHTTPServerConfiguration
+    let router: MinervaHTTPRouter
     let logger: Logger
     /// Weak: the server may be going away while loops drain (its deinit shuts them down).
-    weak var server: HTTPServer?
-    let readBuffer: ByteStorage
+    weak var server: MinervaHTTPServer?
     private(set) var connections: [HTTPConnection] = []
-    var flushQueue: [HTTPConnection] = []
-    private var flushing: [HTTPConnection] = []
     let headerTimeouts: DeadlineList
     let bodyTimeouts: DeadlineList
     let idleTimeouts: DeadlineList
-    let writeTimeouts: DeadlineList
     private let date = ByteStorage(capacity: 64)
     private var dateSecond = -1
     private let serverLine: [UInt8]
-    var listener: Listener?
-    private var signals: [SignalWatcher] = []
+    var acceptor: Acceptor?
     private(set) var draining = false
-    private var drainTimer: LoopTimer?
-    /// This loop's share of `maxConnections`; accepting pauses while `connections.count` is at it.
-    let connectionLimit: Int
-    private var limitLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    private var drainTimer: MinervaLoopTimer?
     /// Rejected requests (4xx answers, timeouts) logged per second at most; the rest are counted.
     var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
+    /// The socket options of this server's connections.
+    var socketOptions: MinervaTCPConnectionOptions {
+        var options = MinervaTCPConnectionOptions()
+        options.highWaterMark = configuration.highWaterMark
+        options.lowWaterMark = configuration.lowWaterMark
+        options.writeTimeout = configuration.writeTimeout
+        return options
+    }
+
     init(
-        configuration: HTTPServerConfiguration, router: HTTPRouter, logger: Logger, server: HTTPServer?,
-        listenFD: Int32?
+        configuration: MinervaHTTPServerConfiguration, router: MinervaHTTPRouter, logger: Logger,
+        server: MinervaHTTPServer?, listening: ListeningSocket?
     ) {
         self.server = server
-        loop = EventLoop()
+        loop = MinervaEventLoop(readBufferSize: configuration.readBufferSize)
         self.configuration = configuration
         self.router = router
         self.logger = logger
-        readBuffer = ByteStorage(capacity: configuration.readBufferSize)
         headerTimeouts = DeadlineList(loop: loop, duration: configuration.headerTimeout)
         bodyTimeouts = DeadlineList(loop: loop, duration: configuration.bodyTimeout)
         idleTimeouts = DeadlineList(loop: loop, duration: configuration.idleTimeout)
-        writeTimeouts = DeadlineList(loop: loop, duration: configuration.writeTimeout)
         serverLine = configuration.serverName.map { Array("Server: \($0)\r\n".utf8) } ?? []
-        connectionLimit = configuration.maxConnectionsPerLoop
         connections.reserveCapacity(1024)
-        flushQueue.reserveCapacity(64)
-        flushing.reserveCapacity(64)
-        if let listenFD {
-            listener = Listener(fd: listenFD, loop: loop, logger: logger) { [unowned self] fd in self.adopt(fd: fd) }
+        if let listening {
+            acceptor = Acceptor(
+                socket: listening, loop: loop, logger: logger, name: "HTTP",
+                maxConnections: configuration.maxConnectionsPerLoop, options: socketOptions
+            ) { [unowned self] socket in self.adopt(socket) }
         }
-        loop.beforeBlocking.append { [unowned self] in self.flushAll() }
     }
 
     private var tearingDown = false
@@ -67,18 +66,16 @@ final class HTTPLoopContext {
     deinit {
         tearingDown = true
         for c in connections { c.close() }
-        listener = nil
-        signals.removeAll()
+        acceptor = nil
         drainTimer?.cancel()
     }
 
     func installSignalHandlers() {
         for sig in [SIGINT, SIGTERM] {
-            signals.append(
-                SignalWatcher(loop: loop.raw, signal: sig) { [unowned self] in
-                    self.logger.info("signal received, shutting down")
-                    self.server?.shutdown()
-                })
+            loop.onSignal(sig) { [unowned self] in
+                self.logger.info("signal received, shutting down")
+                self.server?.shutdown()
+            }
         }
     }
 
@@ -98,24 +95,17 @@ final class HTTPLoopContext {
         return date
     }
 
+    /// Makes `socket` an HTTP connection of this loop.
     @discardableResult
-    func adopt(fd: Int32) -> HTTPConnection? {
+    package func adopt(_ socket: MinervaTCPConnection) -> HTTPConnection? {
         if draining {
-            _ = cshims_close(fd)
+            socket.closeNow()
             return nil
         }
-        let connection = HTTPConnection(fd: fd, context: self)
+        let connection = HTTPConnection(socket: socket, context: self)
         connection.index = connections.count
         connections.append(connection)
         server?.connectionOpened()
-        if connections.count >= connectionLimit, let listener, !listener.isPaused {
-            listener.pause()
-            if let suppressed = limitLog.admit(now: loop.now) {
-                logger.warning(
-                    "connection limit reached: \(connections.count) open on this loop; accepting paused",
-                    metadata: ["limit": "\(connectionLimit)", "earlierHitsNotLogged": "\(suppressed)"])
-            }
-        }
         return connection
     }
 
@@ -131,25 +121,16 @@ final class HTTPLoopContext {
         }
         loop.releaseLater(connection)
         if tearingDown { return }
-        if let listener, listener.isPaused, connections.count < connectionLimit { listener.resume() }
         server?.connectionClosed()
         if draining && connections.isEmpty { finish() }
     }
 
-    private func flushAll() {
-        while !flushQueue.isEmpty {
-            swap(&flushQueue, &flushing)
-            for c in flushing where c.flushScheduled { c.flush() }
-            flushing.removeAll(keepingCapacity: true)
-        }
-    }
-
     /// Starts a graceful shutdown of this loop.
-    func beginDrain(grace: Double) {
+    package func beginDrain(grace: Double) {
         if draining { return }
         draining = true
-        listener = nil
-        signals.removeAll()
+        acceptor = nil
+        loop.removeSignalHandlers()
         for hook in loop.willDrain { hook() }
         for c in connections.reversed() { c.drain() }
         if connections.isEmpty {
@@ -169,45 +150,12 @@ final class HTTPLoopContext {
     }
 }
 
-/// Admits at most `linesPerWindow` log lines per `window` seconds and counts the ones it holds back, so hostile
-/// input cannot flood the log. Loop thread only.
-struct RateLimitedLog {
-    /// Seconds per window.
-    let window: Double
-    /// Lines admitted per window.
-    let linesPerWindow: Int
-    private var windowStart = -Double.infinity
-    private var admitted = 0
-    private var suppressed = 0
-
-    init(window: Double, linesPerWindow: Int) {
-        self.window = window
-        self.linesPerWindow = linesPerWindow
-    }
-
-    /// Whether a line may be written at `now`: nil if not (it is counted), else how many were held back since
-    /// the last admitted line.
-    mutating func admit(now: Double) -> Int? {
-        if now - windowStart >= window {
-            windowStart = now
-            admitted = 0
-        }
-        guard admitted < linesPerWindow else {
-            suppressed += 1
-            return nil
-        }
-        admitted += 1
-        defer { suppressed = 0 }
-        return suppressed
-    }
-}
-
 /// An HTTP/1.1 server: one or more event-loop threads, each with its own listener and connections.
-public final class HTTPServer {
+public final class MinervaHTTPServer {
     /// The settings the server was created with.
-    public let configuration: HTTPServerConfiguration
+    public let configuration: MinervaHTTPServerConfiguration
     /// The router every request goes through.
-    public let router: HTTPRouter
+    public let router: MinervaHTTPRouter
     let logger: Logger
     private var contexts: [HTTPLoopContext] = []
     private var threads: [PosixThread] = []
@@ -226,7 +174,7 @@ public final class HTTPServer {
     ///   - router: where requests go.
     ///   - logger: for startup, errors and shutdown.
     public init(
-        configuration: HTTPServerConfiguration = HTTPServerConfiguration(), router: HTTPRouter,
+        configuration: MinervaHTTPServerConfiguration = MinervaHTTPServerConfiguration(), router: MinervaHTTPRouter,
         logger: Logger = Logger(label: "minerva.http")
     ) {
         self.configuration = configuration
@@ -242,34 +190,32 @@ public final class HTTPServer {
     }
 
     /// The server's event loops (one per thread), available after `start`.
-    public var eventLoops: [EventLoop] { contexts.map(\.loop) }
+    public var eventLoops: [MinervaEventLoop] { contexts.map(\.loop) }
 
     /// Binds, listens and starts the loop threads; returns at once.
-    /// - Throws: `HTTPServerError` with code `.bindFailed` or `.invalidState`.
+    /// - Throws: `MinervaHTTPServerError` with code `.bindFailed` or `.invalidState`.
     public func start() throws {
-        guard !started else { throw HTTPServerError(code: .invalidState, message: "server already started") }
+        guard !started else { throw MinervaHTTPServerError(code: .invalidState, message: "server already started") }
         started = true
-        cshims_ignore_sigpipe()
         let threadCount = max(1, configuration.threads)
         let reusePort = configuration.reusePort || threadCount > 1
         var port = configuration.port
-        var fds: [Int32] = []
+        var sockets: [ListeningSocket] = []
         for _ in 0..<threadCount {
-            let fd = cshims_listen_tcp(configuration.host, Int32(port), Int32(configuration.backlog), reusePort ? 1 : 0)
-            if fd < 0 {
-                for f in fds { _ = cshims_close(f) }
-                throw HTTPServerError(
-                    code: .bindFailed,
-                    message: "cannot listen on \(configuration.host):\(port): \(String(cString: strerror(-fd)))")
+            do {
+                let socket = try ListeningSocket.bind(
+                    host: configuration.host, port: port, backlog: configuration.backlog, reusePort: reusePort)
+                sockets.append(socket)
+                port = socket.address.port
+            } catch let error as MinervaIOError {
+                for socket in sockets { socket.close() }
+                throw MinervaHTTPServerError(code: .bindFailed, message: error.message)
             }
-            fds.append(fd)
-            if port == 0 { port = Int(cshims_local_port(fd)) }
         }
         localPort = port
-        var text = [CChar](repeating: 0, count: 64)
-        if cshims_local_address(fds[0], &text, 64) == 0 { localAddress = String(cString: text) }
-        contexts = fds.map {
-            HTTPLoopContext(configuration: configuration, router: router, logger: logger, server: self, listenFD: $0)
+        localAddress = sockets[0].address.host
+        contexts = sockets.map {
+            HTTPLoopContext(configuration: configuration, router: router, logger: logger, server: self, listening: $0)
         }
         if configuration.handleSignals { contexts[0].installSignalHandlers() }
         for context in contexts {

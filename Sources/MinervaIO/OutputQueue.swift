@@ -9,27 +9,27 @@ internal import CShims
 #endif
 
 /// A range of bytes waiting to be written.
-struct OutputSegment {
+package struct OutputSegment {
     let storage: ByteStorage
     var start: Int
     var end: Int
 }
 
 /// Bytes queued for one socket.
-final class OutputQueue {
+package final class OutputQueue {
     private var segments: [OutputSegment] = []
     private let scratch: ByteStorage
     /// Bytes queued and not yet written.
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         scratch = ByteStorage(capacity: capacity)
         segments.reserveCapacity(8)
     }
 
     /// Appends bytes by letting `body` append to the scratch buffer.
     /// - Returns: the number of bytes added.
-    @inline(__always) func append(_ body: (ByteStorage) -> Void) -> Int {
+    @inline(__always) package func append(_ body: (ByteStorage) -> Void) -> Int {
         let before = scratch.count
         body(scratch)
         let added = scratch.count - before
@@ -44,7 +44,7 @@ final class OutputQueue {
     }
 
     /// Queues a range of an immutable buffer without copying it.
-    func appendShared(_ storage: ByteStorage, start: Int, end: Int) {
+    package func appendShared(_ storage: ByteStorage, start: Int, end: Int) {
         if end <= start { return }
         segments.append(OutputSegment(storage: storage, start: start, end: end))
         count += end - start
@@ -89,8 +89,14 @@ final class OutputQueue {
         }
     }
 
+    /// One writev of as much as fits in the loop's scratch iovec array.
+    /// - Returns: bytes written (>= 0) or a negated errno.
+    package func writeOnce(fd: Int32, loop: MinervaEventLoop) -> Int {
+        writeOnce(fd: fd, iovecs: loop.iovecs, maxIovecs: MinervaEventLoop.maxIovecs)
+    }
+
     /// Drops everything queued.
-    func removeAll() {
+    package func removeAll() {
         segments.removeAll(keepingCapacity: true)
         scratch.count = 0
         count = 0

@@ -1,5 +1,6 @@
-// Static responses: in-memory bytes or files, with Content-Type, Cache-Control, ETag and If-None-Match.
 internal import CShims
+// Static responses: in-memory bytes or files, with Content-Type, Cache-Control, ETag and If-None-Match.
+import MinervaIO
 
 #if canImport(Glibc)
     import Glibc
@@ -8,7 +9,7 @@ internal import CShims
 #endif
 
 /// An immutable response body with precomputed headers; serves 200 or 304 (If-None-Match).
-public final class StaticContent {
+public final class MinervaStaticContent {
     let body: ByteStorage
     let headerBlock: ByteStorage
     /// The entity tag, quoted.
@@ -43,10 +44,10 @@ public final class StaticContent {
     ///   - path: the file to read.
     ///   - contentType: the Content-Type, or nil to guess from the file extension.
     ///   - cacheControl: the Cache-Control value, or nil for none.
-    /// - Throws: `HTTPServerError` with code `.fileUnreadable`.
+    /// - Throws: `MinervaHTTPServerError` with code `.fileUnreadable`.
     public convenience init(file path: String, contentType: String? = nil, cacheControl: String? = "no-cache") throws {
         guard let bytes = readWholeFile(path) else {
-            throw HTTPServerError(code: .fileUnreadable, message: "cannot read \(path)")
+            throw MinervaHTTPServerError(code: .fileUnreadable, message: "cannot read \(path)")
         }
         self.init(bytes: bytes, contentType: contentType ?? mimeType(forPath: path), cacheControl: cacheControl)
     }
@@ -55,7 +56,7 @@ public final class StaticContent {
     public var count: Int { body.count }
 
     /// A handler that serves this content.
-    public var handler: HTTPRouter.Handler {
+    public var handler: MinervaHTTPRouter.Handler {
         { [self] request, response in response.send(self, for: request) }
     }
 
@@ -81,12 +82,12 @@ public final class StaticContent {
     }
 }
 
-extension HTTPResponse {
+extension MinervaHTTPResponse {
     /// Sends static content: 304 if the request's If-None-Match matches its ETag, else 200 with the body.
     /// - Parameters:
     ///   - content: the content.
     ///   - request: the request being answered.
-    public func send(_ content: StaticContent, for request: HTTPRequest) {
+    public func send(_ content: MinervaStaticContent, for request: MinervaHTTPRequest) {
         appendHeaderBlock(content.headerBlock)
         if let inm = request.headerBytes("If-None-Match"), content.matches(ifNoneMatch: inm) {
             status = 304
@@ -99,7 +100,7 @@ extension HTTPResponse {
             end()
             return
         }
-        if size <= StaticContent.copyLimit {
+        if size <= MinervaStaticContent.copyLimit {
             write(content.body.bytes)
         } else if let connection {
             remaining = 0
@@ -110,7 +111,7 @@ extension HTTPResponse {
 }
 
 /// Serves files under a directory, safe against `..` traversal.
-public final class StaticDirectoryHandler {
+public final class MinervaStaticDirectoryHandler {
     private let root: String
     private let prefix: [UInt8]
     private let cacheControl: String?
@@ -127,7 +128,7 @@ public final class StaticDirectoryHandler {
     }
 
     /// The handler to mount on a router.
-    public var handler: HTTPRouter.Handler {
+    public var handler: MinervaHTTPRouter.Handler {
         { [self] request, response in self.handle(request, response) }
     }
 
@@ -146,7 +147,7 @@ public final class StaticDirectoryHandler {
         return segments.joined(separator: "/")
     }
 
-    private func handle(_ request: HTTPRequest, _ response: HTTPResponse) {
+    private func handle(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         guard request.method == .GET || request.method == .HEAD else {
             response.status = 405
             response.setHeader("Allow", "GET, HEAD")
@@ -161,7 +162,8 @@ public final class StaticDirectoryHandler {
             response.end("Not Found\n")
             return
         }
-        let content = StaticContent(bytes: bytes, contentType: mimeType(forPath: relative), cacheControl: cacheControl)
+        let content = MinervaStaticContent(
+            bytes: bytes, contentType: mimeType(forPath: relative), cacheControl: cacheControl)
         response.send(content, for: request)
     }
 }
@@ -192,7 +194,7 @@ private func percentDecode(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
     return out
 }
 
-func readWholeFile(_ path: String) -> [UInt8]? {
+package func readWholeFile(_ path: String) -> [UInt8]? {
     var pointer: UnsafeMutableRawPointer? = nil
     let n = cshims_read_file(path, &pointer)
     guard n >= 0, let pointer else { return nil }

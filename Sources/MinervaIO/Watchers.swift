@@ -4,14 +4,14 @@
 internal import CShims
 
 /// Owns one `ev_io`.
-final class IOWatcher {
+package final class IOWatcher {
     private let loop: OpaquePointer
     private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
     private let callback: (Int32) -> Void
     /// The events currently watched (EV_READ, EV_WRITE bits); 0 when stopped.
     private(set) var events: Int32 = 0
 
-    init(loop: OpaquePointer, fd: Int32, callback: @escaping (Int32) -> Void) {
+    package init(loop: OpaquePointer, fd: Int32, callback: @escaping (Int32) -> Void) {
         self.loop = loop
         self.callback = callback
         cshims_ev_io_init(watcher, ioWatcherCallback, fd, 0)
@@ -25,7 +25,7 @@ final class IOWatcher {
     }
 
     /// Watches exactly `newEvents` (0 stops the watcher).
-    func watch(_ newEvents: Int32) {
+    package func watch(_ newEvents: Int32) {
         if newEvents == events { return }
         ev_io_stop(loop, watcher)
         events = newEvents

@@ -1,7 +1,8 @@
 // Small HTTP vocabulary types of the server's public API.
+import MinervaIO
 
 /// An HTTP request method.
-public struct HTTPMethod: Hashable, Sendable, CustomStringConvertible {
+public struct MinervaHTTPMethod: Hashable, Sendable, CustomStringConvertible {
     /// The method token, e.g. "GET".
     public let name: String
 
@@ -12,27 +13,27 @@ public struct HTTPMethod: Hashable, Sendable, CustomStringConvertible {
     public var description: String { name }
 
     /// GET.
-    public static let GET = HTTPMethod("GET")
+    public static let GET = MinervaHTTPMethod("GET")
     /// HEAD.
-    public static let HEAD = HTTPMethod("HEAD")
+    public static let HEAD = MinervaHTTPMethod("HEAD")
     /// POST.
-    public static let POST = HTTPMethod("POST")
+    public static let POST = MinervaHTTPMethod("POST")
     /// PUT.
-    public static let PUT = HTTPMethod("PUT")
+    public static let PUT = MinervaHTTPMethod("PUT")
     /// DELETE.
-    public static let DELETE = HTTPMethod("DELETE")
+    public static let DELETE = MinervaHTTPMethod("DELETE")
     /// OPTIONS.
-    public static let OPTIONS = HTTPMethod("OPTIONS")
+    public static let OPTIONS = MinervaHTTPMethod("OPTIONS")
     /// PATCH.
-    public static let PATCH = HTTPMethod("PATCH")
+    public static let PATCH = MinervaHTTPMethod("PATCH")
     /// CONNECT.
-    public static let CONNECT = HTTPMethod("CONNECT")
+    public static let CONNECT = MinervaHTTPMethod("CONNECT")
     /// TRACE.
-    public static let TRACE = HTTPMethod("TRACE")
+    public static let TRACE = MinervaHTTPMethod("TRACE")
 }
 
 /// Reason phrases for the status codes the server itself uses (others get "Status").
-func reasonPhrase(_ status: Int) -> StaticString {
+package func reasonPhrase(_ status: Int) -> StaticString {
     switch status {
     case 100: return "Continue"
     case 101: return "Switching Protocols"
@@ -73,7 +74,7 @@ func reasonPhrase(_ status: Int) -> StaticString {
 }
 
 /// An error starting or running the server: a code plus a message, so new cases do not break users.
-public struct HTTPServerError: Error, CustomStringConvertible, Sendable {
+public struct MinervaHTTPServerError: Error, CustomStringConvertible, Sendable {
     /// The kind of failure.
     public struct Code: Hashable, Sendable {
         let raw: Int

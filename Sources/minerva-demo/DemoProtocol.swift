@@ -1,18 +1,21 @@
 // The demo protocol that minerva-demo runs and that tests and benchmarks rely on (issue 4, item 4).
+import MinervaCore
+import MinervaIO
+import MinervaServer
 
 /// The demo application: one ``MinervaDemoHandler`` per stream, a chat room and a stream counter per event loop.
 ///
 /// Commands (one per received string): `echo:X`, `echo_twice:X`, `reset_me:R`, `string_then_reset_me:R`,
 /// `send_demo`, `begin_chat`, `broadcast:T`; anything else is answered with `unknown_message_type`.
-public final class MinervaDemoApplication {
+final class MinervaDemoApplication {
     private let lock = Lock()
     private var rooms: [ObjectIdentifier: MinervaDemoRoom] = [:]
 
     /// Creates the application.
-    public init() {}
+    init() {}
 
     /// The handler factory to give to ``MinervaEndpoint``.
-    public var handlerFactory: MinervaEndpoint.HandlerFactory {
+    var handlerFactory: MinervaEndpoint.HandlerFactory {
         { [self] stream, loop in
             let room = self.room(for: loop)
             let number = room.nextStreamNumber
@@ -24,7 +27,7 @@ public final class MinervaDemoApplication {
     /// The chat room of `loop` (streams on other loops have their own).
     /// - Parameter loop: the event loop.
     /// - Returns: the room; use it on `loop`'s thread only.
-    public func room(for loop: EventLoop) -> MinervaDemoRoom {
+    func room(for loop: MinervaEventLoop) -> MinervaDemoRoom {
         lock.withLock {
             if let room = rooms[ObjectIdentifier(loop)], room.loop === loop { return room }
             let room = MinervaDemoRoom(loop: loop)
@@ -35,41 +38,41 @@ public final class MinervaDemoApplication {
 }
 
 /// The streams that sent `begin_chat` (and have not reset), and the per-loop stream counter.
-public final class MinervaDemoRoom {
-    weak var loop: EventLoop?
+final class MinervaDemoRoom {
+    weak var loop: MinervaEventLoop?
     /// The number the next stream gets (streams are numbered from 0 in creation order).
-    public internal(set) var nextStreamNumber = 0
+    internal(set) var nextStreamNumber = 0
     var members: [MinervaDemoHandler] = []
 
-    init(loop: EventLoop) { self.loop = loop }
+    init(loop: MinervaEventLoop) { self.loop = loop }
 
     /// The number of streams in the room.
-    public var memberCount: Int { members.count }
+    var memberCount: Int { members.count }
 }
 
 /// The demo protocol's handler of one stream.
-public final class MinervaDemoHandler: MinervaStreamHandler {
+final class MinervaDemoHandler: MinervaStreamHandler {
     /// The stream's number, assigned at creation (0, 1, 2...).
-    public let number: Int
+    let number: Int
     private let room: MinervaDemoRoom
-    private unowned let loop: EventLoop
+    private unowned let loop: MinervaEventLoop
     private weak var stream: ServerStream?
-    private var demoTimer: LoopTimer?
+    private var demoTimer: MinervaLoopTimer?
     private var inRoom = false
 
-    init(number: Int, room: MinervaDemoRoom, loop: EventLoop) {
+    init(number: Int, room: MinervaDemoRoom, loop: MinervaEventLoop) {
         self.number = number
         self.room = room
         self.loop = loop
     }
 
     /// Remembers the stream.
-    public func streamStarted(_ stream: ServerStream) throws {
+    func streamStarted(_ stream: ServerStream) throws {
         self.stream = stream
     }
 
     /// Runs one command.
-    public func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws {
+    func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws {
         let text = String(decoding: string, as: UTF8.self)
         if let x = text.dropPrefix("echo:") {
             try stream.send(x)
@@ -122,7 +125,7 @@ public final class MinervaDemoHandler: MinervaStreamHandler {
     }
 
     /// Leaves the room and stops the send demo.
-    public func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {
+    func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {
         demoTimer?.cancel()
         demoTimer = nil
         if inRoom {

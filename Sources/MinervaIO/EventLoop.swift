@@ -1,43 +1,57 @@
 // One libev loop, confined to the thread that runs it. Other threads reach it only through `execute`.
 internal import CShims
+import Synchronization
 
-/// A libev event loop confined to one thread: timers, a thread-safe work inbox, deferred release.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// A libev event loop confined to one thread: timers, a thread-safe work inbox, end-of-turn work, deferred release.
 ///
-/// Everything except `execute` and `stop` must be called on the loop's own thread.
-public final class EventLoop {
-    let raw: OpaquePointer
-    private let inboxLock = Lock()
-    private var inbox: [() -> Void] = []
-    private var draining: [() -> Void] = []
+/// The loop is `Sendable`: `execute`, `stop` and `inEventLoop` may be called from any thread. Everything else, and
+/// every object confined to the loop (connections, responses, engines), belongs to the loop's thread; reach such
+/// objects from elsewhere through `execute` and a ``MinervaLoopBound`` wrapper.
+public final class MinervaEventLoop: @unchecked Sendable {
+    // @unchecked: the mutable state below is touched only on the loop's thread (checked with
+    // `preconditionInEventLoop` where it matters); the inbox is behind a Mutex and the owner thread is atomic.
+    package let raw: OpaquePointer
+    private let inbox = Mutex<[@Sendable () -> Void]>([])
+    private var draining: [@Sendable () -> Void] = []
+    private let ownerThread = Atomic<UInt>(0)
     private var async: AsyncWatcher!
     private var prepare: PrepareWatcher!
     private var timerWatcher: TimerWatcher!
     private var armedDeadline = Double.infinity
-    private var timerHeap: [LoopTimer] = []
+    private var timerHeap: [MinervaLoopTimer] = []
     private var cancelledInHeap = 0
     private var timerSequence: UInt64 = 0
     private var deadlineLists: [DeadlineList] = []
     private var graveyard: [AnyObject] = []
-    /// Called just before the loop blocks (after every iteration's callbacks).
-    var beforeBlocking: [() -> Void] = []
+    /// End-of-turn hooks, sorted by `order` (lowest first), run just before the loop blocks.
+    private var hooks: [(order: Int, hook: () -> Void)] = []
     /// Hooks run on the loop when the HTTP server starts a graceful shutdown of it, before its connections drain
     /// (the Minerva endpoint closes its transports gently there, so clients reconnect at once).
-    var willDrain: [() -> Void] = []
-    private var endOfTurn: [EndOfTurnTask] = []
-    private var runningEndOfTurn: [EndOfTurnTask] = []
+    package var willDrain: [() -> Void] = []
+    private var endOfTurn: [any EndOfTurnTask] = []
+    private var runningEndOfTurn: [any EndOfTurnTask] = []
     /// Most buffers one writev takes.
     static let maxIovecs = 64
     /// Scratch iovec array shared by every socket of this loop.
-    let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: EventLoop.maxIovecs)
-    /// Read buffer shared by every raw TCP connection of this loop.
-    private(set) lazy var readBuffer = ByteStorage(capacity: 64 * 1024)
-    /// Open raw TCP connections (kept alive until closed).
-    var openConnections: [TCPConnection] = []
+    let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: MinervaEventLoop.maxIovecs)
+    /// Read buffer shared by every TCP connection of this loop.
+    package let readBuffer: ByteStorage
+    /// Open TCP connections (kept alive until closed).
+    var openConnections: [MinervaTCPConnection] = []
     private var deadlineListsByDuration: [Double: DeadlineList] = [:]
+    private var signalWatchers: [SignalWatcher] = []
     private var stopRequested = false
 
     /// Creates a loop (`ev_loop_new` with `EVFLAG_NOSIGMASK`).
-    public init() {
+    /// - Parameter readBufferSize: the size of the read buffer every connection of the loop shares.
+    public init(readBufferSize: Int = 64 * 1024) {
+        readBuffer = ByteStorage(capacity: readBufferSize)
         guard let loop = cshims_ev_loop_new_nosigmask() else { fatalError("ev_loop_new failed") }
         raw = loop
         async = AsyncWatcher(loop: raw) { [unowned self] in self.drainInbox() }
@@ -50,7 +64,8 @@ public final class EventLoop {
         endOfTurn.removeAll()
         for timer in timerHeap { timer.callback = nil }
         timerHeap.removeAll()
-        beforeBlocking.removeAll()
+        hooks.removeAll()
+        signalWatchers.removeAll()
         willDrain.removeAll()
         graveyard.removeAll()
         async = nil
@@ -63,10 +78,22 @@ public final class EventLoop {
     /// The loop's cached current time in seconds (libev's `ev_now`).
     public var now: Double { cshims_ev_now(raw) }
 
+    /// Whether the caller runs on this loop's thread. Before the loop first runs, the thread that owns it (the one
+    /// setting it up) counts as the loop's thread. Thread-safe.
+    public var inEventLoop: Bool {
+        let owner = ownerThread.load(ordering: .acquiring)
+        return owner == 0 || owner == UInt(pthread_self())
+    }
+
+    /// Stops the process if the caller is not on this loop's thread (our own bug, never the peer's).
+    public func preconditionInEventLoop(file: StaticString = #fileID, line: UInt = #line) {
+        precondition(inEventLoop, "not on the event loop's thread", file: file, line: line)
+    }
+
     /// Runs `work` on the loop thread. Thread-safe; work items run in submission order.
     /// - Parameter work: the closure to run on the loop.
-    public func execute(_ work: @escaping () -> Void) {
-        inboxLock.withLock { inbox.append(work) }
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        inbox.withLock { $0.append(work) }
         async.send()
     }
 
@@ -78,8 +105,9 @@ public final class EventLoop {
         }
     }
 
-    /// Runs the loop on the calling thread until `stop()`.
+    /// Runs the loop on the calling thread until `stop()`; that thread is the loop's thread from now on.
     public func run() {
+        ownerThread.store(UInt(pthread_self()), ordering: .releasing)
         stopRequested = false
         while !stopRequested {
             ev_run(raw, 0)
@@ -91,27 +119,62 @@ public final class EventLoop {
     /// Runs one loop iteration without blocking: ready callbacks, work from `execute`, due timers, output
     /// flushes. For loops driven by hand on the calling thread (`EmbeddedHTTPConnection`), never with `run()`.
     public func runOnce() {
+        ownerThread.store(UInt(pthread_self()), ordering: .releasing)
         _ = cshims_ev_run_nowait(raw)
     }
 
     private func drainInbox() {
-        inboxLock.withLock { swap(&inbox, &draining) }
+        inbox.withLock { swap(&$0, &draining) }
         for work in draining { work() }
         draining.removeAll(keepingCapacity: true)
     }
 
     /// Keeps `object` alive until the current loop iteration has finished.
-    func releaseLater(_ object: AnyObject) { graveyard.append(object) }
+    package func releaseLater(_ object: AnyObject) { graveyard.append(object) }
+
+    /// Removes a closed connection from the open list; it is released after this iteration.
+    func connectionFinished(_ connection: MinervaTCPConnection) {
+        let i = connection.index
+        if i < openConnections.count && openConnections[i] === connection {
+            let last = openConnections.count - 1
+            if i != last {
+                openConnections[i] = openConnections[last]
+                openConnections[i].index = i
+            }
+            openConnections.removeLast()
+        }
+        releaseLater(connection)
+    }
+
+    /// Adds a hook that runs at the end of every loop turn, after the turn's end-of-turn tasks, in ascending
+    /// `order` (hooks of equal order run in the order added). Output written by a hook is flushed in the same
+    /// turn: the tasks are drained again after the hooks. Loop thread only.
+    /// - Parameters:
+    ///   - order: where the hook runs among the others (see ``EndOfTurnOrder``).
+    ///   - hook: the work.
+    package func addEndOfTurnHook(order: Int, _ hook: @escaping () -> Void) {
+        let at = hooks.firstIndex { $0.order > order } ?? hooks.count
+        hooks.insert((order, hook), at: at)
+    }
+
+    /// Calls `callback` on the loop whenever `signal` arrives (until the loop goes away). Loop thread only.
+    package func onSignal(_ signal: Int32, _ callback: @escaping () -> Void) {
+        signalWatchers.append(SignalWatcher(loop: raw, signal: signal, callback: callback))
+    }
+
+    /// Stops every signal callback of this loop.
+    package func removeSignalHandlers() { signalWatchers.removeAll() }
 
     /// Runs `work` on this loop once the current turn's callbacks are done, just before output is flushed and
     /// the loop blocks. Loop thread only. Use it to coalesce work (e.g. one write for a burst of sends).
     /// - Parameter work: the closure to run.
     public func executeAtEndOfTurn(_ work: @escaping () -> Void) {
+        preconditionInEventLoop()
         endOfTurn.append(ClosureTask(work))
     }
 
     /// Queues a task for the end of the current turn (no allocation).
-    func scheduleAtEndOfTurn(_ task: EndOfTurnTask) { endOfTurn.append(task) }
+    package func scheduleAtEndOfTurn(_ task: any EndOfTurnTask) { endOfTurn.append(task) }
 
     /// The deadline list of this loop for a given duration (created on first use).
     func deadlineList(duration: Double) -> DeadlineList {
@@ -121,14 +184,23 @@ public final class EventLoop {
         return list
     }
 
+    /// End of a turn: the queued tasks (socket flushes among them), then the hooks in order, then the tasks the
+    /// hooks queued, so nothing written in this turn waits for the next wake-up.
     private func prepareToBlock() {
+        drainEndOfTurnTasks()
+        if !hooks.isEmpty {
+            for entry in hooks { entry.hook() }
+            drainEndOfTurnTasks()
+        }
+        if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
+    }
+
+    private func drainEndOfTurnTasks() {
         while !endOfTurn.isEmpty {
             swap(&endOfTurn, &runningEndOfTurn)
             for task in runningEndOfTurn { task.runAtEndOfTurn() }
             runningEndOfTurn.removeAll(keepingCapacity: true)
         }
-        for hook in beforeBlocking { hook() }
-        if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
     }
 
     // MARK: timers (one ev_timer in front of a heap of one-off timers and fixed-duration deadline lists)
@@ -137,14 +209,14 @@ public final class EventLoop {
     /// - Returns: a handle whose `cancel()` stops the timer.
     @discardableResult
     public func schedule(after delay: Double, repeating: Double? = nil, _ callback: @escaping () -> Void)
-        -> LoopTimer
+        -> MinervaLoopTimer
     {
-        let timer = LoopTimer(loop: self, interval: repeating, callback: callback)
+        let timer = MinervaLoopTimer(loop: self, interval: repeating, callback: callback)
         insert(timer, deadline: now + max(0, delay))
         return timer
     }
 
-    private func insert(_ timer: LoopTimer, deadline: Double) {
+    private func insert(_ timer: MinervaLoopTimer, deadline: Double) {
         timerSequence &+= 1
         timer.deadline = deadline
         timer.sequence = timerSequence
@@ -154,7 +226,7 @@ public final class EventLoop {
         armIfEarlier(deadline)
     }
 
-    func timerCancelled(_ timer: LoopTimer) {
+    func timerCancelled(_ timer: MinervaLoopTimer) {
         guard timer.inHeap else { return }
         cancelledInHeap += 1
         if cancelledInHeap > 64 && cancelledInHeap * 2 > timerHeap.count {
@@ -243,8 +315,14 @@ public final class EventLoop {
     }
 }
 
+/// The order of end-of-turn hooks (lower runs first).
+package enum EndOfTurnOrder {
+    /// Minerva engines: write what the application sent this turn.
+    package static let engine = 100
+}
+
 /// Work queued for the end of a loop turn.
-protocol EndOfTurnTask: AnyObject {
+package protocol EndOfTurnTask: AnyObject {
     func runAtEndOfTurn()
 }
 
@@ -254,9 +332,9 @@ private final class ClosureTask: EndOfTurnTask {
     func runAtEndOfTurn() { work() }
 }
 
-/// A one-shot or repeating timer on an `EventLoop`; cancel it to stop it.
-public final class LoopTimer {
-    private weak var loop: EventLoop?
+/// A one-shot or repeating timer on an `MinervaEventLoop`; cancel it to stop it.
+public final class MinervaLoopTimer {
+    private weak var loop: MinervaEventLoop?
     let interval: Double?
     var callback: (() -> Void)?
     var deadline = 0.0
@@ -265,7 +343,7 @@ public final class LoopTimer {
     /// True once cancelled (or, for a one-shot timer, once fired).
     public fileprivate(set) var isCancelled = false
 
-    init(loop: EventLoop, interval: Double?, callback: @escaping () -> Void) {
+    init(loop: MinervaEventLoop, interval: Double?, callback: @escaping () -> Void) {
         self.loop = loop
         self.interval = interval.map { max($0, 0.000_001) }
         self.callback = callback
@@ -280,35 +358,44 @@ public final class LoopTimer {
     }
 }
 
-/// Something that can sit in a `DeadlineList` (intrusive links, no allocation per insertion).
-class DeadlineNode {
+/// What a `DeadlineNode` tells when its deadline passes.
+package protocol DeadlineTarget: AnyObject {
+    /// Called on the loop thread when the node's deadline passes (it has already left `list`).
+    func deadlineExpired(_ list: DeadlineList)
+}
+
+/// A place in a `DeadlineList` (intrusive links, no allocation per insertion), owned by its target.
+package final class DeadlineNode {
     fileprivate(set) var deadline = 0.0
     fileprivate var previous: DeadlineNode?
     fileprivate var next: DeadlineNode?
-    fileprivate(set) weak var list: DeadlineList?
+    /// The list the node is in, if any.
+    package fileprivate(set) weak var list: DeadlineList?
+    /// Told when the deadline passes; the target owns the node, so it outlives it.
+    package unowned(unsafe) var target: (any DeadlineTarget)?
 
-    /// Called on the loop thread when the node's deadline passes (it has already left its list).
-    func deadlineExpired(_ list: DeadlineList) {}
+    /// Creates a node in no list.
+    package init() {}
 }
 
 /// Nodes that all wait the same duration, kept in deadline order by appending at the tail
 /// (libev's "be smart about timeouts", idiom 4). Insert, touch and remove are O(1).
-final class DeadlineList {
-    unowned let loop: EventLoop
+package final class DeadlineList {
+    unowned let loop: MinervaEventLoop
     /// The timeout every node in the list waits.
     let duration: Double
     private(set) var head: DeadlineNode?
     private var tail: DeadlineNode?
     private(set) var count = 0
 
-    init(loop: EventLoop, duration: Double) {
+    package init(loop: MinervaEventLoop, duration: Double) {
         self.loop = loop
         self.duration = duration
         loop.register(self)
     }
 
     /// Puts `node` at the tail with deadline now + duration (moving it from any other list).
-    func add(_ node: DeadlineNode) {
+    package func add(_ node: DeadlineNode) {
         node.list?.remove(node)
         node.deadline = loop.now + duration
         node.list = self
@@ -321,7 +408,7 @@ final class DeadlineList {
     }
 
     /// Restarts `node`'s timeout (it must be in this list).
-    func touch(_ node: DeadlineNode) {
+    package func touch(_ node: DeadlineNode) {
         if node.list !== self {
             add(node)
             return
@@ -334,7 +421,7 @@ final class DeadlineList {
         add(node)
     }
 
-    func remove(_ node: DeadlineNode) {
+    package func remove(_ node: DeadlineNode) {
         guard node.list === self else { return }
         if let p = node.previous { p.next = node.next } else { head = node.next }
         if let n = node.next { n.previous = node.previous } else { tail = node.previous }
@@ -347,7 +434,7 @@ final class DeadlineList {
     func expire(upTo now: Double) {
         while let node = head, node.deadline <= now {
             remove(node)
-            node.deadlineExpired(self)
+            node.target?.deadlineExpired(self)
         }
     }
 }

@@ -1,13 +1,14 @@
+internal import CShims
 // The C boundary, part 2: the one Swift type over http-parser. Nothing else in the package sees http-parser,
 // so it can be replaced (llhttp) by rewriting this file alone.
 //
 // Header names, values and the URL are recorded as byte offsets from the start of the request head. While a
 // head is complete in the caller's buffer nothing is copied; when a head (or a head followed by a body) spans
 // reads, its bytes are copied once into `headStore`, where the same offsets stay valid.
-internal import CShims
+import MinervaIO
 
 /// Request size limits enforced by the decoder.
-struct HTTPDecoderLimits {
+package struct HTTPDecoderLimits {
     var maxHeaderBytes: Int
     var maxHeaderCount: Int
     var maxURLBytes: Int
@@ -15,7 +16,7 @@ struct HTTPDecoderLimits {
 }
 
 /// Receives the decoder's results.
-protocol HTTPRequestDecoderDelegate: AnyObject {
+package protocol HTTPRequestDecoderDelegate: AnyObject {
     /// A whole request (head and body) is available through `decoder.request`.
     /// - Returns: true to go on parsing the following bytes now, false to stop until `resume`.
     func decoderDidReceiveRequest(_ decoder: HTTPRequestDecoder) -> Bool
@@ -26,7 +27,7 @@ protocol HTTPRequestDecoderDelegate: AnyObject {
 }
 
 /// Incremental HTTP/1.x request decoder over http-parser.
-final class HTTPRequestDecoder {
+package final class HTTPRequestDecoder {
     /// Where the decoder stands.
     enum Phase {
         /// Between requests.
@@ -83,7 +84,7 @@ final class HTTPRequestDecoder {
     private let pending = ByteStorage(capacity: 0)
     private var pendingStart = 0
 
-    /// Increases with every delivered request (lets `HTTPRequest` views detect misuse).
+    /// Increases with every delivered request (lets `MinervaHTTPRequest` views detect misuse).
     private(set) var generation: UInt64 = 0
 
     init(limits: HTTPDecoderLimits) {
@@ -343,15 +344,15 @@ final class HTTPRequestDecoder {
         UnsafeRawBufferPointer(start: headBase! + start, count: end - start)
     }
 
-    var methodName: HTTPMethod {
-        Int(methodCode) < methodTable.count ? methodTable[Int(methodCode)] : HTTPMethod("UNKNOWN")
+    var methodName: MinervaHTTPMethod {
+        Int(methodCode) < methodTable.count ? methodTable[Int(methodCode)] : MinervaHTTPMethod("UNKNOWN")
     }
 }
 
 /// http-parser's method codes (enum http_method) as names, built once.
-private let methodTable: [HTTPMethod] = (0..<40).map { code in
-    guard let name = http_method_str(http_method(rawValue: UInt32(code))) else { return HTTPMethod("UNKNOWN") }
-    return HTTPMethod(String(cString: name))
+private let methodTable: [MinervaHTTPMethod] = (0..<40).map { code in
+    guard let name = http_method_str(http_method(rawValue: UInt32(code))) else { return MinervaHTTPMethod("UNKNOWN") }
+    return MinervaHTTPMethod(String(cString: name))
 }
 
 @inline(__always) private func decoder(_ parser: UnsafeMutablePointer<http_parser>?) -> HTTPRequestDecoder {

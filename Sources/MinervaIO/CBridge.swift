@@ -37,11 +37,11 @@ private final class ThreadBody {
 }
 
 /// A joinable POSIX thread running one closure.
-final class PosixThread {
+package final class PosixThread {
     private var handle: UInt = 0
 
     /// Starts `body` on a new thread.
-    init(_ body: @escaping () -> Void) {
+    package init(_ body: @escaping () -> Void) {
         // The new thread takes over this +1 reference and releases it when `body` returns.
         let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
         let rc = cshims_pthread_create(
@@ -54,5 +54,5 @@ final class PosixThread {
     }
 
     /// Waits for the thread to finish.
-    func join() { _ = cshims_pthread_join(handle) }
+    package func join() { _ = cshims_pthread_join(handle) }
 }

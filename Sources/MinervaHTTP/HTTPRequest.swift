@@ -1,32 +1,35 @@
 // The request view handed to handlers: byte ranges into the connection's buffers, strings only on demand.
+import MinervaIO
 
 /// A received HTTP request, valid only during the handler call it is passed to.
 ///
 /// - Warning: every `UnsafeRawBufferPointer` it returns points into the server's buffers and is valid only until
 ///   the handler returns. Copy what a response that stays open needs (`path`, `header(_:)`, `bodyBytes`).
-public struct HTTPRequest {
+public struct MinervaHTTPRequest {
     unowned(unsafe) let decoder: HTTPRequestDecoder
     let generation: UInt64
-    let fd: Int32
+    /// The connection the request arrived on (nil for requests decoded without one).
+    package unowned(unsafe) let connection: HTTPConnection?
 
-    init(decoder: HTTPRequestDecoder, fd: Int32 = -1) {
+    init(decoder: HTTPRequestDecoder, connection: HTTPConnection?) {
         self.decoder = decoder
         self.generation = decoder.generation
-        self.fd = fd
+        self.connection = connection
     }
 
     /// The client's address (a system call; nil if unknown or already disconnected).
-    public var remoteAddress: SocketAddress? { SocketAddress.of(fd: fd, peer: true) }
+    public var remoteAddress: MinervaSocketAddress? { connection?.socket.remoteAddress }
 
     /// The server-side address the request arrived on (a system call; nil if unknown).
-    public var localAddress: SocketAddress? { SocketAddress.of(fd: fd, peer: false) }
+    public var localAddress: MinervaSocketAddress? { connection?.socket.localAddress }
 
     @inline(__always) private func check() {
-        precondition(decoder.generation == generation && decoder.headBase != nil, "HTTPRequest used after its handler")
+        precondition(
+            decoder.generation == generation && decoder.headBase != nil, "MinervaHTTPRequest used after its handler")
     }
 
     /// The request method.
-    public var method: HTTPMethod { decoder.methodName }
+    public var method: MinervaHTTPMethod { decoder.methodName }
 
     /// The HTTP version's major number.
     public var versionMajor: Int { Int(decoder.versionMajor) }

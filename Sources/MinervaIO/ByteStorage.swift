@@ -7,19 +7,19 @@
 #endif
 
 /// A growable, manually managed byte buffer.
-final class ByteStorage {
-    private(set) var base: UnsafeMutableRawPointer
-    private(set) var capacity: Int
+package final class ByteStorage {
+    package private(set) var base: UnsafeMutableRawPointer
+    package private(set) var capacity: Int
     /// Number of valid bytes from `base`.
-    var count: Int = 0
+    package var count: Int = 0
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         self.capacity = max(capacity, 16)
         self.base = malloc(self.capacity)!
     }
 
     /// Takes ownership of a malloc'ed block.
-    init(adopting pointer: UnsafeMutableRawPointer, count: Int) {
+    package init(adopting pointer: UnsafeMutableRawPointer, count: Int) {
         self.base = pointer
         self.capacity = max(count, 1)
         self.count = count
@@ -28,10 +28,10 @@ final class ByteStorage {
     deinit { free(base) }
 
     /// The valid bytes. - Warning: invalid after the next mutation.
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     /// Ensures room for `extra` more bytes.
-    @inline(__always) func reserve(_ extra: Int) {
+    @inline(__always) package func reserve(_ extra: Int) {
         let needed = count + extra
         if needed <= capacity { return }
         var newCapacity = capacity * 2
@@ -40,34 +40,34 @@ final class ByteStorage {
         capacity = newCapacity
     }
 
-    @inline(__always) func append(_ pointer: UnsafeRawPointer, count n: Int) {
+    @inline(__always) package func append(_ pointer: UnsafeRawPointer, count n: Int) {
         if n == 0 { return }
         reserve(n)
         (base + count).copyMemory(from: pointer, byteCount: n)
         count += n
     }
 
-    func append(_ buffer: UnsafeRawBufferPointer) {
+    package func append(_ buffer: UnsafeRawBufferPointer) {
         if let p = buffer.baseAddress { append(p, count: buffer.count) }
     }
 
-    func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+    package func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
-    func append(_ string: StaticString) { append(string.utf8Start, count: string.utf8CodeUnitCount) }
+    package func append(_ string: StaticString) { append(string.utf8Start, count: string.utf8CodeUnitCount) }
 
-    func append(_ string: String) {
+    package func append(_ string: String) {
         var string = string
         string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    @inline(__always) func append(byte: UInt8) {
+    @inline(__always) package func append(byte: UInt8) {
         reserve(1)
         base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
         count += 1
     }
 
     /// Appends a non-negative integer in decimal.
-    func appendDecimal(_ value: Int) {
+    package func appendDecimal(_ value: Int) {
         var v = value
         var digits = 1
         while v >= 10 {
@@ -86,7 +86,7 @@ final class ByteStorage {
     }
 
     /// Appends a non-negative integer in lowercase hexadecimal.
-    func appendHex(_ value: Int) {
+    package func appendHex(_ value: Int) {
         var v = value
         var digits = 1
         while v >= 16 {
@@ -106,7 +106,7 @@ final class ByteStorage {
     }
 
     /// Drops the first `n` bytes, moving the rest to the front.
-    func removeFirst(_ n: Int) {
+    package func removeFirst(_ n: Int) {
         if n >= count {
             count = 0
             return
@@ -117,17 +117,17 @@ final class ByteStorage {
 }
 
 /// A pthread mutex at a fixed address.
-final class Lock {
+package final class Lock {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
-    init() { pthread_mutex_init(mutex, nil) }
+    package init() { pthread_mutex_init(mutex, nil) }
 
     deinit {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
 
-    @inline(__always) func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    @inline(__always) package func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
@@ -135,10 +135,10 @@ final class Lock {
 }
 
 /// Lowercases an ASCII byte.
-@inline(__always) func asciiLower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
+@inline(__always) package func asciiLower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
 
 /// Case-insensitive ASCII comparison of raw bytes with a lowercase literal.
-@inline(__always) func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+@inline(__always) package func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
     let n = lower.utf8CodeUnitCount
     if bytes.count != n { return false }
     let l = lower.utf8Start
@@ -147,7 +147,7 @@ final class Lock {
 }
 
 /// Case-insensitive ASCII comparison of raw bytes with lowercase bytes.
-@inline(__always) func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: [UInt8]) -> Bool {
+@inline(__always) package func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: [UInt8]) -> Bool {
     if bytes.count != lower.count { return false }
     for i in 0..<lower.count where asciiLower(bytes[i]) != lower[i] { return false }
     return true

@@ -1,0 +1,298 @@
+internal import CShims
+// One accepted TCP connection speaking HTTP/1.1: reads into the loop's shared buffer, decodes, dispatches one
+// request at a time (pipelined requests wait their turn), and writes through an output queue with writev.
+import MinervaIO
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// The HTTP/1.1 protocol state of one accepted connection: a handler on the loop's one socket type
+/// (`MinervaTCPConnection` reads, writes and closes). Confined to its loop.
+package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget, HTTPRequestDecoderDelegate {
+    /// The socket.
+    package let socket: MinervaTCPConnection
+    unowned let context: HTTPLoopContext
+    let decoder: HTTPRequestDecoder
+    /// The connection's place in the read-side deadline lists (header, body, idle).
+    private let timeoutNode = DeadlineNode()
+    /// Position in `context.connections`.
+    var index = 0
+
+    // Requests.
+    private var current: MinervaHTTPResponse?
+    private var spare: MinervaHTTPResponse?
+    private var dispatching = false
+    private var requestsSeen = 0
+    /// The connection closes once its output is written (no more requests are read).
+    private(set) var closeAfterFlush = false
+    /// Reading is paused because pipelined input ran too far ahead of the responses.
+    private var readStopped = false
+    /// Decoding (and reading) is paused because the output reached the high-water mark: a client that pipelines
+    /// requests without reading the answers must not make the server buffer them without bound.
+    private var outputBackpressure = false
+    private(set) var isClosed = false
+
+    init(socket: MinervaTCPConnection, context: HTTPLoopContext) {
+        self.socket = socket
+        self.context = context
+        let config = context.configuration
+        decoder = HTTPRequestDecoder(
+            limits: HTTPDecoderLimits(
+                maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount,
+                maxURLBytes: config.maxURLBytes, maxBodyBytes: config.maxBodyBytes))
+        timeoutNode.target = self
+        socket.handler = self
+        context.headerTimeouts.add(timeoutNode)
+    }
+
+    /// Bytes queued and not yet written.
+    var pendingOutput: Int { socket.bufferedBytes }
+
+    /// Whether buffered output is above the high-water mark.
+    var producerPaused: Bool { !socket.isWritable }
+
+    /// Whether a response is in progress (a handler owns it).
+    var hasResponseInFlight: Bool { current != nil }
+
+    private func stopReading() {
+        if readStopped { return }
+        readStopped = true
+        socket.pauseReading()
+    }
+
+    // MARK: socket events
+
+    package func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+        decoder.feed(bytes, delegate: self)
+        if isClosed { return }
+        if decoder.phase == .paused && decoder.pendingCount > context.configuration.maxBufferedInputBytes {
+            stopReading()  // a pipelining client ran too far ahead; resume when the response ends
+        }
+        armReadTimeout(dataArrived: true)
+    }
+
+    package func connectionPeerClosed(_ connection: MinervaTCPConnection) {
+        if let current, !current.isFinished {
+            close()
+        } else {
+            closeAfterFlush = true
+            socket.close()  // writes what is queued first
+        }
+    }
+
+    package func connectionBecameWritable(_ connection: MinervaTCPConnection) {
+        current?.onWritable?()
+        if isClosed { return }
+        relieveBackpressure()
+    }
+
+    package func connection(_ connection: MinervaTCPConnection, writeBlocked blocked: Bool) {
+        if blocked {
+            timeoutNode.list?.remove(timeoutNode)  // the socket's write-stall timeout takes over
+        } else {
+            armReadTimeout(dataArrived: false)
+        }
+    }
+
+    package func connectionDidClose(_ connection: MinervaTCPConnection) {
+        if connection.closeReason == .writeTimeout, let notLogged = context.rejectionLog.admit(now: context.loop.now) {
+            context.logger.info(
+                "closing a connection whose peer stopped reading (write timeout)",
+                metadata: ["earlierRejectionsNotLogged": "\(notLogged)"])
+        }
+        closed()
+    }
+
+    /// Puts the connection in the deadline list its state calls for.
+    private func armReadTimeout(dataArrived: Bool) {
+        if isClosed || socket.isWriteBlocked { return }
+        switch decoder.phase {
+        case .idle:
+            if requestsSeen == 0 || closeAfterFlush {
+                if timeoutNode.list !== context.headerTimeouts { context.headerTimeouts.add(timeoutNode) }
+            } else if timeoutNode.list !== context.idleTimeouts {
+                context.idleTimeouts.add(timeoutNode)
+            }
+        case .head:
+            if timeoutNode.list !== context.headerTimeouts { context.headerTimeouts.add(timeoutNode) }
+        case .body:
+            if dataArrived || timeoutNode.list !== context.bodyTimeouts { context.bodyTimeouts.touch(timeoutNode) }
+        case .paused, .failed:
+            timeoutNode.list?.remove(timeoutNode)
+        }
+    }
+
+    package func deadlineExpired(_ list: DeadlineList) {
+        if list === context.idleTimeouts || closeAfterFlush {
+            close()
+            return
+        }
+        if decoder.phase == .idle && pendingOutput == 0 && current == nil {
+            close()  // never sent anything
+            return
+        }
+        sendError(408)
+    }
+
+    // MARK: decoder delegate
+
+    package func decoderDidReceiveRequest(_ decoder: HTTPRequestDecoder) -> Bool {
+        requestsSeen += 1
+        startResponse(decoder)
+        timeoutNode.list?.remove(timeoutNode)
+        dispatching = true
+        context.router.dispatch(MinervaHTTPRequest(decoder: decoder, connection: self), current!)
+        dispatching = false
+        if isClosed { return false }
+        if current?.isFinished != true { return false }
+        finishCurrent()
+        return !closeAfterFlush && !pauseForOutput()
+    }
+
+    /// Pauses decoding and reading while the queued output is at or above the high-water mark; true if paused.
+    private func pauseForOutput() -> Bool {
+        guard !socket.isWritable else { return false }
+        outputBackpressure = true
+        stopReading()
+        return true
+    }
+
+    /// Makes `current` a fresh response, reusing the last one if nobody else kept it.
+    private func startResponse(_ decoder: HTTPRequestDecoder) {
+        let isHead = decoder.methodCode == 2  // HTTP_HEAD
+        let keepAlive = decoder.keepAlive && !context.draining
+        if spare == nil { spare = MinervaHTTPResponse(connection: self, eventLoop: context.loop) }
+        spare!.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
+        swap(&current, &spare)
+    }
+
+    package func decoderWantsContinue(_ decoder: HTTPRequestDecoder) {
+        withOutput { $0.append("HTTP/1.1 100 Continue\r\n\r\n") }
+    }
+
+    package func decoderDidFail(_ decoder: HTTPRequestDecoder, status: Int) {
+        sendError(status)
+    }
+
+    /// Answers `status` with a short text body and closes once it is written.
+    private func sendError(_ status: Int) {
+        closeAfterFlush = true
+        stopReading()
+        logRejection(status)
+        if let current, !current.isFinished {
+            close()
+            return
+        }
+        socket.withOutput { out in
+            out.append("HTTP/1.1 ")
+            out.appendDecimal(status)
+            out.append(byte: 32)
+            out.append(reasonPhrase(status))
+            out.append("\r\n")
+            out.append(context.dateLine().bytes)
+            out.append("Content-Type: text/plain\r\nConnection: close\r\nContent-Length: ")
+            let reason = reasonPhrase(status)
+            out.appendDecimal(reason.utf8CodeUnitCount + 1)
+            out.append("\r\n\r\n")
+            out.append(reason)
+            out.append("\n")
+        }
+        socket.close()
+    }
+
+    /// One log line per rejected request (rate limited per loop: hostile input must not flood the log).
+    private func logRejection(_ status: Int) {
+        guard let notLogged = context.rejectionLog.admit(now: context.loop.now) else { return }
+        let peer = socket.remoteAddress?.description ?? "?"
+        context.logger.info(
+            "rejected request: \(status) \(reasonPhrase(status))",
+            metadata: ["peer": "\(peer)", "earlierRejectionsNotLogged": "\(notLogged)"])
+    }
+
+    /// Called by `MinervaHTTPResponse.end`.
+    func responseFinished(_ response: MinervaHTTPResponse) {
+        if dispatching || response !== current { return }
+        finishCurrent()
+        if isClosed || closeAfterFlush || pauseForOutput() { return }
+        continueDecoding()
+    }
+
+    /// Decodes the pipelined input held while a response was in progress or the output was backed up, then reads
+    /// again unless decoding paused once more.
+    private func continueDecoding() {
+        decoder.resume(delegate: self)
+        if isClosed { return }
+        if readStopped && !closeAfterFlush && !outputBackpressure && decoder.phase != .paused {
+            readStopped = false
+            socket.resumeReading()
+        }
+        armReadTimeout(dataArrived: false)
+    }
+
+    /// Ends an output backpressure pause once the output drained to the low-water mark.
+    private func relieveBackpressure() {
+        guard outputBackpressure, socket.isWritable else { return }
+        outputBackpressure = false
+        if current != nil || closeAfterFlush { return }  // the response in progress resumes decoding when it ends
+        continueDecoding()
+    }
+
+    private func finishCurrent() {
+        guard var response = current else { return }
+        current = nil
+        response.connection = nil
+        if isKnownUniquelyReferenced(&response) { spare = response }
+        if !response.keepAlive || context.draining {
+            closeAfterFlush = true
+            stopReading()
+            socket.close()  // once the answer is written
+            if isClosed { return }
+        }
+        armReadTimeout(dataArrived: false)
+    }
+
+    // MARK: writing
+
+    /// Appends bytes to the output through `body`; they are written at the end of the turn.
+    @inline(__always) func withOutput(_ body: (ByteStorage) -> Void) {
+        if isClosed { return }
+        socket.withOutput(body)
+    }
+
+    /// Queues a range of an immutable shared buffer without copying it.
+    func enqueueShared(_ storage: ByteStorage, start: Int, end: Int) {
+        if isClosed { return }
+        socket.writeShared(storage, start: start, end: end)
+    }
+
+    // MARK: closing
+
+    /// Closes the socket now, dropping queued output; an unfinished response hears `onClose`.
+    func close() {
+        if isClosed { return }
+        socket.closeNow()  // calls connectionDidClose
+    }
+
+    private func closed() {
+        if isClosed { return }
+        isClosed = true
+        timeoutNode.list?.remove(timeoutNode)
+        let response = current
+        current = nil
+        spare = nil
+        context.connectionClosed(self)
+        response?.connectionClosed()
+    }
+
+    /// Shutdown: close if nothing is in flight, else close once the current response is written.
+    func drain() {
+        if current == nil {
+            closeAfterFlush = true
+            stopReading()
+            socket.close()
+        }
+    }
+}

@@ -1,0 +1,447 @@
+// The one socket machinery: `MinervaTCPConnection` reads into the loop's shared buffer, writes with writev (water
+// marks, a write watcher only while output is pending, a write-stall timeout) and closes. HTTP, Minerva's socket
+// mode and the Swift client are handlers on it that hold protocol state only. `Acceptor` is the one accept loop
+// (accept until EAGAIN, back off when out of descriptors, pause at a connection limit).
+internal import CShims
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// Receives a TCP connection's events, on its loop's thread.
+public protocol MinervaTCPConnectionHandler: AnyObject {
+    /// Bytes arrived. - Warning: `bytes` points into the loop's shared read buffer and is valid only during the call.
+    func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer)
+    /// The peer closed its side (or the read failed). The default closes at once, dropping queued output.
+    func connectionPeerClosed(_ connection: MinervaTCPConnection)
+    /// The connection is closed (by the peer, an error, the write-stall timeout, `close`, `closeNow` or `abort`).
+    /// Called once; the handler is released right after.
+    func connectionDidClose(_ connection: MinervaTCPConnection)
+    /// Buffered output fell to the low-water mark after `isWritable` had turned false.
+    func connectionBecameWritable(_ connection: MinervaTCPConnection)
+    /// The kernel stopped taking output (`blocked`) or took all of it again.
+    func connection(_ connection: MinervaTCPConnection, writeBlocked blocked: Bool)
+}
+
+extension MinervaTCPConnectionHandler {
+    /// Closes at once.
+    public func connectionPeerClosed(_ connection: MinervaTCPConnection) { connection.closeNow() }
+    /// Does nothing.
+    public func connectionBecameWritable(_ connection: MinervaTCPConnection) {}
+    /// Does nothing.
+    public func connection(_ connection: MinervaTCPConnection, writeBlocked blocked: Bool) {}
+}
+
+/// Buffering and timeout settings of TCP connections.
+public struct MinervaTCPConnectionOptions: Sendable {
+    /// Buffered output at or above which `isWritable` turns false.
+    public var highWaterMark = 256 * 1024
+    /// Buffered output at or below which a paused producer hears `connectionBecameWritable`.
+    public var lowWaterMark = 64 * 1024
+    /// Seconds without write progress while output is blocked before the connection is closed.
+    public var writeTimeout = 30.0
+
+    /// The defaults.
+    public init() {}
+}
+
+/// Why a connection closed (readable in `connectionDidClose`).
+package enum TCPCloseReason: Sendable {
+    /// Still open.
+    case open
+    /// The peer closed or reset the connection, or a read or write failed.
+    case peer
+    /// Output made no progress for `writeTimeout` seconds.
+    case writeTimeout
+    /// This side closed it (`close`, `closeNow`, `abort`).
+    case local
+}
+
+/// A TCP connection confined to one event loop. It stays alive while open, even if nobody keeps it.
+public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
+    /// The loop this connection lives on.
+    public let eventLoop: MinervaEventLoop
+    /// Receives the connection's events; released when the connection closes.
+    public var handler: (any MinervaTCPConnectionHandler)?
+    /// The socket descriptor (-1 once closed).
+    package private(set) var fd: Int32
+    private let options: MinervaTCPConnectionOptions
+    private var watcher: IOWatcher!
+    private let output = OutputQueue(capacity: 1024)
+    private var writeBlocked = false
+    private var flushScheduled = false
+    private var closeAfterFlush = false
+    private var readPaused = false
+    private var producerPaused = false
+    private let writeTimeouts: DeadlineList
+    private let timeoutNode = DeadlineNode()
+    /// The acceptor that counts this connection against its limit, if any.
+    package weak var acceptor: Acceptor?
+    /// Position in the loop's list of open connections.
+    var index = 0
+    /// Why the connection closed (`.open` while it is open).
+    package private(set) var closeReason = TCPCloseReason.open
+    /// Whether the connection is still open.
+    public var isOpen: Bool { closeReason == .open }
+
+    /// Adopts a connected, non-blocking socket. Loop thread only.
+    package init(fd: Int32, loop: MinervaEventLoop, options: MinervaTCPConnectionOptions) {
+        self.fd = fd
+        self.eventLoop = loop
+        self.options = options
+        writeTimeouts = loop.deadlineList(duration: options.writeTimeout)
+        timeoutNode.target = self
+        watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] revents in self.handleEvents(revents) }
+        watcher.watch(cshims_EV_READ())
+        index = loop.openConnections.count
+        loop.openConnections.append(self)
+    }
+
+    /// The peer's address.
+    public var remoteAddress: MinervaSocketAddress? { isOpen ? MinervaSocketAddress.of(fd: fd, peer: true) : nil }
+
+    /// The local address.
+    public var localAddress: MinervaSocketAddress? { isOpen ? MinervaSocketAddress.of(fd: fd, peer: false) : nil }
+
+    /// Bytes queued and not yet accepted by the kernel.
+    public var bufferedBytes: Int { output.count }
+
+    /// False while buffered output is above the high-water mark (or the connection is closed).
+    public var isWritable: Bool { isOpen && !producerPaused }
+
+    /// Whether the kernel is not taking output right now.
+    package var isWriteBlocked: Bool { writeBlocked }
+
+    /// Whether `close()` was called and the connection waits for its output to drain.
+    package var isClosing: Bool { closeAfterFlush }
+
+    /// Queues bytes; they are written at the end of the loop turn.
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        withOutput { $0.append(base, count: bytes.count) }
+    }
+
+    /// Queues bytes.
+    public func write(_ bytes: [UInt8]) { bytes.withUnsafeBytes { write($0) } }
+
+    /// Appends to the output by letting `body` write into the scratch buffer, then schedules a flush.
+    @inline(__always) package func withOutput(_ body: (ByteStorage) -> Void) {
+        guard isOpen, !closeAfterFlush else { return }
+        if output.append(body) > 0 { enqueued() }
+    }
+
+    /// Queues a range of an immutable shared buffer without copying it.
+    package func writeShared(_ storage: ByteStorage, start: Int, end: Int) {
+        guard isOpen, !closeAfterFlush, end > start else { return }
+        output.appendShared(storage, start: start, end: end)
+        enqueued()
+    }
+
+    private func enqueued() {
+        if output.count >= options.highWaterMark { producerPaused = true }
+        if flushScheduled || writeBlocked { return }
+        flushScheduled = true
+        eventLoop.scheduleAtEndOfTurn(self)
+    }
+
+    /// Stops delivering received bytes until `resumeReading` (the kernel buffers, then the peer slows down).
+    public func pauseReading() {
+        if readPaused { return }
+        readPaused = true
+        updateWatcher()
+    }
+
+    /// Delivers received bytes again (not after `close`).
+    public func resumeReading() {
+        if !readPaused || closeAfterFlush { return }
+        readPaused = false
+        updateWatcher()
+    }
+
+    /// Closes once the queued output is written (reading stops at once).
+    public func close() {
+        guard isOpen else { return }
+        closeAfterFlush = true
+        pauseReading()
+        if output.count == 0 { finish(.local, abort: false) }
+    }
+
+    /// Closes now, dropping queued output.
+    public func closeNow() { finish(.local, abort: false) }
+
+    /// Closes now, dropping queued output, with a TCP RST.
+    public func abort() { finish(.local, abort: true) }
+
+    private func handleEvents(_ revents: Int32) {
+        if revents & cshims_EV_WRITE() != 0 { flush() }
+        if revents & cshims_EV_READ() != 0 && isOpen && !readPaused { readable() }
+    }
+
+    private func readable() {
+        let buffer = eventLoop.readBuffer
+        let n = cshims_read(fd, buffer.base, buffer.capacity)
+        if n > 0 {
+            handler?.connection(self, didReceive: UnsafeRawBufferPointer(start: buffer.base, count: n))
+        } else if n == 0 || (n != -Int(EAGAIN) && n != -Int(EWOULDBLOCK)) {
+            if let handler { handler.connectionPeerClosed(self) } else { finish(.peer, abort: false) }
+            if isOpen && !readPaused { pauseReading() }  // never spin on a readable EOF
+        }
+    }
+
+    private func updateWatcher() {
+        guard isOpen else { return }
+        var events: Int32 = 0
+        if !readPaused { events |= cshims_EV_READ() }
+        if writeBlocked { events |= cshims_EV_WRITE() }
+        watcher.watch(events)
+    }
+
+    package func runAtEndOfTurn() { flush() }
+
+    package func deadlineExpired(_ list: DeadlineList) { finish(.writeTimeout, abort: true) }
+
+    /// Writes as much queued output as the socket takes.
+    private func flush() {
+        flushScheduled = false
+        guard isOpen else { return }
+        while output.count > 0 {
+            let n = output.writeOnce(fd: fd, iovecs: eventLoop.iovecs, maxIovecs: MinervaEventLoop.maxIovecs)
+            if n < 0 {
+                if n == -Int(EAGAIN) || n == -Int(EWOULDBLOCK) {
+                    if !writeBlocked {
+                        writeBlocked = true
+                        writeTimeouts.add(timeoutNode)
+                        updateWatcher()
+                        handler?.connection(self, writeBlocked: true)
+                    }
+                    return
+                }
+                finish(.peer, abort: false)
+                return
+            }
+            if writeBlocked { writeTimeouts.touch(timeoutNode) }
+            if producerPaused && output.count <= options.lowWaterMark {
+                producerPaused = false
+                handler?.connectionBecameWritable(self)
+                if !isOpen { return }
+            }
+        }
+        if writeBlocked {
+            writeBlocked = false
+            writeTimeouts.remove(timeoutNode)
+            updateWatcher()
+            handler?.connection(self, writeBlocked: false)
+            if !isOpen { return }
+        }
+        if closeAfterFlush && output.count == 0 { finish(.local, abort: false) }
+    }
+
+    private func finish(_ reason: TCPCloseReason, abort: Bool) {
+        guard isOpen else { return }
+        closeReason = reason
+        writeTimeouts.remove(timeoutNode)
+        watcher.watch(0)
+        _ = abort ? cshims_abort_close(fd) : cshims_close(fd)
+        fd = -1
+        output.removeAll()
+        eventLoop.connectionFinished(self)
+        acceptor?.connectionClosed()
+        let handler = self.handler
+        self.handler = nil
+        handler?.connectionDidClose(self)
+    }
+}
+
+/// A bound, listening socket (not yet watched by any loop).
+package struct ListeningSocket: Sendable {
+    /// The descriptor.
+    package let fd: Int32
+    /// The bound address (the kernel's port when 0 was asked for).
+    package let address: MinervaSocketAddress
+
+    /// Binds and listens (SIGPIPE is ignored process-wide from here on).
+    /// - Throws: `MinervaIOError` with code `.bindFailed`.
+    package static func bind(host: String, port: Int, backlog: Int, reusePort: Bool) throws -> ListeningSocket {
+        cshims_ignore_sigpipe()
+        let fd = cshims_listen_tcp(host, Int32(port), Int32(backlog), reusePort ? 1 : 0)
+        guard fd >= 0 else {
+            throw MinervaIOError(
+                code: .bindFailed, message: "cannot listen on \(host):\(port): \(String(cString: strerror(-fd)))")
+        }
+        let address =
+            MinervaSocketAddress.of(fd: fd, peer: false)
+            ?? MinervaSocketAddress(host: host, port: Int(cshims_local_port(fd)))
+        return ListeningSocket(fd: fd, address: address)
+    }
+
+    /// Closes a socket that no acceptor took over.
+    package func close() { _ = cshims_close(fd) }
+}
+
+/// The one accept loop: accepts until EAGAIN on each wake-up, backs off for 100 ms when out of descriptors, and
+/// keeps at most `maxConnections` of its connections open (at the limit it stops accepting; the kernel queues new
+/// clients up to the backlog) with a rate-limited warning. Closes the listening socket when released. Loop thread.
+package final class Acceptor {
+    private let fd: Int32
+    private var watcher: IOWatcher!
+    private unowned let loop: MinervaEventLoop
+    private let logger: Logger?
+    private let name: String
+    private let address: MinervaSocketAddress
+    private let options: MinervaTCPConnectionOptions
+    private let onAccept: (MinervaTCPConnection) -> Void
+    private var retryTimer: MinervaLoopTimer?
+    private var exhaustionLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    private var limitLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    /// The most connections of this acceptor open at once.
+    package let maxConnections: Int
+    /// Connections accepted and not yet closed.
+    package private(set) var openConnections = 0
+    /// Whether accepting is paused (at the limit, or by `pause()`).
+    package private(set) var isPaused = false
+    private var pausedByUser = false
+
+    /// Takes over `socket` and accepts on `loop`.
+    /// - Parameters:
+    ///   - name: what the log lines call this listener ("HTTP", "socket").
+    ///   - onAccept: called with each new connection (TCP_NODELAY set); set its `handler` there.
+    package init(
+        socket: ListeningSocket, loop: MinervaEventLoop, logger: Logger?, name: String, maxConnections: Int,
+        options: MinervaTCPConnectionOptions, onAccept: @escaping (MinervaTCPConnection) -> Void
+    ) {
+        self.fd = socket.fd
+        self.loop = loop
+        self.logger = logger
+        self.name = name
+        self.address = socket.address
+        self.maxConnections = max(1, maxConnections)
+        self.options = options
+        self.onAccept = onAccept
+        watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
+        watcher.watch(cshims_EV_READ())
+    }
+
+    deinit {
+        retryTimer?.cancel()
+        watcher = nil
+        _ = cshims_close(fd)
+    }
+
+    /// Stops accepting until `resume()` (the current accept loop ends at once).
+    package func pause() {
+        pausedByUser = true
+        stopWatching()
+    }
+
+    /// Accepts again after `pause()` (unless at the limit).
+    package func resume() {
+        pausedByUser = false
+        if openConnections < maxConnections { startWatching() }
+    }
+
+    private func stopWatching() {
+        isPaused = true
+        retryTimer?.cancel()
+        retryTimer = nil
+        watcher.watch(0)
+    }
+
+    private func startWatching() {
+        guard isPaused, !pausedByUser else { return }
+        isPaused = false
+        watcher.watch(cshims_EV_READ())
+    }
+
+    /// One of this acceptor's connections closed: accept again below the limit.
+    func connectionClosed() {
+        openConnections -= 1
+        if isPaused && retryTimer == nil && openConnections < maxConnections { startWatching() }
+    }
+
+    private func acceptAll() {
+        while !isPaused {
+            let fd = cshims_accept(self.fd)
+            if fd >= 0 {
+                let connection = MinervaTCPConnection(fd: fd, loop: loop, options: options)
+                connection.acceptor = self
+                openConnections += 1
+                if openConnections >= maxConnections { limitReached() }
+                onAccept(connection)
+                continue
+            }
+            switch -fd {
+            case EAGAIN, EWOULDBLOCK: return
+            case ECONNABORTED, EINTR, EPROTO: continue
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                if let logger, let suppressed = exhaustionLog.admit(now: loop.now) {
+                    logger.warning(
+                        "accept failed: errno \(-fd); pausing accepts for 100 ms",
+                        metadata: ["address": "\(address)", "earlierPausesNotLogged": "\(suppressed)"])
+                }
+                stopWatching()
+                retryTimer = loop.schedule(after: 0.1) { [unowned self] in
+                    self.retryTimer = nil
+                    if self.openConnections < self.maxConnections { self.startWatching() }
+                }
+                return
+            default:
+                logger?.error("accept failed: errno \(-fd)", metadata: ["address": "\(address)"])
+                return
+            }
+        }
+    }
+
+    private func limitReached() {
+        stopWatching()
+        if let logger, let suppressed = limitLog.admit(now: loop.now) {
+            logger.warning(
+                "\(name) connection limit reached: \(openConnections) open on this loop; accepting paused",
+                metadata: [
+                    "address": "\(address)", "limit": "\(maxConnections)", "earlierHitsNotLogged": "\(suppressed)",
+                ])
+        }
+    }
+}
+
+/// A listening TCP socket on one event loop that hands each accepted connection to a closure.
+public final class MinervaTCPListener {
+    private var acceptor: Acceptor?
+    /// The bound address.
+    public let localAddress: MinervaSocketAddress
+
+    fileprivate init(acceptor: Acceptor, address: MinervaSocketAddress) {
+        self.acceptor = acceptor
+        self.localAddress = address
+    }
+
+    /// Stops accepting (open connections are not affected). Loop thread only.
+    public func close() { acceptor = nil }
+}
+
+extension MinervaEventLoop {
+    /// Listens for TCP connections on this loop. Call on the loop's thread (or before it runs).
+    /// - Parameters:
+    ///   - host: the address to bind (IPv4 or IPv6).
+    ///   - port: the port, 0 for any free one (see `MinervaTCPListener.localAddress`).
+    ///   - backlog: the listen backlog.
+    ///   - reusePort: set SO_REUSEPORT.
+    ///   - maxConnections: the most accepted connections open at once (accepting pauses at the limit).
+    ///   - options: buffering and timeouts of accepted connections.
+    ///   - onAccept: called on the loop with each new connection (TCP_NODELAY set); set its `handler` there.
+    /// - Returns: the listener; keep it, it stops accepting when released.
+    /// - Throws: `MinervaIOError` with code `.bindFailed`.
+    public func listenTCP(
+        host: String, port: Int, backlog: Int = 1024, reusePort: Bool = false, maxConnections: Int = 10_000,
+        options: MinervaTCPConnectionOptions = MinervaTCPConnectionOptions(),
+        onAccept: @escaping (MinervaTCPConnection) -> Void
+    ) throws -> MinervaTCPListener {
+        let socket = try ListeningSocket.bind(host: host, port: port, backlog: backlog, reusePort: reusePort)
+        let acceptor = Acceptor(
+            socket: socket, loop: self, logger: nil, name: "TCP", maxConnections: maxConnections,
+            options: options, onAccept: onAccept)
+        return MinervaTCPListener(acceptor: acceptor, address: socket.address)
+    }
+}
