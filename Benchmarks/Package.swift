@@ -25,6 +25,8 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "MinervaCore", package: "Minerva"),
+                .product(name: "MinervaIO", package: "Minerva"),
+                .product(name: "MinervaHTTP", package: "Minerva"),
                 .product(name: "MinervaServer", package: "Minerva"),
             ],
             path: "Benchmarks/ServerBenchmarks",

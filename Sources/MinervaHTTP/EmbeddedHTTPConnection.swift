@@ -13,11 +13,14 @@ import MinervaIO
 /// A server-side HTTP connection with its own event loop, run step by step on the calling thread.
 ///
 /// The "client" end is a socket the caller writes requests to and reads responses from. Nothing blocks:
-/// call `step()` to let the server side make progress.
-public final class EmbeddedHTTPConnection {
+/// call `step()` to let the server side make progress. Connections made with ``init(sharingServerWith:)`` share
+/// the first one's loop and router (a browser's two connections to one server).
+@_spi(Benchmarks) public final class EmbeddedHTTPConnection {
     private let context: HTTPLoopContext
     private let clientFD: Int32
     private var clientClosed = false
+    /// Whether this connection made the loop (and drains it when it goes away).
+    private let ownsContext: Bool
 
     /// Creates the connection.
     /// - Parameters:
@@ -27,28 +30,46 @@ public final class EmbeddedHTTPConnection {
     public init(
         router: MinervaHTTPRouter, configuration: MinervaHTTPServerConfiguration = MinervaHTTPServerConfiguration()
     ) throws {
+        var logger = Logger(label: "minerva.embedded")
+        logger.logLevel = .error
+        let context = HTTPLoopContext(
+            configuration: configuration, router: router, logger: logger, server: nil, listening: nil)
+        self.context = context
+        ownsContext = true
+        clientFD = try Self.adoptSocketPair(context)
+    }
+
+    /// Creates another connection to the same server: same loop, router and configuration.
+    /// - Parameter other: the connection whose server side this one shares; keep it alive as long as this one.
+    /// - Throws: `MinervaHTTPServerError` with code `.bindFailed` if no socket pair can be made.
+    public init(sharingServerWith other: EmbeddedHTTPConnection) throws {
+        context = other.context
+        ownsContext = false
+        clientFD = try Self.adoptSocketPair(other.context)
+    }
+
+    /// Makes a socket pair, hands one end to the server side and returns the client's end.
+    private static func adoptSocketPair(_ context: HTTPLoopContext) throws -> Int32 {
         var fds: [Int32] = [-1, -1]
         let rc = fds.withUnsafeMutableBufferPointer { cshims_socketpair($0.baseAddress!) }
         guard rc == 0 else { throw MinervaHTTPServerError(code: .bindFailed, message: "socketpair failed: \(-rc)") }
         cshims_ignore_sigpipe()
-        var logger = Logger(label: "minerva.embedded")
-        logger.logLevel = .error
-        context = HTTPLoopContext(
-            configuration: configuration, router: router, logger: logger, server: nil, listening: nil)
-        clientFD = fds[1]
         context.adopt(MinervaTCPConnection(fd: fds[0], loop: context.loop, options: context.socketOptions))
+        return fds[1]
     }
 
     deinit {
-        context.beginDrain(grace: 0)
-        context.loop.runOnce()
+        if ownsContext {
+            context.beginDrain(grace: 0)
+            context.loop.runOnce()
+        }
         if !clientClosed { _ = cshims_close(clientFD) }
     }
 
     /// The connection's event loop (drive it with `step()`, not `run()`).
     public var eventLoop: MinervaEventLoop { context.loop }
 
-    /// Whether the server side has closed the connection.
+    /// Whether the server side has closed every connection of this loop.
     public var isServerClosed: Bool { context.connections.isEmpty }
 
     /// Runs ready server-side work without blocking.

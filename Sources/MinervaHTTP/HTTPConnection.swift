@@ -84,7 +84,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     }
 
     package func connectionBecameWritable(_ connection: MinervaTCPConnection) {
-        current?.onWritable?()
+        current?.becameWritable()
         if isClosed { return }
         relieveBackpressure()
     }
@@ -160,11 +160,14 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         return true
     }
 
-    /// Makes `current` a fresh response, reusing the last one if nobody else kept it.
+    /// Makes `current` a fresh response, reusing the last one if nobody else kept it (checked now rather than when
+    /// it finished, when its owner may still hold it for the duration of the call that ended it).
     private func startResponse(_ decoder: HTTPRequestDecoder) {
         let isHead = decoder.methodCode == 2  // HTTP_HEAD
         let keepAlive = decoder.keepAlive && !context.draining
-        if spare == nil { spare = MinervaHTTPResponse(connection: self, eventLoop: context.loop) }
+        if spare == nil || !isKnownUniquelyReferenced(&spare!) {
+            spare = MinervaHTTPResponse(connection: self, eventLoop: context.loop)
+        }
         spare!.reset(connection: self, isHead: isHead, minor: decoder.versionMinor, keepAlive: keepAlive)
         swap(&current, &spare)
     }
@@ -241,10 +244,10 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     }
 
     private func finishCurrent() {
-        guard var response = current else { return }
+        guard let response = current else { return }
         current = nil
         response.connection = nil
-        if isKnownUniquelyReferenced(&response) { spare = response }
+        spare = response  // reused by the next request if nobody else keeps it (see startResponse)
         if !response.keepAlive || context.draining {
             closeAfterFlush = true
             stopReading()

@@ -7,6 +7,16 @@ import MinervaIO
     import Musl
 #endif
 
+/// The owner of responses it keeps open (e.g. the Minerva endpoint's per-loop driver): it hears of their events
+/// through this one object and a per-response tag instead of closures made per request. Loop thread only.
+package protocol HTTPResponseDelegate: AnyObject {
+    /// The connection closed before the response was finished (client gone, timeout, shutdown). The delegate was
+    /// cleared first.
+    func responseClosed(_ response: MinervaHTTPResponse, tag: Int)
+    /// Buffered output fell below the low-water mark after `isWritable` had turned false.
+    func responseWritable(_ response: MinervaHTTPResponse, tag: Int)
+}
+
 /// A response being written on a connection; a handler may keep it and finish it later.
 ///
 /// Status and headers are committed at the first body write (`write`, `end`), so they can be decided late.
@@ -40,6 +50,11 @@ public final class MinervaHTTPResponse {
     public var onClose: (() -> Void)?
     /// Called when buffered output falls below the low-water mark after `isWritable` had turned false.
     public var onWritable: (() -> Void)?
+    /// Hears the same events as `onClose` and `onWritable`, with ``delegateTag`` (no closure per request). Cleared
+    /// when the response finishes or is reused.
+    package weak var delegate: (any HTTPResponseDelegate)?
+    /// The delegate's name for this response.
+    package var delegateTag = 0
 
     init(connection: HTTPConnection, eventLoop: MinervaEventLoop) {
         self.connection = connection
@@ -59,6 +74,7 @@ public final class MinervaHTTPResponse {
         isFinished = false
         onClose = nil
         onWritable = nil
+        delegate = nil
     }
 
     /// Whether the client is still connected and the response is not finished.
@@ -221,6 +237,7 @@ public final class MinervaHTTPResponse {
         isFinished = true
         onClose = nil
         onWritable = nil
+        delegate = nil
         connection.responseFinished(self)
     }
 
@@ -241,8 +258,17 @@ public final class MinervaHTTPResponse {
         if isFinished { return }
         isFinished = true
         let callback = onClose
+        let delegate = self.delegate
         onClose = nil
         onWritable = nil
+        self.delegate = nil
         callback?()
+        delegate?.responseClosed(self, tag: delegateTag)
+    }
+
+    /// Called by the connection when its buffered output fell below the low-water mark.
+    func becameWritable() {
+        onWritable?()
+        delegate?.responseWritable(self, tag: delegateTag)
     }
 }

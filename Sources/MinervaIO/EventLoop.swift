@@ -47,6 +47,12 @@ public final class MinervaEventLoop: @unchecked Sendable {
     private var deadlineListsByDuration: [Double: DeadlineList] = [:]
     private var signalWatchers: [SignalWatcher] = []
     private var stopRequested = false
+    /// Per-loop state of higher layers (e.g. each Minerva endpoint's driver), held weakly, keyed by its owner.
+    private var slots: [(key: ObjectIdentifier, value: Weak)] = []
+
+    private struct Weak {
+        weak var object: AnyObject?
+    }
 
     /// Creates a loop (`ev_loop_new` with `EVFLAG_NOSIGMASK`).
     /// - Parameter readBufferSize: the size of the read buffer every connection of the loop shares.
@@ -155,6 +161,26 @@ public final class MinervaEventLoop: @unchecked Sendable {
     package func addEndOfTurnHook(order: Int, _ hook: @escaping () -> Void) {
         let at = hooks.firstIndex { $0.order > order } ?? hooks.count
         hooks.insert((order, hook), at: at)
+    }
+
+    /// The object stored in this loop's slot for `key` (see ``setSlot(_:for:)``), if it is still alive. Loop thread
+    /// only: it replaces a lock-protected table shared by loops with a lookup on the loop itself (no allocation).
+    /// - Parameter key: the identity of the slot's owner (e.g. a Minerva endpoint).
+    /// - Returns: the object, or nil.
+    package func slot(for key: ObjectIdentifier) -> AnyObject? {
+        preconditionInEventLoop()
+        for entry in slots where entry.key == key { return entry.value.object }
+        return nil
+    }
+
+    /// Stores `object` (weakly: its owner keeps it alive) in this loop's slot for `key`. Loop thread only.
+    /// - Parameters:
+    ///   - object: the per-loop state.
+    ///   - key: the identity of its owner.
+    package func setSlot(_ object: AnyObject, for key: ObjectIdentifier) {
+        preconditionInEventLoop()
+        slots.removeAll { $0.key == key || $0.value.object == nil }
+        slots.append((key, Weak(object: object)))
     }
 
     /// Calls `callback` on the loop whenever `signal` arrives (until the loop goes away). Loop thread only.

@@ -5,6 +5,7 @@ import Logging
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -69,8 +70,9 @@ public final class MinervaEndpoint {
     /// 20 per second per loop (never a full stream id).
     public let logger: Logger
     let handlerFactory: HandlerFactory
-    private let lock = Lock()
-    private var drivers: [ObjectIdentifier: MinervaLoopDriver] = [:]
+    /// Keeps every loop's driver alive (each loop's slot holds its driver weakly). Touched only when a loop meets the
+    /// endpoint for the first time, never per request.
+    private let drivers = Mutex<[MinervaLoopDriver]>([])
     private let clientScript: MinervaStaticContent?
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
@@ -132,14 +134,16 @@ public final class MinervaEndpoint {
         driver(for: loop).engine
     }
 
+    /// The driver of `loop`, found in the loop's own slot (no lock, no allocation); created on first use. Loop
+    /// thread only.
     func driver(for loop: MinervaEventLoop) -> MinervaLoopDriver {
-        let key = ObjectIdentifier(loop)
-        return lock.withLock {
-            if let driver = drivers[key], driver.loop === loop { return driver }
-            let driver = MinervaLoopDriver(endpoint: self, loop: loop)
-            drivers[key] = driver
-            return driver
+        if let driver = loop.slot(for: ObjectIdentifier(self)) {
+            return unsafeDowncast(driver, to: MinervaLoopDriver.self)
         }
+        let driver = MinervaLoopDriver(endpoint: self, loop: loop)
+        drivers.withLock { $0.append(driver) }
+        loop.setSlot(driver, for: ObjectIdentifier(self))
+        return driver
     }
 
     // MARK: Routing
@@ -222,8 +226,12 @@ public final class MinervaEndpoint {
 
 /// The engine of one event loop and the I/O around it: HTTP responses and sockets by transport handle, the
 /// engine's deadline on the loop's timer, and the end-of-turn flush (coalesced sending, PROTOCOL.md 6.4).
-/// Confined to its loop.
-final class MinervaLoopDriver {
+/// Confined to its loop: found through the loop's slot, on the loop's thread.
+///
+/// The path of a POST is one-way and allocation-free after warm-up: the response reports to the driver as its
+/// ``HTTPResponseDelegate`` (tagged with the transport handle), the engine gets the borrowed body and the header bytes
+/// (Strings only if the application reads them), and its actions are carried out with borrowed bytes.
+final class MinervaLoopDriver: HTTPResponseDelegate {
     weak var loop: MinervaEventLoop?
     unowned let endpoint: MinervaEndpoint
     let engine: MinervaServerEngine
@@ -242,6 +250,7 @@ final class MinervaLoopDriver {
         weak var connection: HTTPConnection?
         let local: String
         let peer: String
+        let rateLimitKey: String
     }
 
     init(endpoint: MinervaEndpoint, loop: MinervaEventLoop) {
@@ -299,6 +308,7 @@ final class MinervaLoopDriver {
 
     func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         let handle = newHandle()
+        let now = self.now
         response.setHeader("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
         response.setHeader("Pragma", "no-cache")
         response.setHeader("Expires", "-1")
@@ -310,54 +320,55 @@ final class MinervaLoopDriver {
             response.setHeader("Vary", "Origin")
         }
         responses[handle.rawValue] = response
-        response.onClose = { [weak self] in
-            guard let self, self.responses.removeValue(forKey: handle.rawValue) != nil else { return }
-            self.engine.transportClosed(handle, now: self.now)
-            self.perform()
+        response.delegate = self
+        response.delegateTag = handle.rawValue
+        var info = ConnectionInfo()
+        if let connection = response.connection {
+            let entry = addresses(of: connection)
+            info.localAddress = entry.local
+            info.peerAddress = entry.peer
+            info.rateLimitKey = entry.rateLimitKey
         }
-        response.onWritable = { [weak self] in
-            guard let self else { return }
-            self.engine.transportWritable(handle, true)
-            self.perform()
+        if endpoint.configuration.includeRequestHeaders {
+            // Copied as bytes into the transport's reused storage; Strings only if the application reads them.
+            engine.openTransport(handle, kind: .http, connection: info, now: now) { headers in
+                request.forEachHeader { name, value in headers.append(name: name, value: value) }
+            }
+        } else {
+            engine.openTransport(handle, kind: .http, connection: info, now: now)
         }
-        engine.openTransport(handle, kind: .http, connection: connectionInfo(request, response), now: now)
-        engine.httpBodyReceived(handle, body: request.bodyBytes, now: now)
+        engine.httpBodyReceived(handle, body: request.body, now: now)
         perform()
     }
 
-    private func connectionInfo(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) -> ConnectionInfo {
-        var info = ConnectionInfo()
-        if let connection = response.connection {
-            (info.localAddress, info.peerAddress) = addresses(of: connection)
-            info.rateLimitKey = hostPart(of: info.peerAddress)
-        }
-        if endpoint.configuration.includeRequestHeaders {
-            var headers: [(name: String, value: String)] = []
-            headers.reserveCapacity(request.headerCount)
-            request.forEachHeader { name, value in
-                headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
-            }
-            info.requestHeaders = headers
-        }
-        return info
+    func responseClosed(_ response: MinervaHTTPResponse, tag: Int) {
+        guard responses.removeValue(forKey: tag) != nil else { return }
+        engine.transportClosed(TransportHandle(tag), now: now)
+        perform()
+    }
+
+    func responseWritable(_ response: MinervaHTTPResponse, tag: Int) {
+        engine.transportWritable(TransportHandle(tag), true)
+        perform()
     }
 
     /// The addresses of a keep-alive connection, looked up once (a weak reference tells a reused identity apart).
-    private func addresses(of connection: HTTPConnection) -> (local: String, peer: String) {
+    private func addresses(of connection: HTTPConnection) -> AddressCacheEntry {
         let key = ObjectIdentifier(connection)
         if let entry = addressCache[key], entry.connection === connection {
-            return (entry.local, entry.peer)
+            return entry
         }
+        let peer = connection.socket.remoteAddress?.description ?? ""
         let entry = AddressCacheEntry(
-            connection: connection, local: connection.socket.localAddress?.description ?? "",
-            peer: connection.socket.remoteAddress?.description ?? "")
+            connection: connection, local: connection.socket.localAddress?.description ?? "", peer: peer,
+            rateLimitKey: hostPart(of: peer))
         addressCache[key] = entry
         addressCacheInsertions += 1
         if addressCacheInsertions >= max(1024, addressCache.count) {
             addressCacheInsertions = 0
             addressCache = addressCache.filter { $0.value.connection != nil }
         }
-        return (entry.local, entry.peer)
+        return entry
     }
 
     // MARK: Actions
@@ -368,20 +379,17 @@ final class MinervaLoopDriver {
         performing = true
         defer { performing = false }
         while engine.hasActions {
-            for action in engine.takeActions() {
-                execute(action)
-            }
+            engine.drainBorrowedActions({ self.execute($0) })
         }
     }
 
-    private func execute(_ action: ServerAction) {
+    private func execute(_ action: BorrowedServerAction) {
         switch action {
         case .write(let handle, let bytes, let kind):
             switch kind {
             case .httpWholeBody:
                 guard let response = responses.removeValue(forKey: handle.rawValue) else { return }
-                response.onClose = nil
-                response.onWritable = nil
+                response.delegate = nil
                 response.end(bytes)
             case .httpChunk:
                 guard let response = responses[handle.rawValue] else { return }
@@ -392,8 +400,7 @@ final class MinervaLoopDriver {
             }
         case .finish(let handle):
             guard let response = responses.removeValue(forKey: handle.rawValue) else { return }
-            response.onClose = nil
-            response.onWritable = nil
+            response.delegate = nil
             response.end()
         case .close(let handle):
             sockets[handle.rawValue]?.close(abort: false)

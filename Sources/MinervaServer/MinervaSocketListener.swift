@@ -197,8 +197,8 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         detectionTimer = nil
     }
 
-    /// Queues bytes (written at the end of the turn); tells the engine when the output backs up.
-    func write(_ bytes: [UInt8]) {
+    /// Queues bytes (copied; written at the end of the turn); tells the engine when the output backs up.
+    func write(_ bytes: UnsafeRawBufferPointer) {
         guard state != .closed else { return }
         tcp.write(bytes)
         if !backedUp && !tcp.isWritable && tcp.isOpen {

@@ -1,5 +1,7 @@
 import Benchmark
 import MinervaCore
+@_spi(Benchmarks) import MinervaHTTP
+import MinervaIO
 import MinervaServer
 
 // Micro-benchmarks of MinervaServer's request path and of the server engine. Allocation counts are the
@@ -121,5 +123,86 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
         precondition(written > 0)
         blackHole(written)
+    }
+
+    // The endpoint's one-way path, whole: a browser's long-poll echo round trip over two real (socketpair) HTTP
+    // connections on one loop. The primary's long-poll is held, the upload POST carries `echo:<n>`, the demo-like
+    // handler echoes it (a String, as the demo does), the held long-poll is answered with the echo and the upload
+    // with its SACK; both answers are read back. Requests are built before measuring. Gate: <= 4 allocations per
+    // round trip (the reported malloc count / 1,000).
+    Benchmark(
+        "Endpoint: long-poll echo round trip (held poll + upload POST, socketpairs)",
+        configuration: .init(
+            metrics: [.wallClock, .mallocCountTotal],
+            thresholds: [.mallocCountTotal: .init(absolute: [.p90: 4_000])]
+        )
+    ) { benchmark in
+        final class Echo: MinervaStreamHandler {
+            func streamStarted(_ stream: ServerStream) throws {}
+            func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws {
+                let text = String(decoding: string, as: UTF8.self)
+                if text.hasPrefix("echo:") { try stream.send(String(text.dropFirst(5))) }
+            }
+            func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
+        }
+        let router = MinervaHTTPRouter()
+        let endpoint = MinervaEndpoint { _ in Echo() }
+        endpoint.mount(on: router)
+        let primary = try! EmbeddedHTTPConnection(router: router)
+        let upload = try! EmbeddedHTTPConnection(sharingServerWith: primary)
+        let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 1)
+        defer { readBuffer.deallocate() }
+
+        let id = "abcdefghijklmnopqrstuvwx"
+        func request(_ body: String) -> [UInt8] {
+            Array(
+                ("POST /_minerva/io/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: minerva-load\r\n"
+                    + "Accept: */*\r\nContent-Type: application/octet-stream\r\nContent-Length: "
+                    + "\(body.utf8.count)\r\n\r\n" + body).utf8)
+        }
+        // Round trip `cycle` (0-based): the stream is created by transport 0; cycle c uses transports 2c+1 (the
+        // held primary) and 2c+2 (the upload carrying string c), and acknowledges the echo of cycle c-1.
+        func hello(tnum: Int, primary: Bool, new: Bool = false, ack: Int, seen: Int) -> String {
+            #"{"tnum":\#(tnum),"ver":2,"format":2,"# + (new ? #""new":true,"# : "")
+                + #""id":"\#(id)","ming":false,"maxb":300000,"# + (primary ? #""maxt":25,"# : "")
+                + #""maxia":0,"tcpack":false,"# + (primary ? #""eeds":null,"# : "")
+                + #""sack":"|\#(ack)","seenack":"|\#(seen)"}H"# + "\n"
+        }
+        func requests(cycle c: Int) -> (poll: [UInt8], upload: [UInt8]) {
+            let poll = hello(tnum: 2 * c + 1, primary: true, ack: c - 1, seen: c - 1)
+            let upload = hello(tnum: 2 * c + 2, primary: false, ack: c - 1, seen: c - 1) + "\(c)N\necho:\(c) \n"
+            return (request(poll), request(upload))
+        }
+        var received = 0
+        func drain(_ connection: EmbeddedHTTPConnection) {
+            while true {
+                let n = connection.clientReceive(into: readBuffer)
+                if n <= 0 { return }
+                received += n
+            }
+        }
+        func roundTrip(_ requests: (poll: [UInt8], upload: [UInt8])) {
+            requests.poll.withUnsafeBytes { _ = primary.clientSend($0) }
+            primary.step()  // the long-poll is held: nothing queued yet
+            requests.upload.withUnsafeBytes { _ = upload.clientSend($0) }
+            upload.step()  // the echo answers the held poll at the end of the turn, and the upload gets its SACK
+            drain(primary)
+            drain(upload)
+        }
+        // Transport 0 creates the stream and is answered at once (no strings wanted).
+        request(hello(tnum: 0, primary: false, new: true, ack: -1, seen: -1)).withUnsafeBytes {
+            _ = upload.clientSend($0)
+        }
+        upload.step()
+        drain(upload)
+        let warmup = 200
+        let prepared = (0..<(warmup + benchmark.scaledIterations.count)).map { requests(cycle: $0) }
+        for cycle in 0..<warmup { roundTrip(prepared[cycle]) }
+        received = 0
+        benchmark.startMeasurement()
+        for cycle in warmup..<prepared.count { roundTrip(prepared[cycle]) }
+        benchmark.stopMeasurement()
+        precondition(received > 0)
+        blackHole(received)
     }
 }

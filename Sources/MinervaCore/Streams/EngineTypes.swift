@@ -31,10 +31,21 @@ public struct ConnectionInfo: Sendable {
     public var localAddress: String
     /// The peer's address.
     public var peerAddress: String
-    /// The HTTP request headers (nil for sockets).
-    public var requestHeaders: [(name: String, value: String)]?
+    /// The HTTP request headers (nil for sockets). When the I/O layer gave them as bytes
+    /// (``MinervaServerEngine/openTransport(_:kind:connection:now:requestHeaders:)``), each read builds the Strings
+    /// anew: headers become Strings only when the application asks.
+    public var requestHeaders: [(name: String, value: String)]? {
+        get { headerStrings ?? rawHeaders?.strings }
+        set {
+            headerStrings = newValue
+            rawHeaders = nil
+        }
+    }
     /// The key under which new streams are rate limited (e.g. the peer's IP address without port); nil: no limit.
     public var rateLimitKey: String?
+    private var headerStrings: [(name: String, value: String)]?
+    /// The headers as bytes, kept by the engine's transport and refilled in place for its next request.
+    var rawHeaders: RawRequestHeaders?
 
     /// Creates connection info.
     public init(
@@ -43,8 +54,58 @@ public struct ConnectionInfo: Sendable {
     ) {
         self.localAddress = localAddress
         self.peerAddress = peerAddress
-        self.requestHeaders = requestHeaders
+        self.headerStrings = requestHeaders
         self.rateLimitKey = rateLimitKey
+    }
+}
+
+/// HTTP request headers copied as bytes (name and value lengths, then the bytes, one header after the other), turned
+/// into Strings only when read. Refilling keeps the storage, so a reused one costs no allocation.
+public struct RawRequestHeaders: Sendable {
+    private var bytes: [UInt8] = []
+
+    /// An empty list.
+    public init() {}
+
+    /// Forgets every header, keeping the storage.
+    public mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+
+    /// Appends one header.
+    /// - Parameters:
+    ///   - name: the header name's bytes.
+    ///   - value: the header value's bytes.
+    public mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        appendLength(name.count)
+        bytes.append(contentsOf: name)
+        appendLength(value.count)
+        bytes.append(contentsOf: value)
+    }
+
+    private mutating func appendLength(_ length: Int) {
+        let n = UInt32(truncatingIfNeeded: length)
+        bytes.append(UInt8(truncatingIfNeeded: n))
+        bytes.append(UInt8(truncatingIfNeeded: n >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: n >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: n >> 24))
+    }
+
+    /// The headers as Strings, in order (allocates).
+    public var strings: [(name: String, value: String)] {
+        var result: [(name: String, value: String)] = []
+        bytes.withUnsafeBytes { raw in
+            var i = 0
+            func next() -> String {
+                let n = Int(raw[i]) | Int(raw[i + 1]) << 8 | Int(raw[i + 2]) << 16 | Int(raw[i + 3]) << 24
+                i += 4
+                defer { i += n }
+                return String(decoding: UnsafeRawBufferPointer(rebasing: raw[i..<(i + n)]), as: UTF8.self)
+            }
+            while i < raw.count {
+                let name = next()
+                result.append((name, next()))
+            }
+        }
+        return result
     }
 }
 
@@ -80,6 +141,19 @@ public enum ServerAction: Sendable, Equatable {
     /// Finish the streamed HTTP response of the transport (after its last ``WriteKind/httpChunk``).
     case finish(TransportHandle)
     /// Close the socket (the peer did not close it within the grace period after `Y`, PROTOCOL.md 10.9).
+    case close(TransportHandle)
+}
+
+/// One thing the I/O layer must do, with the bytes of a write lent by the engine
+/// (``MinervaServerEngine/drainBorrowedActions(_:)``).
+///
+/// - Warning: the bytes of ``write(_:_:_:)`` are valid only during the call that hands out the action.
+public enum BorrowedServerAction {
+    /// Write `bytes` on the transport (see ``ServerAction/write(_:_:_:)``).
+    case write(TransportHandle, UnsafeRawBufferPointer, WriteKind)
+    /// Finish the streamed HTTP response of the transport (see ``ServerAction/finish(_:)``).
+    case finish(TransportHandle)
+    /// Close the socket (see ``ServerAction/close(_:)``).
     case close(TransportHandle)
 }
 

@@ -11,7 +11,8 @@
 ///    with `.socket`, then ``socketBytesReceived(_:bytes:now:)`` for the remainder and every later chunk
 ///    (or cut frames yourself and call ``framesReceived(_:frames:frameCorruption:now:)``); peer close ->
 ///    ``transportClosed(_:now:)``.
-/// 3. After each event, carry out the actions (``drainActions(_:)`` or ``takeActions()``): ``ServerAction/write(_:_:_:)``
+/// 3. After each event, carry out the actions (``drainBorrowedActions(_:)``, which lends the bytes of each write
+///    without allocating, or ``takeActions()``): ``ServerAction/write(_:_:_:)``
 ///    (for HTTP, ``WriteKind/httpWholeBody`` means send `Content-Length` and end the response; the first
 ///    ``WriteKind/httpChunk`` carries the status line and headers of a streamed response), ``ServerAction/finish(_:)``,
 ///    ``ServerAction/close(_:)``. Nothing is sent on an HTTP request before its first write.
@@ -43,7 +44,17 @@ public final class MinervaServerEngine {
     private var recentlyReset: [StreamID: Double] = [:]
     private var pendingSends: [ServerStream] = []
     private var sendingNow: [ServerStream] = []
-    private var actions: [ServerAction] = []
+    /// The outbox: actions in order, the bytes of their writes in `outboxBytes`. Both are swapped with the spare pair
+    /// while an outbox is carried out, so nothing is allocated once they have grown.
+    private var outbox: [PendingAction] = []
+    private var outboxBytes: [UInt8] = []
+    private var spareOutbox: [PendingAction] = []
+    private var spareOutboxBytes: [UInt8] = []
+    /// Transports that ended, for reuse by the next ones (taken only when nothing else holds them).
+    private var transportPool: [ServerTransport] = []
+    private static let transportPoolLimit = 256
+    /// Cuts HTTP bodies into frames in its reused storage (`nil` while a body is being processed).
+    private var bodyDecoder: NewlineFrameDecoder?
     private var timers = DeadlineHeap()
     private var nextIdleCheck: Double
     private var creationBuckets: [String: (tokens: Double, time: Double)] = [:]
@@ -66,22 +77,72 @@ public final class MinervaServerEngine {
 
     // MARK: Outputs
 
-    /// Returns and clears the actions produced so far, in order.
-    public func takeActions() -> [ServerAction] {
-        defer { actions.removeAll(keepingCapacity: true) }
-        return actions
+    /// An action in the outbox; a write's bytes are a range of `outboxBytes`.
+    private enum PendingAction {
+        case write(TransportHandle, Range<Int>, WriteKind)
+        case finish(TransportHandle)
+        case close(TransportHandle)
     }
 
-    /// Passes each action produced so far to `body`, in order, and clears the outbox keeping its storage (no
-    /// allocation). `body` must not call back into the engine.
+    /// Returns and clears the actions produced so far, in order (each write's bytes copied into a new array).
+    public func takeActions() -> [ServerAction] {
+        var result: [ServerAction] = []
+        drainActions { result.append($0) }
+        return result
+    }
+
+    /// Passes each action produced so far to `body`, in order (each write's bytes copied into a new array), and
+    /// clears the outbox. `body` may call back into the engine: actions produced meanwhile wait for the next drain.
     /// - Parameter body: carries out one action.
     public func drainActions(_ body: (ServerAction) -> Void) {
-        for action in actions { body(action) }
+        drainBorrowedActions({ action in
+            switch action {
+            case .write(let handle, let bytes, let kind): body(.write(handle, Array(bytes), kind))
+            case .finish(let handle): body(.finish(handle))
+            case .close(let handle): body(.close(handle))
+            }
+        })
+    }
+
+    /// Passes each action produced so far to `body`, in order, lending the bytes of each write from the engine's
+    /// reused outbox (no allocation once it has grown), and clears the outbox. `body` may call back into the engine:
+    /// actions produced meanwhile go to a second outbox and wait for the next drain.
+    /// - Parameter body: carries out one action.
+    /// - Warning: the bytes of a write are valid only during the call of `body` that receives them.
+    public func drainBorrowedActions(_ body: (BorrowedServerAction) -> Void) {
+        guard !outbox.isEmpty else { return }
+        // Moved out (actions produced meanwhile go to the spare pair, which is empty), carried out, then kept as the
+        // spare pair: the two pairs alternate without allocating.
+        var actions = outbox
+        var bytes = outboxBytes
+        outbox = spareOutbox
+        outboxBytes = spareOutboxBytes
+        spareOutbox = []
+        spareOutboxBytes = []
+        bytes.withUnsafeBytes { bytes in
+            for action in actions {
+                switch action {
+                case .write(let handle, let range, let kind):
+                    body(.write(handle, UnsafeRawBufferPointer(rebasing: bytes[range]), kind))
+                case .finish(let handle): body(.finish(handle))
+                case .close(let handle): body(.close(handle))
+                }
+            }
+        }
         actions.removeAll(keepingCapacity: true)
+        if bytes.capacity > 1_048_576 {
+            bytes = []  // a large burst's worth is not kept
+        } else {
+            bytes.removeAll(keepingCapacity: true)
+        }
+        if spareOutbox.capacity < actions.capacity {
+            spareOutbox = actions
+            spareOutboxBytes = bytes
+        }
     }
 
     /// Whether actions are waiting in the outbox.
-    public var hasActions: Bool { !actions.isEmpty }
+    public var hasActions: Bool { !outbox.isEmpty }
 
     /// The earliest time at which ``timersDue(now:)`` has work (it may be early, never late); infinity if none.
     public var nextDeadline: Double {
@@ -108,14 +169,52 @@ public final class MinervaServerEngine {
     ///   - connection: addresses and request headers, reported to the application.
     ///   - now: the current time.
     public func openTransport(_ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double) {
+        open(handle, kind: kind, connection: connection, now: now, hasRequestHeaders: false) { _ in }
+    }
+
+    /// A transport opened, with its HTTP request headers given as bytes: they are copied into storage the engine
+    /// reuses and become Strings only if the application reads ``ConnectionInfo/requestHeaders``.
+    /// - Parameters:
+    ///   - handle: the I/O layer's name for it, unique among open transports.
+    ///   - kind: HTTP or socket.
+    ///   - connection: addresses (its `requestHeaders` are replaced by those `requestHeaders` appends).
+    ///   - now: the current time.
+    ///   - requestHeaders: appends the request's headers to the (emptied) list it is given; called at once.
+    public func openTransport(
+        _ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double,
+        requestHeaders: (inout RawRequestHeaders) -> Void
+    ) {
+        open(handle, kind: kind, connection: connection, now: now, hasRequestHeaders: true, requestHeaders)
+    }
+
+    private func open(
+        _ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double,
+        hasRequestHeaders: Bool, _ requestHeaders: (inout RawRequestHeaders) -> Void
+    ) {
         self.now = now
         if let previous = transports[handle] {
             // A socket waiting for its grace-period close may be replaced; anything else is an I/O-layer bug.
             precondition(previous.phase == .closing, "transport handle reused while open")
             previous.phase = .gone
+            retire(previous)
         }
-        transports[handle] = ServerTransport(
-            handle: handle, kind: kind, connection: connection, maxFrameLength: maxFrameLength)
+        let transport: ServerTransport
+        if var reused = transportPool.popLast(), isKnownUniquelyReferenced(&reused) {
+            reused.reuse(
+                handle: handle, kind: kind, connection: connection, hasRequestHeaders: hasRequestHeaders,
+                requestHeaders: requestHeaders)
+            transport = reused
+        } else {
+            transport = ServerTransport(
+                handle: handle, kind: kind, connection: connection, maxFrameLength: maxFrameLength)
+            if hasRequestHeaders { transport.fillRequestHeaders(requestHeaders) }
+        }
+        transports[handle] = transport
+    }
+
+    /// Keeps an ended transport for reuse (it is reused only once nothing else holds it).
+    private func retire(_ transport: ServerTransport) {
+        if transportPool.count < Self.transportPoolLimit { transportPool.append(transport) }
     }
 
     /// Frames were received on a transport: for a socket, the frames of one received chunk; for HTTP, the
@@ -168,12 +267,38 @@ public final class MinervaServerEngine {
     ///   - body: the request body.
     ///   - now: the current time.
     public func httpBodyReceived(_ handle: TransportHandle, body: some Sequence<UInt8>, now: Double) {
-        switch NewlineFrameDecoder.decodeBody(body, maxLength: maxFrameLength) {
+        receiveBody(handle, body, now: now)
+    }
+
+    /// ``httpBodyReceived(_:body:now:)`` for a body lent by the I/O layer (e.g. a view into its read buffer), copied
+    /// once into the engine's reused storage.
+    /// - Parameters:
+    ///   - handle: the transport, opened with ``TransportKind/http``.
+    ///   - body: the request body, valid during the call.
+    ///   - now: the current time.
+    public func httpBodyReceived(_ handle: TransportHandle, body: UnsafeRawBufferPointer, now: Double) {
+        receiveBody(handle, body, now: now)
+    }
+
+    private func receiveBody(_ handle: TransportHandle, _ body: some Sequence<UInt8>, now: Double) {
+        // The decoder's storage is reused for every body: frames are cut as ranges of it (one copy of the body, no
+        // allocation once it has grown). A body arriving while another is processed gets a decoder of its own.
+        var decoder: NewlineFrameDecoder
+        if let reused = bodyDecoder {
+            decoder = reused
+            bodyDecoder = nil
+        } else {
+            decoder = NewlineFrameDecoder(maxLength: maxFrameLength)
+        }
+        decoder.reset()
+        decoder.append(body)
+        switch decoder.finish() {
         case .success(let frames):
             receive(handle, frames, corruption: nil, now: now)
         case .failure(let error):
             receive(handle, DecodedFrames.empty, corruption: corruptionDetail(error), now: now)
         }
+        bodyDecoder = decoder
     }
 
     /// Bytes arrived on a socket transport in int32 mode (after the `<int32/>\n` prefix, which the I/O layer's
@@ -206,6 +331,7 @@ public final class MinervaServerEngine {
         transport.phase = .gone
         transport.terminating = true
         detach(transport)
+        retire(transport)
     }
 
     /// Closes every open transport gently (SACK, StreamStatus, and `Y` on sockets) without resetting any stream:
@@ -255,7 +381,8 @@ public final class MinervaServerEngine {
                 else { continue }
                 transports[entry.handle] = nil
                 transport.phase = .gone
-                actions.append(.close(entry.handle))
+                outbox.append(.close(entry.handle))
+                retire(transport)
             }
         }
         if nextIdleCheck <= now {
@@ -505,15 +632,21 @@ public final class MinervaServerEngine {
         }
         var wholeBody = false
         if !transport.buffer.isEmpty {
-            let bytes = transport.buffer
-            transport.buffer.removeAll(keepingCapacity: false)
-            transport.bytesWritten += Int64(bytes.count)
+            let start = outboxBytes.count
+            outboxBytes.append(contentsOf: transport.buffer)
+            let range = start..<outboxBytes.count
+            if transport.buffer.capacity > ServerTransport.keptBufferCapacity {
+                transport.buffer = []  // a burst's worth is not kept for the transport's life
+            } else {
+                transport.buffer.removeAll(keepingCapacity: true)
+            }
+            transport.bytesWritten += Int64(range.count)
             switch transport.kind {
             case .http:
                 wholeBody = !transport.wroteAnything && transport.terminating
-                actions.append(.write(transport.handle, bytes, wholeBody ? .httpWholeBody : .httpChunk))
+                outbox.append(.write(transport.handle, range, wholeBody ? .httpWholeBody : .httpChunk))
             case .socket:
-                actions.append(.write(transport.handle, bytes, .socket))
+                outbox.append(.write(transport.handle, range, .socket))
             }
             transport.wroteAnything = true
             if !transport.terminating, let hello = transport.hello, hello.maxInactivity > 0 {
@@ -532,7 +665,7 @@ public final class MinervaServerEngine {
             case .http:
                 transport.phase = .gone
                 transports[transport.handle] = nil
-                if !wholeBody { actions.append(.finish(transport.handle)) }
+                if !wholeBody { outbox.append(.finish(transport.handle)) }
             case .socket:
                 transport.phase = .closing
                 let deadline = now + configuration.socketCloseGracePeriod
@@ -540,6 +673,7 @@ public final class MinervaServerEngine {
                 schedule(transport, .socketClose, at: deadline)
             }
             detach(transport)
+            if transport.kind == .http { retire(transport) }
         } else if configuration.enforceMaxReceiveBytes, transport.isHTTP, transport.streamingResponse,
             let hello = transport.hello, transport.bytesWritten > hello.maxReceiveBytes
         {

@@ -15,9 +15,13 @@ final class ServerTransport {
     static let preamble: [UInt8] = Array(";)]}^\n".utf8)
     static let beat: [UInt8] = Array("beat".utf8)
 
-    let handle: TransportHandle
-    let kind: TransportKind
-    let connection: ConnectionInfo
+    /// The most output buffer capacity kept between flushes (and for the transport's reuse).
+    static let keptBufferCapacity = 16_384
+
+    // The engine reuses ended transports: every stored property is set again in `reuse`.
+    private(set) var handle: TransportHandle
+    private(set) var kind: TransportKind
+    private(set) var connection: ConnectionInfo
     var phase = Phase.open
     var hello: HelloFrame?
     weak var stream: ServerStream?
@@ -49,6 +53,51 @@ final class ServerTransport {
         self.kind = kind
         self.connection = connection
         int32Decoder = Int32FrameDecoder(maxLength: maxFrameLength)
+    }
+
+    /// Makes an ended transport (one nothing else holds) new again, keeping its buffers' storage.
+    /// - Parameters:
+    ///   - requestHeaders: fills the request headers if `hasRequestHeaders` (a non-escaping closure: no allocation).
+    func reuse(
+        handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, hasRequestHeaders: Bool,
+        requestHeaders: (inout RawRequestHeaders) -> Void
+    ) {
+        self.handle = handle
+        self.kind = kind
+        // The previous request's header storage: once the old info is overwritten, `headers` is its only holder
+        // (unless the application kept a TransportInfo), so refilling it allocates nothing.
+        var headers = self.connection.rawHeaders ?? RawRequestHeaders()
+        self.connection = connection
+        phase = .open
+        hello = nil
+        stream = nil
+        ourSeqNum = -1
+        peerSeqNum = -1
+        rememberedStart = Int64.max
+        sackDirty = false
+        terminating = false
+        busy = false
+        buffer.removeAll(keepingCapacity: true)
+        wroteAnything = false
+        bytesWritten = 0
+        pending.removeAll(keepingCapacity: true)
+        if kind == .socket { int32Decoder = Int32FrameDecoder(maxLength: int32Decoder.maxLength) }
+        heartbeatDeadline = nil
+        heartbeatQueued = false
+        maxOpenDeadline = nil
+        closeDeadline = nil
+        if hasRequestHeaders {
+            headers.removeAll()
+            requestHeaders(&headers)
+            self.connection.rawHeaders = headers
+        }
+    }
+
+    /// Sets the connection's request headers to those `fill` appends.
+    func fillRequestHeaders(_ fill: (inout RawRequestHeaders) -> Void) {
+        var headers = RawRequestHeaders()
+        fill(&headers)
+        connection.rawHeaders = headers
     }
 
     var isHTTP: Bool { kind == .http }
