@@ -8,8 +8,11 @@ import MinervaIO
     import Musl
 #endif
 
-/// An immutable response body with precomputed headers; serves 200 or 304 (If-None-Match).
-public final class MinervaStaticContent {
+/// An immutable response body with precomputed headers; serves 200 or 304 (If-None-Match). `Sendable`: one content
+/// may serve every loop.
+public final class MinervaStaticContent: @unchecked Sendable {
+    // @unchecked: every stored property is a `let` set in `init`; the two byte storages are never written afterwards
+    // (responses copy them or queue them by reference, read-only).
     let body: ByteStorage
     let headerBlock: ByteStorage
     /// The entity tag, quoted.

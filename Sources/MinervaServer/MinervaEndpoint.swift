@@ -57,11 +57,13 @@ public struct MinervaEndpointConfiguration: Sendable {
 /// ```
 ///
 /// Each event loop of the server gets its own ``MinervaServerEngine`` (streams live on the loop that created
-/// them, so run a single loop thread unless clients are pinned to a loop). Thread-safe to share between loops.
-/// Keep the endpoint alive as long as the server runs (mounting it on a router does).
-public final class MinervaEndpoint {
-    /// Builds the application handler of a new stream; called on the stream's event loop.
-    public typealias HandlerFactory = (ServerStream, MinervaEventLoop) -> any MinervaStreamHandler
+/// them, so run a single loop thread unless clients are pinned to a loop). `Sendable`: share it between loops; what
+/// it keeps per loop lives on that loop. Keep the endpoint alive as long as the server runs (mounting it on a router
+/// does).
+public final class MinervaEndpoint: Sendable {
+    /// Builds the application handler of a new stream; called on the stream's event loop (any loop of the server,
+    /// hence `@Sendable`).
+    public typealias HandlerFactory = @Sendable (ServerStream, MinervaEventLoop) -> any MinervaStreamHandler
 
     /// The settings.
     public let configuration: MinervaEndpointConfiguration
@@ -72,7 +74,7 @@ public final class MinervaEndpoint {
     let handlerFactory: HandlerFactory
     /// Keeps every loop's driver alive (each loop's slot holds its driver weakly). Touched only when a loop meets the
     /// endpoint for the first time, never per request.
-    private let drivers = Mutex<[MinervaLoopDriver]>([])
+    private let drivers = Mutex<[MinervaLoopBound<MinervaLoopDriver>]>([])
     private let clientScript: MinervaStaticContent?
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
@@ -111,7 +113,7 @@ public final class MinervaEndpoint {
     public convenience init(
         configuration: MinervaEndpointConfiguration = MinervaEndpointConfiguration(),
         logger: Logger = Logger(label: "minerva.endpoint"),
-        handlerFactory: @escaping (ServerStream) -> any MinervaStreamHandler
+        handlerFactory: @escaping @Sendable (ServerStream) -> any MinervaStreamHandler
     ) {
         self.init(configuration: configuration, logger: logger) { stream, _ in handlerFactory(stream) }
     }
@@ -141,7 +143,8 @@ public final class MinervaEndpoint {
             return unsafeDowncast(driver, to: MinervaLoopDriver.self)
         }
         let driver = MinervaLoopDriver(endpoint: self, loop: loop)
-        drivers.withLock { $0.append(driver) }
+        let bound = MinervaLoopBound(driver, eventLoop: loop)
+        drivers.withLock { $0.append(bound) }
         loop.setSlot(driver, for: ObjectIdentifier(self))
         return driver
     }

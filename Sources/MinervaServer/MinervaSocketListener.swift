@@ -54,10 +54,16 @@ public final class MinervaSocketListener: @unchecked Sendable {
     }
 
     /// Whether accepting is paused at the connection limit. Loop thread only.
-    var isPaused: Bool { acceptor?.isPaused ?? false }
+    var isPaused: Bool {
+        eventLoop.preconditionInEventLoop()
+        return acceptor?.isPaused ?? false
+    }
 
     /// The connections accepted and not yet closed (including those still detecting their mode). Loop thread only.
-    var openConnections: Int { acceptor?.openConnections ?? 0 }
+    var openConnections: Int {
+        eventLoop.preconditionInEventLoop()
+        return acceptor?.openConnections ?? 0
+    }
 
     /// Stops listening and closes the connections it accepted (their transports detach). Thread-safe; returns at
     /// once. Call it before stopping the server's loop.

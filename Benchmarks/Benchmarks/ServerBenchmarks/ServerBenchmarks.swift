@@ -128,13 +128,17 @@ let benchmarks: @Sendable () -> Void = {
     // The endpoint's one-way path, whole: a browser's long-poll echo round trip over two real (socketpair) HTTP
     // connections on one loop. The primary's long-poll is held, the upload POST carries `echo:<n>`, the demo-like
     // handler echoes it (a String, as the demo does), the held long-poll is answered with the echo and the upload
-    // with its SACK; both answers are read back. Requests are built before measuring. Gate: <= 4 allocations per
-    // round trip (the reported malloc count / 1,000).
+    // with its SACK; both answers are read back. Requests are built before measuring.
+    // Gate: <= 4 allocations per round trip. Thresholds/ServerBenchmarks.EndpointLongPollEchoRoundTrip.p90.json
+    // stores 1,000 per 1,000 round trips (a sample), and the tolerance below allows 3,000 more:
+    // `swift package benchmark thresholds check --target ServerBenchmarks --filter EndpointLongPollEchoRoundTrip`
+    // fails above 4,000. Measured: 35 per round trip before the one-way endpoint path, 1 after (the echoed string
+    // stored in the send queue).
     Benchmark(
-        "Endpoint: long-poll echo round trip (held poll + upload POST, socketpairs)",
+        "EndpointLongPollEchoRoundTrip",  // no spaces: the static thresholds file is looked up by this name
         configuration: .init(
             metrics: [.wallClock, .mallocCountTotal],
-            thresholds: [.mallocCountTotal: .init(absolute: [.p90: 4_000])]
+            thresholds: [.mallocCountTotal: .init(absolute: [.p90: 3_000])]
         )
     ) { benchmark in
         final class Echo: MinervaStreamHandler {
