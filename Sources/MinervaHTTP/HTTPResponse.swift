@@ -110,8 +110,11 @@ public final class MinervaHTTPResponse {
         extraHeaders.append("\r\n")
     }
 
-    /// Adds pre-encoded header lines, each ending in CRLF.
-    func appendHeaderBlock(_ block: ByteStorage) { extraHeaders.append(block.bytes) }
+    /// Adds pre-encoded header lines, each ending in CRLF (one copy for a constant set of headers).
+    package func appendHeaderBlock(_ block: ByteStorage) {
+        precondition(!headSent, "headers already sent")
+        extraHeaders.append(block.bytes)
+    }
 
     /// Writes the status line and headers now.
     /// - Parameter contentLength: the exact body length, or nil to stream (chunked or close-delimited).

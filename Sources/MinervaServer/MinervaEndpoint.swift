@@ -246,6 +246,14 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     private var performing = false
     private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
     private var addressCacheInsertions = 0
+    /// The constant headers of every `io/` answer, encoded once per loop.
+    private let postHeaders: ByteStorage = {
+        let block = ByteStorage(capacity: 256)
+        block.append(
+            "Cache-Control: no-cache, no-store, max-age=0, must-revalidate\r\nPragma: no-cache\r\nExpires: -1\r\n"
+                + "Content-Type: text/plain\r\nX-XSS-Protection: 1; mode=block\r\nX-Content-Type-Options: nosniff\r\n")
+        return block
+    }()
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
@@ -312,12 +320,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         let handle = newHandle()
         let now = self.now
-        response.setHeader("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
-        response.setHeader("Pragma", "no-cache")
-        response.setHeader("Expires", "-1")
-        response.setHeader("Content-Type", "text/plain")
-        response.setHeader("X-XSS-Protection", "1; mode=block")
-        response.setHeader("X-Content-Type-Options", "nosniff")
+        response.appendHeaderBlock(postHeaders)
         if let origin = endpoint.allowedOrigin(request) {
             response.setHeader("Access-Control-Allow-Origin", origin)
             response.setHeader("Vary", "Origin")

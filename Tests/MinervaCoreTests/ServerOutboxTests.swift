@@ -59,7 +59,9 @@ struct ServerOutboxTests {
         for cycle in 0..<50 {
             post(Self.hello(tnum: 2 * cycle + 1, primary: true, ack: cycle - 1, seen: cycle - 1))
             compare()
-            post(Self.hello(tnum: 2 * cycle + 2, primary: false, ack: cycle - 1, seen: cycle - 1) + "\(cycle)N\nx\(cycle)\n")
+            post(
+                Self.hello(tnum: 2 * cycle + 2, primary: false, ack: cycle - 1, seen: cycle - 1)
+                    + "\(cycle)N\nx\(cycle)\n")
             compare()
         }
         #expect(borrowing.transportCount == copying.transportCount)
