@@ -238,13 +238,15 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     weak var loop: MinervaEventLoop?
     unowned let endpoint: MinervaEndpoint
     let engine: MinervaServerEngine
-    private var responses: [Int: MinervaHTTPResponse] = [:]
-    var sockets: [Int: MinervaSocketConnection] = [:]
+    // Per-request tables without dynamic exclusivity checks: loop-confined, never touched while one of them is being
+    // mutated (see the note in MinervaServerEngine).
+    @exclusivity(unchecked) private var responses: [Int: MinervaHTTPResponse] = [:]
+    @exclusivity(unchecked) var sockets: [Int: MinervaSocketConnection] = [:]
     private var nextHandle = 0
     private var timer: MinervaLoopTimer?
     private var armedDeadline = Double.infinity
     private var performing = false
-    private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
+    @exclusivity(unchecked) private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
     private var addressCacheInsertions = 0
     /// The constant headers of every `io/` answer, encoded once per loop.
     private let postHeaders: ByteStorage = {

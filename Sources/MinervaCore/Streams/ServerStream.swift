@@ -18,15 +18,15 @@ public final class ServerStream {
 
     var handler: (any MinervaStreamHandler)?
     var protocolBuilt = false
-    var transports: [ServerTransport] = []
+    @exclusivity(unchecked) var transports: [ServerTransport] = []
     var primary: ServerTransport?
-    var queue = SendQueue()
-    var window: ReceiveWindow
+    @exclusivity(unchecked) var queue = SendQueue()
+    @exclusivity(unchecked) var window: ReceiveWindow
     var lastSackSeenByServer = SACK.initial
     var pretendAcked: Int64?
     var sendScheduled = false
     /// The strings of one delivery (reused between deliveries).
-    private var deliverable: [ArraySlice<UInt8>] = []
+    @exclusivity(unchecked) private var deliverable: [ArraySlice<UInt8>] = []
 
     var finishObservers: [() -> Void] = []
     var producer: (any MinervaProducer)?

@@ -21,9 +21,9 @@ final class ServerTransport {
     // The engine reuses ended transports: every stored property is set again in `reuse`.
     private(set) var handle: TransportHandle
     private(set) var kind: TransportKind
-    private(set) var connection: ConnectionInfo
+    @exclusivity(unchecked) private(set) var connection: ConnectionInfo
     var phase = Phase.open
-    var hello: HelloFrame?
+    @exclusivity(unchecked) var hello: HelloFrame?
     weak var stream: ServerStream?
 
     // 5.1
@@ -35,12 +35,12 @@ final class ServerTransport {
     /// True while the engine is processing this transport's received bytes (flushes are deferred).
     var busy = false
 
-    var buffer: [UInt8] = []
+    @exclusivity(unchecked) var buffer: [UInt8] = []
     var wroteAnything = false
     var bytesWritten: Int64 = 0
-    var pending: [(seq: Int64, bytes: ArraySlice<UInt8>)] = []
+    @exclusivity(unchecked) var pending: [(seq: Int64, bytes: ArraySlice<UInt8>)] = []
     /// Cuts a socket's byte stream into frames (sockets only).
-    var int32Decoder: Int32FrameDecoder
+    @exclusivity(unchecked) var int32Decoder: Int32FrameDecoder
 
     // Timers (absolute times); the engine's heap holds at most one entry per kind.
     var heartbeatDeadline: Double?
