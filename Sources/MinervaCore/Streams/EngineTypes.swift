@@ -82,11 +82,7 @@ public struct RawRequestHeaders: Sendable {
     }
 
     private mutating func appendLength(_ length: Int) {
-        let n = UInt32(truncatingIfNeeded: length)
-        bytes.append(UInt8(truncatingIfNeeded: n))
-        bytes.append(UInt8(truncatingIfNeeded: n >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: n >> 16))
-        bytes.append(UInt8(truncatingIfNeeded: n >> 24))
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: length).littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     /// The headers as Strings, in order (allocates).

@@ -216,9 +216,14 @@ public final class MinervaServerEngine {
         transports[handle] = transport
     }
 
-    /// Keeps an ended transport for reuse (it is reused only once nothing else holds it).
+    /// Keeps an ended transport for reuse (it is reused only once nothing else holds it), without a large buffer.
     private func retire(_ transport: ServerTransport) {
-        if transportPool.count < Self.transportPoolLimit { transportPool.append(transport) }
+        guard transportPool.count < Self.transportPoolLimit else { return }
+        if transport.buffer.capacity > ServerTransport.keptBufferCapacity { transport.buffer = [] }
+        if transport.int32Decoder.bufferedByteCount > 0 {
+            transport.int32Decoder = Int32FrameDecoder(maxLength: maxFrameLength)
+        }
+        transportPool.append(transport)
     }
 
     /// Frames were received on a transport: for a socket, the frames of one received chunk; for HTTP, the
