@@ -33,13 +33,13 @@ let package = Package(
         .target(
             name: "MinervaIO",
             dependencies: ["CShims", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // One http-parser wrapper (requests and responses), the HTTP/1.1 server and router, static files.
         .target(
             name: "MinervaHTTP",
             dependencies: ["CShims", "MinervaIO", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // The Minerva endpoint: transports, the engine of each loop, the application API.
         .target(
@@ -48,13 +48,13 @@ let package = Package(
                 "MinervaCore", "MinervaIO", "MinervaHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // The Swift client: MinervaCore's client state machine over MinervaIO and MinervaHTTP (not the server).
         .target(
             name: "MinervaClient",
             dependencies: ["MinervaCore", "MinervaIO", "MinervaHTTP"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // The demo server and its demo protocol: thin, only wiring.
         .executableTarget(

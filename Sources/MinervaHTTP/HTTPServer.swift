@@ -158,6 +158,8 @@ public final class MinervaHTTPServer {
     public let router: MinervaHTTPRouter
     let logger: Logger
     private var contexts: [HTTPLoopContext] = []
+    /// The contexts, each reachable from other threads only through its loop.
+    private var boundContexts: [MinervaLoopBound<HTTPLoopContext>] = []
     private var threads: [PosixThread] = []
     private let stateLock = Lock()
     private var openConnections = 0
@@ -217,6 +219,7 @@ public final class MinervaHTTPServer {
         contexts = sockets.map {
             HTTPLoopContext(configuration: configuration, router: router, logger: logger, server: self, listening: $0)
         }
+        boundContexts = contexts.map { MinervaLoopBound(handingOver: $0, to: $0.loop) }
         if configuration.handleSignals { contexts[0].installSignalHandlers() }
         for context in contexts {
             let loop = context.loop
@@ -228,8 +231,8 @@ public final class MinervaHTTPServer {
     /// to `gracePeriod` seconds (default: the configuration's), then close the rest. Thread-safe; returns at once.
     public func shutdown(gracePeriod: Double? = nil) {
         let grace = gracePeriod ?? configuration.shutdownGracePeriod
-        for context in contexts {
-            context.loop.execute { [unowned context] in context.beginDrain(grace: grace) }
+        for context in boundContexts {
+            context.execute { $0.beginDrain(grace: grace) }
         }
     }
 
