@@ -1,7 +1,7 @@
 // The embedded connection: the whole request path on the test's own thread, stepped by hand.
 import Testing
 
-@testable import MinervaHTTP
+@_spi(Benchmarks) @testable import MinervaHTTP
 @testable import MinervaIO
 @testable import MinervaServer
 
