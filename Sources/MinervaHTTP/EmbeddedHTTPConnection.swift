@@ -1,7 +1,7 @@
-internal import CShims
-import Logging
 // One server connection driven by hand on the calling thread, over a Unix socket pair: the full request path
 // (read, decode, route, respond, writev) with no listener and no threads. For benchmarks and transport tests.
+internal import CShims
+import Logging
 import MinervaIO
 
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
-import Logging
 // The Minerva HTTP endpoint (PROTOCOL.md 4): `POST <prefix>io/` feeds whole bodies to the loop's
 // MinervaServerEngine and carries out its actions on the HTTP responses; `GET <prefix>minerva-client.js` serves the
 // JavaScript client; optional CORS. One engine per event loop, driven by MinervaLoopDriver.
+import Logging
 import MinervaCore
 import MinervaHTTP
 import MinervaIO

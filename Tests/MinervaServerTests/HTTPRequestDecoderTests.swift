@@ -1,7 +1,7 @@
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
 import Testing
 
-@testable import MinervaHTTP
+@_spi(Benchmarks) @testable import MinervaHTTP
 @testable import MinervaIO
 @testable import MinervaServer
 
