@@ -66,23 +66,49 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // Helpers shared by the test targets (seeded RNG, test hellos, raw client, test servers), written once.
+        .target(
+            name: "MinervaTestSupport",
+            dependencies: [
+                "MinervaCore", "MinervaIO", "MinervaHTTP", "MinervaServer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/MinervaTestSupport",
+            swiftSettings: swift6
+        ),
+        // One test target per layer; each depends on the layer it tests (+ MinervaTestSupport). See Tests/README.md.
         .testTarget(
             name: "MinervaCoreTests",
             dependencies: [
-                "MinervaCore",
+                "MinervaCore", "MinervaTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
-            ]
+            ],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "MinervaIOTests",
+            dependencies: ["MinervaIO", "CShims", "MinervaTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "MinervaHTTPTests",
+            dependencies: ["MinervaHTTP", "MinervaIO", "MinervaTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "MinervaServerTests",
+            dependencies: [
+                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo", "MinervaTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "MinervaClientTests",
             dependencies: [
                 "MinervaClient", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo",
+                "MinervaTestSupport",
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
-        ),
-        .testTarget(
-            name: "MinervaServerTests",
-            dependencies: ["MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "CShims", "minerva-demo"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

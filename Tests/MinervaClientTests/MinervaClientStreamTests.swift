@@ -5,6 +5,7 @@ import MinervaClient
 import MinervaCore
 import MinervaServer
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO
@@ -15,9 +16,9 @@ private let allTransports: [ClientEndpointKind] = [.httpLongPoll, .httpStreaming
 struct MinervaClientStreamTests {
     @Test("echo: round trip; onStarted fires", arguments: allTransports)
     func echo(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
         try recorded.send(["echo:hello there"])
@@ -28,14 +29,14 @@ struct MinervaClientStreamTests {
         #expect(recorded.started.get())
         #expect(recorded.resets.get().isEmpty)
         try client.sync { recorded.stream.dispose() }
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+        #expect(waitUntil(5) { recorded.disconnected.get() })
     }
 
     @Test("500 strings each way arrive in order, exactly once", arguments: allTransports)
     func manyInOrder(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
         try recorded.start()
@@ -47,14 +48,14 @@ struct MinervaClientStreamTests {
         }
         let received = try recorded.waitForStrings(500, timeout: 30)
         #expect(received == expected)
-        #expect(waitUntil(timeout: 5) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
+        #expect(waitUntil(5) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
     }
 
     @Test("echo_twice: answers twice", arguments: allTransports)
     func echoTwice(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
         try recorded.start()
@@ -66,9 +67,9 @@ struct MinervaClientStreamTests {
 
     @Test("reset_me: reaches onReset as an application-level reset, then onDisconnect", arguments: allTransports)
     func serverReset(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
         try recorded.start()
@@ -76,21 +77,21 @@ struct MinervaClientStreamTests {
         #expect(try recorded.waitForStrings(1) == ["before"])
         // (A string sent in the same server turn as the reset would be lost with it: the server's behaviour.)
         try recorded.send(["reset_me:go away"])
-        #expect(waitUntil(timeout: 10) { !recorded.resets.get().isEmpty })
+        #expect(waitUntil(10) { !recorded.resets.get().isEmpty })
         let resets = recorded.resets.get()
         #expect(resets.count == 1)
         #expect(resets.first?.0 == "go away")
         #expect(resets.first?.1 == true)
         #expect(recorded.strings.get() == ["before"])
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+        #expect(waitUntil(5) { recorded.disconnected.get() })
         #expect(throws: ClientStreamError.alreadyReset) { try client.sync { try recorded.stream.send("x") } }
     }
 
     @Test("client reset: onReset at once, the server hears the reason", arguments: allTransports)
     func clientReset(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
         try recorded.start()
@@ -99,12 +100,12 @@ struct MinervaClientStreamTests {
         try client.sync { try recorded.stream.reset(reason: "done here") }
         #expect(recorded.resets.get().first?.0 == "done here")
         #expect(recorded.resets.get().first?.1 == true)
-        #expect(waitUntil(timeout: 10) { recorded.disconnected.get() })
-        let loop = server.server.eventLoops[0]
+        #expect(waitUntil(10) { recorded.disconnected.get() })
+        let loop = server.loop
         let endpoint = server.endpoint
         let count = Locked<Int?>(nil)
         #expect(
-            waitUntil(timeout: 5) {
+            waitUntil(5) {
                 loop.execute { count.set(endpoint.engine(on: loop).streamCount) }
                 usleep(5000)
                 return count.get() == 0
@@ -113,7 +114,7 @@ struct MinervaClientStreamTests {
 
     @Test("send rejects unrestricted strings with a clear error")
     func restricted() throws {
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let configuration = MinervaClientConfiguration(host: "127.0.0.1", port: 9, transport: .httpLongPoll)
         let error = try client.sync { () -> ClientStreamError? in
@@ -131,9 +132,9 @@ struct MinervaClientStreamTests {
 
     @Test("HTTP streaming with a tiny maxb: the server ends transports mid-stream, nothing is lost")
     func streamingRotation() throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         var configuration = server.clientConfiguration(.httpStreaming)
         configuration.stream.maxReceiveBytes = 600
@@ -152,9 +153,9 @@ struct MinervaClientStreamTests {
 
     @Test("the server closes idle kept-alive connections: requests go out on new ones, nothing is lost")
     func keepAliveClosedByServer() throws {
-        let server = try DemoServer(http: { $0.idleTimeout = 0.2 })
+        let server = try demoServer(http: { $0.idleTimeout = 0.2 })
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         var configuration = server.clientConfiguration(.httpLongPoll)
         configuration.stream.longPollDuration = 1
@@ -173,9 +174,9 @@ struct MinervaClientStreamTests {
 
     @Test("long-poll reuses kept-alive connections")
     func keepAliveReuse() throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(server.clientConfiguration(.httpLongPoll), on: client)
         try recorded.start()
@@ -194,9 +195,9 @@ struct MinervaClientStreamTests {
         "echo round-trip time, measured on the client loop (printed, not asserted)",
         arguments: allTransports, [0.006, 0])
     func roundTripTiming(transport: ClientEndpointKind, coalescingDelay: Double) throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         var configuration = server.clientConfiguration(transport)
         configuration.stream.sendCoalescingDelay = coalescingDelay
@@ -224,7 +225,7 @@ struct MinervaClientStreamTests {
             }
             try stream.send("echo:t0")
         }
-        #expect(waitUntil(timeout: 60) { elapsed.get() != nil })
+        #expect(waitUntil(60) { elapsed.get() != nil })
         #expect(received.get() == rounds)
         if let total = elapsed.get() {
             print(
@@ -241,13 +242,13 @@ struct MinervaClientKilledTransportTests {
         arguments: allTransports, [50, 2])
     func killedTransports(transport: ClientEndpointKind, serverWindow: Int) throws {
         // A window of 2 makes gaps left by killed requests overflow it (rwin_overflow kills), recovered as well.
-        let server = try DemoServer(engine: { $0.engine.receiveWindow.maxUndeliveredStrings = serverWindow })
+        let server = try demoServer(engine: { $0.engine.receiveWindow.maxUndeliveredStrings = serverWindow })
         defer { server.stop() }
         var configuration = server.clientConfiguration(transport)
         let proxy = try KillingProxy(targetPort: configuration.port)
         defer { proxy.stop() }
         configuration.port = proxy.port
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(configuration, on: client)
         try recorded.start()
@@ -261,7 +262,7 @@ struct MinervaClientKilledTransportTests {
         #expect(try recorded.waitForStrings(300, timeout: 90) == expected)
         #expect(kills > 0)
         #expect(recorded.resets.get().isEmpty)
-        #expect(waitUntil(timeout: 30) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
+        #expect(waitUntil(30) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
         print("killed-transport test over \(transport), server window \(serverWindow): \(kills) pairs killed")
     }
 }
@@ -270,7 +271,7 @@ struct MinervaClientKilledTransportTests {
 struct MinervaClientUsageTests {
     @Test("the DocC example: set up on a thread, then run the loop there until onDisconnect")
     func docExample() throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
         let log = Locked<[String]>([])
         let finished = Locked(false)
@@ -297,7 +298,7 @@ struct MinervaClientUsageTests {
             finished.set(true)
         }
         thread.start()
-        #expect(waitUntil(timeout: 10) { finished.get() })
+        #expect(waitUntil(10) { finished.get() })
         #expect(log.get() == ["got hello", "reset done true"])
     }
 }
@@ -306,9 +307,9 @@ struct MinervaClientUsageTests {
 struct MinervaClientFailureTests {
     @Test("a wrong endpoint path (404): transports are retried with backoff, nothing is delivered, dispose ends it")
     func notFound() throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         var configuration = server.clientConfiguration(.httpLongPoll)
         configuration.path = "/nowhere/"
@@ -317,17 +318,17 @@ struct MinervaClientFailureTests {
         let recorded = try RecordedStream(configuration, on: client)
         try recorded.send(["echo:lost"])
         try recorded.start()
-        #expect(waitUntil(timeout: 10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
+        #expect(waitUntil(10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
         #expect(recorded.strings.get().isEmpty)
         #expect(!recorded.started.get())
         try client.sync { recorded.stream.dispose() }
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+        #expect(waitUntil(5) { recorded.disconnected.get() })
         #expect(recorded.resets.get().isEmpty)
     }
 
     @Test("nothing listening: connects fail, the stream keeps trying until disposed", arguments: allTransports)
     func nothingListening(transport: ClientEndpointKind) throws {
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let port = try client.sync { () -> Int in
             let listener = try client.loop.listenTCP(host: "127.0.0.1", port: 0) { $0.abort() }
@@ -339,9 +340,9 @@ struct MinervaClientFailureTests {
         configuration.stream.rttVariance = 0.05
         let recorded = try RecordedStream(configuration, on: client)
         try recorded.start()
-        #expect(waitUntil(timeout: 10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
+        #expect(waitUntil(10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
         #expect(try recorded.inspect { $0.state } == .started)
         try client.sync { recorded.stream.dispose() }
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+        #expect(waitUntil(5) { recorded.disconnected.get() })
     }
 }

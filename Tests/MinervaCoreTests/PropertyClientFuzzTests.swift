@@ -3,6 +3,7 @@
 
 import PropertyBased
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaCore
 
@@ -87,7 +88,7 @@ struct PropertyClientFuzzTests {
 
     private func run(_ endpoint: ClientEndpointKind, _ events: [Int]) {
         var machine = ClientStreamMachine(
-            configuration: ClientConfiguration(endpoint: endpoint), jitter: ClientJitterGenerator(seed: 3))
+            configuration: ClientConfiguration(endpoint: endpoint), jitter: SeededGenerator(seed: 3))
         var observer = Observer()
         var now = 0.0
         observer.check(try! machine.start(now: now), machine)

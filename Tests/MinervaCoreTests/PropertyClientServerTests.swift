@@ -5,6 +5,7 @@
 
 import PropertyBased
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaCore
 
@@ -72,7 +73,7 @@ private struct Network {
     init(endpoint: ClientEndpointKind, serverWindow: Int) {
         var configuration = ClientConfiguration(endpoint: endpoint)
         configuration.maxUndeliveredStrings = 8
-        client = ClientStreamMachine(configuration: configuration, jitter: ClientJitterGenerator(seed: 99))
+        client = ClientStreamMachine(configuration: configuration, jitter: SeededGenerator(seed: 99))
         var serverConfiguration = ServerEngineConfiguration()
         serverConfiguration.receiveWindow = ReceiveWindowLimits(
             maxUndeliveredStrings: serverWindow, maxUndeliveredBytes: 1_048_576, overheadPerString: 30)

@@ -1,5 +1,6 @@
 import MinervaCore
 import Testing
+import MinervaTestSupport
 
 // PROTOCOL.md 8 and 9 group G (QAN).
 

@@ -2,6 +2,7 @@
 // Content-Length decision and whether the response finished out. Case 91 (routing) belongs to the HTTP layer.
 
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaCore
 

@@ -2,6 +2,7 @@
 // subprotocol dispatch (6.10, case 109 at the engine level).
 
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaCore
 

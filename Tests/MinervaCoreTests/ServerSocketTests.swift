@@ -1,6 +1,7 @@
 // PROTOCOL.md 9 groups C (case 34) and D (cases 35-58): one socket transport against the engine.
 
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaCore
 

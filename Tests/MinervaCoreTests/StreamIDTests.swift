@@ -1,5 +1,6 @@
 import MinervaCore
 import Testing
+import MinervaTestSupport
 
 @Test func streamIDRoundTripsAndValidates() {
     let id = StreamID(String(repeating: "x", count: 26))

@@ -1,5 +1,6 @@
 import MinervaCore
 import Testing
+import MinervaTestSupport
 
 @Suite struct SendQueueTests {
     @Test func numbersConsecutivelyAndAccountsBytes() {

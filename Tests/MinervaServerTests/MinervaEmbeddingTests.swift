@@ -1,6 +1,7 @@
 import MinervaServer
 // The README's embedding example, compiled and run against a real socket.
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO
@@ -27,16 +28,16 @@ struct MinervaEmbeddingTests {
             server.waitUntilStopped()
         }
         let client = try RawClient(port: server.localPort)
-        try client.post(hello(.http, "eeds:null", "ming:1") + "\nhello \n")
+        try client.post(hh("eeds:null", "ming:1") + "\nhello \n")
         _ = try client.readHead()
         let expected = ";)]}^\nC\n|0A\n0N\nhello \n"
         #expect(try client.readChunks(totalling: expected.utf8.count) == expected)
-        let failure = Shared<String?>(nil)
+        let failure = Locked<String?>(nil)
         let endpoint = MinervaEndpoint { _ in Echo() }
         server.eventLoops[0].execute {
             let engine = endpoint.engine(on: server.eventLoops[0])
             engine.openTransport(TransportHandle(1), kind: .http, connection: ConnectionInfo(), now: 0)
-            engine.httpBodyReceived(TransportHandle(1), body: Array((hello(.http) + "\n").utf8), now: 0)
+            engine.httpBodyReceived(TransportHandle(1), body: Array((hh() + "\n").utf8), now: 0)
             let stream = engine.stream(StreamID(testStreamID)!)!
             do {
                 try stream.send("tab\there")

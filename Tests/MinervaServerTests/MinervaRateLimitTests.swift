@@ -1,6 +1,7 @@
 import MinervaCore
 import MinervaServer
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO
@@ -11,7 +12,7 @@ import Testing
     private func newStreamBody(_ index: Int) -> String {
         let suffix = String(index)
         let id = String(repeating: "r", count: 26 - suffix.count) + suffix
-        return hello(.http, "eeds:null", "id:\"\(id)\"") + "\n"
+        return hh("eeds:null", "id:\"\(id)\"") + "\n"
     }
 
     @Test func newStreamsBeyondThePerAddressRateGetStreamAttachFailure() throws {

@@ -1,7 +1,7 @@
 import CShims
 import Testing
+import MinervaTestSupport
 
-@testable import MinervaHTTP
 @testable import MinervaIO
 
 @Test func libevAndHttpParserLink() {

@@ -1,9 +1,9 @@
 // The embedded connection: the whole request path on the test's own thread, stepped by hand.
 import Testing
+import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO
-@testable import MinervaServer
 
 @Suite struct EmbeddedHTTPConnectionTests {
     private func makeRouter() -> MinervaHTTPRouter {
