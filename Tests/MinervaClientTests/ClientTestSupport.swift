@@ -22,7 +22,8 @@ func demoServer(
 extension MinervaTestServer {
     /// The client configuration reaching this server with `transport`.
     func clientConfiguration(_ transport: ClientEndpointKind) -> MinervaClientConfiguration {
-        MinervaClientConfiguration(host: "127.0.0.1", port: transport == .socket ? socketPort : port, transport: transport)
+        MinervaClientConfiguration(
+            host: "127.0.0.1", port: transport == .socket ? socketPort : port, transport: transport)
     }
 }
 

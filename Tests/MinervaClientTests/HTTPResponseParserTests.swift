@@ -1,6 +1,6 @@
+import MinervaTestSupport
 // The client's HTTP response parser: Content-Length, chunked and close-delimited bodies, split at every byte.
 import Testing
-import MinervaTestSupport
 
 @testable import MinervaClient
 @testable import MinervaHTTP

@@ -4,8 +4,8 @@ import Foundation
 import MinervaClient
 import MinervaCore
 import MinervaServer
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

@@ -1,8 +1,8 @@
 // ClientStreamMachine against scripted server responses: PROTOCOL.md 9 group H (cases 102-108) and each
 // reaction of 7.4-7.10 with the recommendations of 10.16, 10.17 and 10.21-10.24.
 
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaCore
 

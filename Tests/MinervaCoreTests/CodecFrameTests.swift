@@ -1,6 +1,6 @@
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 // PROTOCOL.md 9, group A (frame codec) and the frame rules of 2.1-2.4.
 

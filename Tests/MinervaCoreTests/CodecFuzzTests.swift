@@ -1,6 +1,6 @@
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 // Deterministic random inputs: the decoders never trap, and what decodes re-encodes to a decodable equal value.
 

@@ -1,6 +1,6 @@
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 // PROTOCOL.md 3 and 9 group C (socket mode detection and framing, codec level), plus the HTTP body decoder.
 

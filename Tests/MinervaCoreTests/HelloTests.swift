@@ -1,6 +1,6 @@
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 // PROTOCOL.md 9, group B (hello validation), case 15, and the JSON reader's edge cases.
 
@@ -47,7 +47,8 @@ let genericInvalid = [
 ]
 
 @Test func case15_helloWithOnlyTransportNumberEncodes() throws {
-    let hello = HelloFrame(transportNumber: 0, streamID: StreamID(testStreamID)!, streamingResponse: false, maxInactivity: 0)
+    let hello = HelloFrame(
+        transportNumber: 0, streamID: StreamID(testStreamID)!, streamingResponse: false, maxInactivity: 0)
     var out: [UInt8] = []
     hello.encode(into: &out, keys: HelloKeys(.tnum))
     #expect(String(decoding: out, as: UTF8.self) == "{\"tnum\":0}")
@@ -245,7 +246,8 @@ let genericInvalid = [
 @Test func jsonStructureAndWhitespace() {
     #expect(
         isValidHello(
-            "{ \"tnum\" : 0 ,\n\"ver\":2,\t\"id\":\"\(testStreamID)\",\r\"ming\":true,\"maxia\":0,\"seenack\":\"|-1\" }"))
+            "{ \"tnum\" : 0 ,\n\"ver\":2,\t\"id\":\"\(testStreamID)\",\r\"ming\":true,\"maxia\":0,\"seenack\":\"|-1\" }"
+        ))
     for json in [
         "[]", "\"x\"", "1", "", "null", "{", "{}", "{\"tnum\":0,}", "{,}", "{\"tnum\" 0}", "{'tnum':0}",
         "{\"tnum\":0 \"ver\":2}", "{tnum:0}",

@@ -1,9 +1,9 @@
 // Property-based robustness of ClientStreamMachine alone: random (valid and invalid) server frames, statuses,
 // transport ends, timers and application calls never break its invariants, and everything it sends decodes.
 
+import MinervaTestSupport
 import PropertyBased
 import Testing
-import MinervaTestSupport
 
 @testable import MinervaCore
 

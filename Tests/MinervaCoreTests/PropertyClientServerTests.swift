@@ -3,9 +3,9 @@
 // the server kill transports (a small receive window provokes `rwin_overflow`). Whatever the script, once the
 // network calms down every string arrives exactly once and in order, both ways, and every queue drains.
 
+import MinervaTestSupport
 import PropertyBased
 import Testing
-import MinervaTestSupport
 
 @testable import MinervaCore
 

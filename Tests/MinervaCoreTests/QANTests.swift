@@ -1,6 +1,6 @@
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 // PROTOCOL.md 8 and 9 group G (QAN).
 

@@ -4,8 +4,8 @@
 // decoder's job); the engine's int32-framed output is split back into frames here. HTTP transports take a whole
 // body; the response body, its Content-Length decision and whether it finished are recorded.
 
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaCore
 

@@ -2,8 +2,8 @@
 // are duplicated, reordered, dropped with their transport, and both directions must still deliver every string
 // exactly once, in order. Deterministic: each seed replays the same run.
 
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaCore
 

@@ -1,8 +1,8 @@
 // PROTOCOL.md 9 group B's socket cases (26, 27), groups C (case 34) and D (cases 35-58): one socket transport
 // against the engine.
 
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaCore
 

@@ -1,7 +1,7 @@
 // PROTOCOL.md 9 group E (cases 59-76): streams with several socket transports, through the engine's tracker.
 
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaCore
 

@@ -1,6 +1,6 @@
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 @Test func streamIDRoundTripsAndValidates() {
     let id = StreamID(String(repeating: "x", count: 26))

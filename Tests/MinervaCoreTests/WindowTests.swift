@@ -1,6 +1,6 @@
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 @Suite struct SendQueueTests {
     @Test func numbersConsecutivelyAndAccountsBytes() {

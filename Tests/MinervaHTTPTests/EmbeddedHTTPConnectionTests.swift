@@ -1,6 +1,6 @@
+import MinervaTestSupport
 // The embedded connection: the whole request path on the test's own thread, stepped by hand.
 import Testing
-import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO

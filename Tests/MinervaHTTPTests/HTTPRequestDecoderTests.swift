@@ -1,6 +1,6 @@
+import MinervaTestSupport
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
 import Testing
-import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO

@@ -1,7 +1,7 @@
 // Binding variants, several loop threads, and shutdown by signal.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

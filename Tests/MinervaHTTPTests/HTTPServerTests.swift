@@ -1,7 +1,7 @@
 // The HTTP server over real sockets on 127.0.0.1:0. Every wait is bounded; every server is stopped in defer.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

@@ -1,8 +1,8 @@
 // MinervaHTTPServerConfiguration.maxConnections over real sockets: at the limit a loop stops accepting (clients wait in
 // the kernel's backlog), resumes when a connection closes, and logs one rate-limited warning.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

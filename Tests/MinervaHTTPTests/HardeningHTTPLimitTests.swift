@@ -1,8 +1,8 @@
 // HTTP limits checked over real sockets where only the decoder was checked before (header count, buffered
 // pipelined input), and the rate limit on rejection log lines (HTTPServerTests checks each rejection's line).
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

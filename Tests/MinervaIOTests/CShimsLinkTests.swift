@@ -1,6 +1,6 @@
 import CShims
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaIO
 

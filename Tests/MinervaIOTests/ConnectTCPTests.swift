@@ -1,7 +1,7 @@
 // MinervaEventLoop.connectTCP (the outbound connect the client uses): success, refusal, and bytes both ways.
 import Foundation
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaIO
 

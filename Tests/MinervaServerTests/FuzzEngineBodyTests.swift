@@ -3,8 +3,8 @@
 // whole frames; this one breaks the bytes below the framing. Invariants: no trap; nothing is written on an HTTP
 // transport after its response ended or it closed; nothing is left once every transport closed and streams idled.
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
@@ -13,7 +13,8 @@ import MinervaTestSupport
 func fuzzValidBody(_ rng: inout SeededGenerator, ids: [String]) -> [UInt8] {
     let id = ids.randomElement(using: &rng)!
     let frames = [
-        hh("id:\"\(id)\"", "tnum:\(Int.random(in: 0..<6, using: &rng))",
+        hh(
+            "id:\"\(id)\"", "tnum:\(Int.random(in: 0..<6, using: &rng))",
             Bool.random(using: &rng) ? "-new" : "new:1", Bool.random(using: &rng) ? "eeds:null" : "-eeds",
             "maxt:\(Int.random(in: 0...2, using: &rng))")
     ]

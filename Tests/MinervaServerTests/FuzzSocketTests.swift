@@ -6,8 +6,8 @@
 import Glibc
 import Logging
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

@@ -3,8 +3,8 @@
 // each rejection reaches the client as the protocol's answer. The per-address rate is in MinervaRateLimitTests.
 // Public API only.
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

@@ -1,7 +1,7 @@
 // The demo protocol (issue 4, item 4) over real sockets: socket primaries and an HTTP long-poll round trip.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

@@ -1,7 +1,7 @@
 import MinervaServer
+import MinervaTestSupport
 // The README's embedding example, compiled and run against a real socket.
 import Testing
-import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO

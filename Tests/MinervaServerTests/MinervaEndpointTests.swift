@@ -1,8 +1,8 @@
 // PROTOCOL.md 9 group F over real sockets: POST <prefix>io/ bodies, exact response bytes, Content-Length versus
 // chunked, headers of 4.2, peer abort; plus routing, the client script and CORS.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

@@ -4,8 +4,8 @@
 import Glibc
 import Logging
 import MinervaCore
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
@@ -65,7 +65,8 @@ struct MinervaHardeningTests {
             client = nil
             #expect(waitUntil(3) { server.listenerState().map { $0.open == 0 && !$0.paused } ?? false })
         }
-        #expect(server.logs.lines(containing: "socket connection limit reached").count == 1)  // rate-limited: 1 per 10 s
+        // Rate-limited: 1 per 10 s.
+        #expect(server.logs.lines(containing: "socket connection limit reached").count == 1)
     }
 
     @Test func aBadSocketFrameIsLoggedAsANotice() throws {

@@ -1,8 +1,8 @@
 // The engine's timers and flow control on a real event loop: idle reaping (case 75) and a push producer paused by
 // socket backpressure and resumed when the client reads.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

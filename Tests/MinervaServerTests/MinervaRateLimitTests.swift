@@ -1,7 +1,7 @@
 import MinervaCore
 import MinervaServer
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

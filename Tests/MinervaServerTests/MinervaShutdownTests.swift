@@ -1,6 +1,6 @@
 import MinervaServer
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO

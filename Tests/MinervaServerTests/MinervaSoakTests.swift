@@ -2,8 +2,8 @@
 // through long-poll primaries and upload transports, 10% of requests aborted by the client, over the demo
 // protocol's echo. Asserts exactly-once in-order delivery both ways and that no transport or stream leaks.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
@@ -107,7 +107,8 @@ private final class SoakStream: @unchecked Sendable {
             if snapshot.received.count == total { return }
             let tnum = nextTnum()
             let body =
-                hh("-new", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"", "maxt:2",
+                hh(
+                    "-new", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"", "maxt:2",
                     "sack:\"|\(snapshot.received.count - 1)\"", "seenack:\"|\(snapshot.c2sAcked)\"") + "\n"
             guard let client = try? RawClient(port: port) else { return fail("poll: connect failed") }
             do {
@@ -233,7 +234,8 @@ private final class SocketSoakStream: @unchecked Sendable {
             connections += 1
             tnum += 1
             var opening = [
-                hs(created ? "-new" : "new:1", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"",
+                hs(
+                    created ? "-new" : "new:1", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"",
                     "sack:\"|\(received.count - 1)\"", "seenack:\"|\(c2sAcked)\"")
             ]
             if c2sAcked + 1 < sent {

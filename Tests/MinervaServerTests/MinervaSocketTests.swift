@@ -1,8 +1,8 @@
 // PROTOCOL.md 9 groups C and D over a real socket listener: mode detection (policy file, <int32/>, 512-byte rule,
 // early rejection, timeout), int32 framing both ways, kill frames, Y and the close after the grace period.
 import Glibc
-import Testing
 import MinervaTestSupport
+import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
