@@ -88,12 +88,12 @@ let package = Package(
         .testTarget(
             name: "MinervaIOTests",
             dependencies: ["MinervaIO", "CShims", "MinervaTestSupport"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         .testTarget(
             name: "MinervaHTTPTests",
             dependencies: ["MinervaHTTP", "MinervaIO", "MinervaTestSupport"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         .testTarget(
             name: "MinervaServerTests",
@@ -101,7 +101,7 @@ let package = Package(
                 "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo", "MinervaTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         .testTarget(
             name: "MinervaClientTests",
@@ -109,7 +109,7 @@ let package = Package(
                 "MinervaClient", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo",
                 "MinervaTestSupport",
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
     ]
 )

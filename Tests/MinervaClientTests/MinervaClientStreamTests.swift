@@ -101,15 +101,7 @@ struct MinervaClientStreamTests {
         #expect(recorded.resets.get().first?.0 == "done here")
         #expect(recorded.resets.get().first?.1 == true)
         #expect(waitUntil(10) { recorded.disconnected.get() })
-        let loop = server.loop
-        let endpoint = server.endpoint
-        let count = Locked<Int?>(nil)
-        #expect(
-            waitUntil(5) {
-                loop.execute { count.set(endpoint.engine(on: loop).streamCount) }
-                usleep(5000)
-                return count.get() == 0
-            })
+        #expect(waitUntil(5) { server.withEngine { $0.streamCount } == 0 })
     }
 
     @Test("send rejects unrestricted strings with a clear error")

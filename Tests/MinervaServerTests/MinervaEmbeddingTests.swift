@@ -1,6 +1,6 @@
+// The README's embedding example, compiled and run against a real socket.
 import MinervaServer
 import MinervaTestSupport
-// The README's embedding example, compiled and run against a real socket.
 import Testing
 
 @testable import MinervaHTTP
@@ -32,20 +32,20 @@ struct MinervaEmbeddingTests {
         _ = try client.readHead()
         let expected = ";)]}^\nC\n|0A\n0N\nhello \n"
         #expect(try client.readChunks(totalling: expected.utf8.count) == expected)
-        let failure = Locked<String?>(nil)
         let endpoint = MinervaEndpoint { _ in Echo() }
-        server.eventLoops[0].execute {
-            let engine = endpoint.engine(on: server.eventLoops[0])
+        let loop = server.eventLoops[0]
+        let failure = try runOnLoop(loop) { () -> String? in
+            let engine = endpoint.engine(on: loop)
             engine.openTransport(TransportHandle(1), kind: .http, connection: ConnectionInfo(), now: 0)
             engine.httpBodyReceived(TransportHandle(1), body: Array((hh() + "\n").utf8), now: 0)
             let stream = engine.stream(StreamID(testStreamID)!)!
             do {
                 try stream.send("tab\there")
+                return nil
             } catch {
-                failure.update { $0 = "\(error)" }
+                return "\(error)"
             }
         }
-        #expect(waitUntil { failure.get() != nil })
-        #expect(failure.get() == "string contains bytes outside 0x20...0x7E")
+        #expect(failure == "string contains bytes outside 0x20...0x7E")
     }
 }

@@ -9,7 +9,8 @@ import Testing
 @testable import MinervaServer
 
 /// Sends 64 KiB strings, one per loop turn, while not paused (at most `limit`).
-private final class FloodProducer: MinervaProducer {
+private final class FloodProducer: MinervaProducer, @unchecked Sendable {
+    // @unchecked: used only on `loop` (the closure handed to `execute` runs there).
     weak var stream: ServerStream?
     let loop: MinervaEventLoop
     let events: Recording
