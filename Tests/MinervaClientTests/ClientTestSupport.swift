@@ -19,6 +19,23 @@ func demoServer(
     try MinervaTestServer(configure: engine, http: http, socket: true, factory: MinervaDemoApplication().handlerFactory)
 }
 
+/// Runs `body` with the demo server, a client loop and a recorded (not yet started) stream over `transport` (its
+/// configuration changed by `configure`), then stops the loop and the server.
+func withDemoStream(
+    _ transport: ClientEndpointKind, http: (inout MinervaHTTPServerConfiguration) -> Void = { _ in },
+    engine: (inout MinervaEndpointConfiguration) -> Void = { _ in },
+    configure: (inout MinervaClientConfiguration) -> Void = { _ in },
+    _ body: (MinervaTestServer, LoopThread, RecordedStream) throws -> Void
+) throws {
+    let server = try demoServer(http: http, engine: engine)
+    defer { server.stop() }
+    let client = LoopThread()
+    defer { client.stop() }
+    var configuration = server.clientConfiguration(transport)
+    configure(&configuration)
+    try body(server, client, try RecordedStream(configuration, on: client))
+}
+
 extension MinervaTestServer {
     /// The client configuration reaching this server with `transport`.
     func clientConfiguration(_ transport: ClientEndpointKind) -> MinervaClientConfiguration {

@@ -15,9 +15,7 @@ private let noCacheHeaders: [(String, String)] = [
 
 /// Creates the stream `ID` as case 80 does and checks that response.
 private func case80(_ server: MinervaTestServer) throws {
-    let client = try RawClient(port: server.port)
-    try client.post(hh("eeds:null") + "\n")
-    let reply = try client.readResponse()
+    let reply = try server.post(hh("eeds:null") + "\n")
     #expect(reply.text == ";)]}^\nC\n|-1A\n|-1T\n")
     #expect(reply.header("Content-Length") == "18")
 }
@@ -75,9 +73,7 @@ struct MinervaEndpointTests {
             try? stream.send("string0")
             try? stream.send("string1")
         }
-        let client = try RawClient(port: server.port)
-        try client.post(hh("eeds:null") + "\nstring0 \n")
-        let reply = try client.readResponse()
+        let reply = try server.post(hh("eeds:null") + "\nstring0 \n")
         #expect(reply.text == ";)]}^\nC\n0N\nstring0 \nstring1 \n|0A\n|0A\n|-1T\n")
         #expect(reply.header("Content-Length") == "42")
     }
@@ -176,9 +172,7 @@ struct MinervaEndpointTests {
             let server = try MinervaTestServer()
             defer { server.stop() }
             try case80(server)
-            let client = try RawClient(port: server.port)
-            try client.post(hh("-new", "-eeds", "ming:\(ming)") + "\n")
-            let reply = try client.readResponse()
+            let reply = try server.post(hh("-new", "-eeds", "ming:\(ming)") + "\n")
             #expect(reply.text == ";)]}^\n|-1A\n|-1T\n")
             #expect(reply.header("Content-Length") == "16")
         }
@@ -206,9 +200,7 @@ struct MinervaEndpointTests {
             })
             defer { server.stop() }
             try case80(server)
-            let client = try RawClient(port: server.port)
-            try client.post(hh("new:false", "-eeds") + "\nstring0 \nstring1 \nstring2 \n" + suffix)
-            let reply = try client.readResponse()
+            let reply = try server.post(hh("new:false", "-eeds") + "\nstring0 \nstring1 \nstring2 \n" + suffix)
             #expect(reply.text == ";)]}^\n|2A\nreset forced by mock protocol|1!\n")
             #expect(server.recording.all.last == "reset reset forced by mock protocol true")
         }
@@ -218,9 +210,7 @@ struct MinervaEndpointTests {
     func case87() throws {
         let server = try MinervaTestServer()
         defer { server.stop() }
-        let client = try RawClient(port: server.port)
-        try client.post(hh("-new", "eeds:null") + "\n")
-        let reply = try client.readResponse()
+        let reply = try server.post(hh("-new", "eeds:null") + "\n")
         #expect(reply.text == ";)]}^\nstream_attach_failureK\n")
         #expect(reply.header("Content-Length") == "29")
     }
@@ -242,9 +232,7 @@ struct MinervaEndpointTests {
     func case89() throws {
         let server = try MinervaTestServer()
         defer { server.stop() }
-        let client = try RawClient(port: server.port)
-        try client.post("{}H\n")
-        let reply = try client.readResponse()
+        let reply = try server.post("{}H\n")
         #expect(reply.text == ";)]}^\ninvalid_frame_type_or_argumentsK\n")
         #expect(reply.header("Content-Length") == "39")
     }

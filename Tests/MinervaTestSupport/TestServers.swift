@@ -192,6 +192,13 @@ package final class MinervaTestServer {
         http.stop(grace: 0.2)
     }
 
+    /// POSTs `body` to the endpoint's `io/` on a new connection and reads the response.
+    package func post(_ body: String) throws -> HTTPReply {
+        let client = try RawClient(port: port)
+        try client.post(body)
+        return try client.readResponse()
+    }
+
     /// A client of the socket listener that has sent the int32 mode prefix.
     package func int32Client() throws -> RawClient {
         let client = try RawClient(port: socketPort)
