@@ -1,5 +1,5 @@
 // MinervaEventLoop.connectTCP (the outbound connect the client uses): success, refusal, and bytes both ways.
-import Foundation
+import Glibc
 import MinervaTestSupport
 import Testing
 
