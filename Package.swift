@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
     ],
     targets: [
@@ -33,13 +34,16 @@ let package = Package(
         .target(
             name: "MinervaIO",
             dependencies: ["CShims", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // One http-parser wrapper (requests and responses), the HTTP/1.1 server and router, static files.
         .target(
             name: "MinervaHTTP",
-            dependencies: ["CShims", "MinervaIO", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            dependencies: [
+                "CShims", "MinervaIO", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swift6
         ),
         // The Minerva endpoint: transports, the engine of each loop, the application API.
         .target(
@@ -48,13 +52,13 @@ let package = Package(
                 "MinervaCore", "MinervaIO", "MinervaHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // The Swift client: MinervaCore's client state machine over MinervaIO and MinervaHTTP (not the server).
         .target(
             name: "MinervaClient",
             dependencies: ["MinervaCore", "MinervaIO", "MinervaHTTP"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // The demo server and its demo protocol: thin, only wiring.
         .executableTarget(
@@ -92,7 +96,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MinervaHTTPTests",
-            dependencies: ["MinervaHTTP", "MinervaIO", "MinervaTestSupport"],
+            dependencies: [
+                "MinervaHTTP", "MinervaIO", "MinervaTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swift6
         ),
         .testTarget(

@@ -33,7 +33,9 @@ let package = Package(
         // The echo load generator used by run-load.sh (not under Benchmarks/, which the plugin runs).
         .systemLibrary(name: "CEpoll", path: "Tools/CEpoll"),
         .executableTarget(
-            name: "minerva-load", dependencies: ["CEpoll"], path: "Tools/minerva-load",
+            name: "minerva-load",
+            dependencies: ["CEpoll", .product(name: "MinervaHTTP", package: "Minerva")],
+            path: "Tools/minerva-load",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

@@ -1,6 +1,6 @@
 // The two carriers of client transports: an HTTP/1.1 connection that runs one POST at a time (and is kept for
 // reuse when the server allows), and a raw TCP connection in Minerva's socket (int32) mode.
-import MinervaHTTP
+@_spi(MinervaTools) import MinervaHTTP
 import MinervaIO
 
 /// Receives a client transport's events, on its loop.
@@ -24,7 +24,7 @@ protocol ClientTransportDelegate: AnyObject {
 final class HTTPClientConnection: MinervaTCPConnectionHandler {
     private weak var delegate: ClientTransportDelegate?
     private var connection: MinervaTCPConnection?
-    private var parser = HTTPResponseParser()
+    private let decoder = HTTPResponseDecoder()
     /// The transport whose request is in flight (nil: idle or connecting with nothing to send).
     private(set) var transportNumber: Int64?
     private var pendingRequest: [UInt8]?
@@ -36,6 +36,8 @@ final class HTTPClientConnection: MinervaTCPConnectionHandler {
     private(set) var wasReused = false
     private var requestsCarried = 0
     private var aborted = false
+    /// Events arrived after the response ended within one read.
+    private var finishedEarly = false
 
     /// Connects to `host:port` on `loop`.
     init(loop: MinervaEventLoop, host: String, port: Int, timeout: Double, delegate: ClientTransportDelegate) {
@@ -69,7 +71,7 @@ final class HTTPClientConnection: MinervaTCPConnectionHandler {
         sawResponseBytes = false
         wasReused = requestsCarried > 0
         requestsCarried += 1
-        parser.reset()
+        decoder.reset()
         if let connection {
             connection.write(request)
         } else {
@@ -94,29 +96,36 @@ final class HTTPClientConnection: MinervaTCPConnectionHandler {
             return
         }
         sawResponseBytes = true
-        let events: [HTTPResponseEvent]
         do {
-            events = try parser.parse(bytes)
+            try decoder.feed(bytes) { event in
+                guard transportNumber == number, let delegate else {
+                    finishedEarly = true  // bytes after the response: the server broke the protocol
+                    return
+                }
+                switch event {
+                case .head(let status, let contentLength):
+                    self.status = status
+                    delegate.transportStarted(number, status: status, contentLength: contentLength)
+                case .body(let bytes):
+                    delegate.transportReceived(number, bytes: Array(bytes))
+                case .end(let keepAlive):
+                    transportNumber = nil
+                    if !keepAlive { self.connection?.close() }
+                    delegate.transportFinished(number, status: status)
+                    if keepAlive, self.connection?.isOpen == true { self.delegate?.connectionIdle(self) }
+                }
+            }
         } catch {
-            transportNumber = nil
+            if transportNumber == number {
+                transportNumber = nil
+                delegate?.transportFailed(number, retryable: false)
+            }
             connection.abort()
-            delegate?.transportFailed(number, retryable: false)
             return
         }
-        for event in events {
-            guard transportNumber == number, let delegate else { return }
-            switch event {
-            case .head(let status, let contentLength):
-                self.status = status
-                delegate.transportStarted(number, status: status, contentLength: contentLength)
-            case .body(let bytes):
-                delegate.transportReceived(number, bytes: bytes)
-            case .end(let keepAlive):
-                transportNumber = nil
-                if !keepAlive { self.connection?.close() }
-                delegate.transportFinished(number, status: status)
-                if keepAlive, self.connection?.isOpen == true { self.delegate?.connectionIdle(self) }
-            }
+        if finishedEarly && transportNumber == nil {
+            finishedEarly = false
+            if connection.isOpen { connection.abort() }
         }
     }
 
@@ -124,7 +133,7 @@ final class HTTPClientConnection: MinervaTCPConnectionHandler {
         self.connection = nil
         if let number = transportNumber {
             transportNumber = nil
-            if let end = parser.connectionClosed(), case .end = end {
+            if let end = decoder.connectionClosed(), case .end = end {
                 delegate?.transportFinished(number, status: status)
             } else {
                 delegate?.transportFailed(number, retryable: wasReused && !sawResponseBytes)

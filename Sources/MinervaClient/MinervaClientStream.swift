@@ -89,10 +89,10 @@ public final class MinervaClientStream {
         let connections = idleConnections + Array(busyConnections.values)
         let sockets = Array(self.sockets.values)
         if timer == nil && connections.isEmpty && sockets.isEmpty { return }
-        eventLoop.execute {
-            timer?.cancel()
-            for connection in connections { connection.abort() }
-            for socket in sockets { socket.close() }
+        MinervaLoopBound(handingOver: (timer, connections, sockets), to: eventLoop).execute { io in
+            io.0?.cancel()
+            for connection in io.1 { connection.abort() }
+            for socket in io.2 { socket.close() }
         }
     }
 

@@ -1,7 +1,7 @@
-internal import CShims
-import Logging
 // One server connection driven by hand on the calling thread, over a Unix socket pair: the full request path
 // (read, decode, route, respond, writev) with no listener and no threads. For benchmarks and transport tests.
+internal import CShims
+import Logging
 import MinervaIO
 
 #if canImport(Glibc)
@@ -14,7 +14,7 @@ import MinervaIO
 ///
 /// The "client" end is a socket the caller writes requests to and reads responses from. Nothing blocks:
 /// call `step()` to let the server side make progress.
-public final class EmbeddedHTTPConnection {
+@_spi(Benchmarks) public final class EmbeddedHTTPConnection {
     private let context: HTTPLoopContext
     private let clientFD: Int32
     private var clientClosed = false

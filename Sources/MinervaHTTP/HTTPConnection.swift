@@ -1,6 +1,6 @@
-internal import CShims
 // One accepted TCP connection speaking HTTP/1.1: reads into the loop's shared buffer, decodes, dispatches one
 // request at a time (pipelined requests wait their turn), and writes through an output queue with writev.
+internal import CShims
 import MinervaIO
 
 #if canImport(Glibc)

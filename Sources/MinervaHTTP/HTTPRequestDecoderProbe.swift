@@ -2,7 +2,7 @@
 import MinervaIO
 
 /// Feeds bytes through the server's request decoder and counts the requests it completes.
-public final class HTTPRequestDecoderProbe {
+@_spi(Benchmarks) public final class HTTPRequestDecoderProbe {
     private final class Counter: HTTPRequestDecoderDelegate {
         var requests = 0
         var bodyBytes = 0

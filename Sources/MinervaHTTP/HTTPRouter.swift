@@ -8,7 +8,8 @@ import MinervaIO
 #endif
 
 /// Routes requests by path (exact or prefix) and method; answers 404 and 405 itself.
-public final class MinervaHTTPRouter {
+public final class MinervaHTTPRouter: @unchecked Sendable {
+    // @unchecked: routes are added before the server starts and only read afterwards (from every loop).
     /// A request handler: answer through the response now, or keep it and answer later on the same loop.
     public typealias Handler = (MinervaHTTPRequest, MinervaHTTPResponse) -> Void
 

@@ -1,7 +1,9 @@
+// The server: one HTTPLoopContext (loop, listener, connections, deadline lists) per thread.
 internal import CShims
 import Logging
-// The server: one HTTPLoopContext (loop, listener, connections, deadline lists) per thread.
 import MinervaIO
+import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -151,22 +153,31 @@ package final class HTTPLoopContext {
 }
 
 /// An HTTP/1.1 server: one or more event-loop threads, each with its own listener and connections.
-public final class MinervaHTTPServer {
+///
+/// Thread-safe: start, shut down and wait from any thread. Configure the router before `start`. It is also a
+/// swift-service-lifecycle `Service`: its async ``run()`` starts the server and returns once it stopped, and a
+/// graceful shutdown of the service group (or cancellation) shuts it down gracefully.
+public final class MinervaHTTPServer: @unchecked Sendable {
+    // @unchecked: `state` is behind a Mutex; the contexts in it are only used on their loops (through
+    // `MinervaLoopBound`) once the loop threads run.
     /// The settings the server was created with.
     public let configuration: MinervaHTTPServerConfiguration
     /// The router every request goes through.
     public let router: MinervaHTTPRouter
     let logger: Logger
-    private var contexts: [HTTPLoopContext] = []
-    private var threads: [PosixThread] = []
-    private let stateLock = Lock()
-    private var openConnections = 0
-    private var started = false
-    private var stopped = false
-    /// The port the server listens on (after `start`).
-    public private(set) var localPort = 0
-    /// The address the server listens on, as text (after `start`).
-    public private(set) var localAddress = ""
+
+    private struct State {
+        var started = false
+        var loops: [MinervaEventLoop] = []
+        var contexts: [MinervaLoopBound<HTTPLoopContext>] = []
+        var threads: [PosixThread] = []
+        var runningLoops = 0
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        var openConnections = 0
+        var boundAddress: MinervaSocketAddress?
+    }
+
+    private let state = Mutex(State())
 
     /// Creates a server; nothing is bound until `start`.
     /// - Parameters:
@@ -183,20 +194,32 @@ public final class MinervaHTTPServer {
     }
 
     deinit {
-        if !threads.isEmpty {
+        if state.withLock({ !$0.threads.isEmpty }) {
             shutdown(gracePeriod: 0)
             waitUntilStopped()
         }
     }
 
     /// The server's event loops (one per thread), available after `start`.
-    public var eventLoops: [MinervaEventLoop] { contexts.map(\.loop) }
+    public var eventLoops: [MinervaEventLoop] { state.withLock { $0.loops } }
+
+    /// The address and port the server listens on (after `start`; with several loops, every loop listens there).
+    public var boundAddress: MinervaSocketAddress? { state.withLock { $0.boundAddress } }
+
+    /// The port the server listens on (after `start`; 0 before).
+    public var localPort: Int { boundAddress?.port ?? 0 }
+
+    /// The host the server listens on, as text (after `start`; "" before). See ``boundAddress`` for the port too.
+    public var localAddress: String { boundAddress?.host ?? "" }
 
     /// Binds, listens and starts the loop threads; returns at once.
     /// - Throws: `MinervaHTTPServerError` with code `.bindFailed` or `.invalidState`.
     public func start() throws {
-        guard !started else { throw MinervaHTTPServerError(code: .invalidState, message: "server already started") }
-        started = true
+        let first = state.withLock { state in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { throw MinervaHTTPServerError(code: .invalidState, message: "server already started") }
         let threadCount = max(1, configuration.threads)
         let reusePort = configuration.reusePort || threadCount > 1
         var port = configuration.port
@@ -212,46 +235,92 @@ public final class MinervaHTTPServer {
                 throw MinervaHTTPServerError(code: .bindFailed, message: error.message)
             }
         }
-        localPort = port
-        localAddress = sockets[0].address.host
-        contexts = sockets.map {
+        let contexts = sockets.map {
             HTTPLoopContext(configuration: configuration, router: router, logger: logger, server: self, listening: $0)
         }
         if configuration.handleSignals { contexts[0].installSignalHandlers() }
-        for context in contexts {
-            let loop = context.loop
-            threads.append(PosixThread { loop.run() })
+        let loops = contexts.map(\.loop)
+        let bound = contexts.map { MinervaLoopBound(handingOver: $0, to: $0.loop) }
+        state.withLock { state in
+            state.loops = loops
+            state.contexts = bound
+            state.boundAddress = sockets[0].address
+            state.runningLoops = loops.count
         }
+        // The contexts are handed over: from here on each is touched only by its loop's thread.
+        let threads = loops.map { loop in
+            PosixThread { [self] in
+                loop.run()
+                loopStopped()
+            }
+        }
+        state.withLock { $0.threads = threads }
+    }
+
+    private func loopStopped() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.runningLoops -= 1
+            guard state.runningLoops == 0 else { return [] }
+            defer { state.stopWaiters = [] }
+            return state.stopWaiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Starts a graceful shutdown: stop accepting, close idle connections, let in-flight responses finish for up
     /// to `gracePeriod` seconds (default: the configuration's), then close the rest. Thread-safe; returns at once.
     public func shutdown(gracePeriod: Double? = nil) {
         let grace = gracePeriod ?? configuration.shutdownGracePeriod
-        for context in contexts {
-            context.loop.execute { [unowned context] in context.beginDrain(grace: grace) }
+        for context in state.withLock({ $0.contexts }) {
+            context.execute { $0.beginDrain(grace: grace) }
         }
     }
 
     /// Blocks until every loop thread has stopped (after `shutdown`).
     public func waitUntilStopped() {
-        let toJoin = stateLock.withLock { () -> [PosixThread] in
-            let t = threads
-            threads = []
-            return t
+        let toJoin = state.withLock { state -> [PosixThread] in
+            defer { state.threads = [] }
+            return state.threads
         }
         for t in toJoin { t.join() }
     }
 
-    /// `start`, then `waitUntilStopped`.
+    /// `start`, then `waitUntilStopped` (blocks the calling thread).
     public func run() throws {
         try start()
         waitUntilStopped()
     }
 
     /// Connections currently open across all loops. Thread-safe.
-    public var connectionCount: Int { stateLock.withLock { openConnections } }
+    public var connectionCount: Int { state.withLock { $0.openConnections } }
 
-    func connectionOpened() { stateLock.withLock { openConnections += 1 } }
-    func connectionClosed() { stateLock.withLock { openConnections -= 1 } }
+    func connectionOpened() { state.withLock { $0.openConnections += 1 } }
+    func connectionClosed() { state.withLock { $0.openConnections -= 1 } }
+
+    /// Waits (without blocking a thread) until every loop has stopped.
+    private func stopped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.runningLoops == 0 { return true }
+                state.stopWaiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+}
+
+extension MinervaHTTPServer: Service {
+    /// Runs the server as a swift-service-lifecycle service: starts it, and returns once every loop stopped. A
+    /// graceful shutdown of the service group, or cancelling the task, starts ``shutdown(gracePeriod:)``.
+    /// - Throws: `MinervaHTTPServerError` if the server cannot start.
+    public func run() async throws {
+        try start()
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await stopped()
+        } onCancelOrGracefulShutdown: {
+            self.shutdown()
+        }
+        waitUntilStopped()  // the threads have finished: this only joins them
+    }
 }

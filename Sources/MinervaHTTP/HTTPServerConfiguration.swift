@@ -1,6 +1,12 @@
 // Every tunable of the HTTP server in one place.
 import MinervaIO
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
 /// Settings for `MinervaHTTPServer`: address, threads, limits, timeouts and buffering.
 public struct MinervaHTTPServerConfiguration: Sendable {
     /// Address to bind (numeric IPv4/IPv6 or a host name).
@@ -18,9 +24,32 @@ public struct MinervaHTTPServerConfiguration: Sendable {
     /// Most connections open at once, per server. Each loop enforces its share, `maxConnectionsPerLoop`, without
     /// talking to the others. At its share a loop stops accepting (its listen watcher is off, so new clients wait
     /// in the kernel's backlog, bounded by `backlog`) until one of its connections closes, and logs a warning (at
-    /// most one line per 10 s). The default leaves room under a 20,000 open-files limit for the socket listener,
-    /// files and the kernel's backlog.
-    public var maxConnections = 12_000
+    /// most one line per 10 s). The default is the process's open-files limit (`RLIMIT_NOFILE`, soft) minus
+    /// ``descriptorReserve(forLimit:)``: 19,000 under a 20,000 limit. A socket listener's connections, files and
+    /// listening sockets come out of the reserve; if the process still runs out, accepting backs off for 100 ms.
+    public var maxConnections = MinervaHTTPServerConfiguration.defaultMaxConnections
+
+    /// The process's open-files limit minus the reserve (at least 1).
+    public static var defaultMaxConnections: Int {
+        let limit = openFilesLimit()
+        return max(1, limit - descriptorReserve(forLimit: limit))
+    }
+
+    /// Descriptors left for everything but HTTP connections under an open-files limit: 5% of it, at least 64
+    /// and at most 1,000.
+    /// - Parameter limit: the open-files limit.
+    /// - Returns: the reserve.
+    public static func descriptorReserve(forLimit limit: Int) -> Int {
+        min(1_000, max(64, limit / 20))
+    }
+
+    /// The soft open-files limit of this process (`RLIMIT_NOFILE`; 1,024 if it cannot be read).
+    public static func openFilesLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1_024 }
+        if limit.rlim_cur > rlim_t(Int32.max) { return Int(Int32.max) }  // RLIM_INFINITY too
+        return Int(limit.rlim_cur)
+    }
 
     /// The share of `maxConnections` each of the `threads` loops enforces (rounded up, at least 1).
     public var maxConnectionsPerLoop: Int {

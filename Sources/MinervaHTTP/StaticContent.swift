@@ -1,5 +1,5 @@
-internal import CShims
 // Static responses: in-memory bytes or files, with Content-Type, Cache-Control, ETag and If-None-Match.
+internal import CShims
 import MinervaIO
 
 #if canImport(Glibc)
@@ -213,7 +213,7 @@ private func fnv1aHex(_ bytes: [UInt8]) -> String {
 }
 
 /// A Content-Type for a file name, by extension.
-public func mimeType(forPath path: String) -> String {
+package func mimeType(forPath path: String) -> String {
     let ext = path.split(separator: ".").last.map { $0.lowercased() } ?? ""
     switch ext {
     case "html", "htm": return "text/html; charset=utf-8"

@@ -32,16 +32,17 @@ let prepareWatcherCallback: cshims_prepare_cb = { _, watcher, _ in
 
 /// Boxes a thread body so it can cross pthread_create as one retained pointer.
 private final class ThreadBody {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 }
 
 /// A joinable POSIX thread running one closure.
-package final class PosixThread {
+package final class PosixThread: @unchecked Sendable {
+    // @unchecked: `handle` is written once, in init, before the object is shared; pthread_join is thread-safe.
     private var handle: UInt = 0
 
     /// Starts `body` on a new thread.
-    package init(_ body: @escaping () -> Void) {
+    package init(_ body: @escaping @Sendable () -> Void) {
         // The new thread takes over this +1 reference and releases it when `body` returns.
         let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
         let rc = cshims_pthread_create(

@@ -184,13 +184,17 @@ public final class MinervaEventLoop: @unchecked Sendable {
         return list
     }
 
-    /// End of a turn: the queued tasks (socket flushes among them), then the hooks in order, then the tasks the
-    /// hooks queued, so nothing written in this turn waits for the next wake-up.
+    /// End of a turn: the queued tasks (socket flushes among them), then the hooks in order, and again while the
+    /// hooks queued more tasks (whose callbacks may have produced work for the hooks), so nothing written in this
+    /// turn waits for the next wake-up.
     private func prepareToBlock() {
         drainEndOfTurnTasks()
         if !hooks.isEmpty {
-            for entry in hooks { entry.hook() }
-            drainEndOfTurnTasks()
+            repeat {
+                for entry in hooks { entry.hook() }
+                if endOfTurn.isEmpty { break }
+                drainEndOfTurnTasks()
+            } while true
         }
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
     }

@@ -20,6 +20,13 @@ public struct MinervaLoopBound<Value>: @unchecked Sendable {
         self.eventLoop = eventLoop
     }
 
+    /// Wraps `value` without checking the thread: for values created elsewhere and handed to the loop before
+    /// anything else touches them (e.g. set up before the loop's thread starts).
+    package init(handingOver value: Value, to eventLoop: MinervaEventLoop) {
+        self._value = value
+        self.eventLoop = eventLoop
+    }
+
     /// The value. Loop thread only (a precondition checks it).
     public var value: Value {
         eventLoop.preconditionInEventLoop()

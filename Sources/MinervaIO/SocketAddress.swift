@@ -23,6 +23,7 @@ public struct MinervaSocketAddress: Hashable, Sendable, CustomStringConvertible 
         var text = [CChar](repeating: 0, count: 64)
         let port = cshims_socket_address(fd, peer ? 1 : 0, &text, 64)
         if port < 0 { return nil }
-        return MinervaSocketAddress(host: String(cString: text), port: Int(port))
+        let host = text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return MinervaSocketAddress(host: String(decoding: host, as: UTF8.self), port: Int(port))
     }
 }

@@ -92,7 +92,7 @@ extension MinervaEventLoop {
         let result = Self.startConnect(host: host, port: port)
         switch result {
         case .failure(let error):
-            execute { completion(.failure(error)) }
+            schedule(after: 0) { completion(.failure(error)) }  // on the loop, never inside this call
         case .success(let fd):
             _ = PendingConnect(fd: fd, loop: self, options: options, timeout: timeout, completion: completion)
         }

@@ -1,7 +1,6 @@
 // The application API for servers that link MinervaServer: the stream handler protocol and ServerStream come from
 // MinervaCore (re-exported here), plus a String convenience and a QAN wrapper (PROTOCOL.md 6.9, 6.11).
 import MinervaCore
-@_exported import MinervaCore
 import MinervaHTTP
 import MinervaIO
 

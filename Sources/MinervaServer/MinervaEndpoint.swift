@@ -1,7 +1,7 @@
-import Logging
 // The Minerva HTTP endpoint (PROTOCOL.md 4): `POST <prefix>io/` feeds whole bodies to the loop's
 // MinervaServerEngine and carries out its actions on the HTTP responses; `GET <prefix>minerva-client.js` serves the
 // JavaScript client; optional CORS. One engine per event loop, driven by MinervaLoopDriver.
+import Logging
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
@@ -58,7 +58,7 @@ public struct MinervaEndpointConfiguration: Sendable {
 /// Each event loop of the server gets its own ``MinervaServerEngine`` (streams live on the loop that created
 /// them, so run a single loop thread unless clients are pinned to a loop). Thread-safe to share between loops.
 /// Keep the endpoint alive as long as the server runs (mounting it on a router does).
-public final class MinervaEndpoint {
+public final class MinervaEndpoint: @unchecked Sendable {
     /// Builds the application handler of a new stream; called on the stream's event loop.
     public typealias HandlerFactory = (ServerStream, MinervaEventLoop) -> any MinervaStreamHandler
 

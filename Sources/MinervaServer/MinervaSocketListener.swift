@@ -1,7 +1,7 @@
-import Logging
 // The Minerva socket listener (PROTOCOL.md 3.2): a separate TCP port whose connections choose their mode with their
 // first bytes (Flash policy file, `<int32/>\n`, or abort), then carry int32-framed frames both ways. Each int32
 // connection is one socket transport of the loop's engine.
+import Logging
 import MinervaCore
 import MinervaHTTP
 import MinervaIO

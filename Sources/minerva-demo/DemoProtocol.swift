@@ -2,21 +2,22 @@
 import MinervaCore
 import MinervaIO
 import MinervaServer
+import Synchronization
 
 /// The demo application: one ``MinervaDemoHandler`` per stream, a chat room and a stream counter per event loop.
 ///
 /// Commands (one per received string): `echo:X`, `echo_twice:X`, `reset_me:R`, `string_then_reset_me:R`,
 /// `send_demo`, `begin_chat`, `broadcast:T`; anything else is answered with `unknown_message_type`.
-final class MinervaDemoApplication {
-    private let lock = Lock()
-    private var rooms: [ObjectIdentifier: MinervaDemoRoom] = [:]
+final class MinervaDemoApplication: Sendable {
+    /// One room per loop, each opened only on its own loop.
+    private let rooms = Mutex<[ObjectIdentifier: MinervaLoopBound<MinervaDemoRoom>]>([:])
 
     /// Creates the application.
     init() {}
 
     /// The handler factory to give to ``MinervaEndpoint``.
     var handlerFactory: MinervaEndpoint.HandlerFactory {
-        { [self] stream, loop in
+        { @Sendable [self] stream, loop in
             let room = self.room(for: loop)
             let number = room.nextStreamNumber
             room.nextStreamNumber += 1
@@ -28,12 +29,14 @@ final class MinervaDemoApplication {
     /// - Parameter loop: the event loop.
     /// - Returns: the room; use it on `loop`'s thread only.
     func room(for loop: MinervaEventLoop) -> MinervaDemoRoom {
-        lock.withLock {
-            if let room = rooms[ObjectIdentifier(loop)], room.loop === loop { return room }
-            let room = MinervaDemoRoom(loop: loop)
+        loop.preconditionInEventLoop()
+        let bound = rooms.withLock { rooms in
+            if let room = rooms[ObjectIdentifier(loop)], room.eventLoop === loop { return room }
+            let room = MinervaLoopBound(MinervaDemoRoom(loop: loop), eventLoop: loop)
             rooms[ObjectIdentifier(loop)] = room
             return room
         }
+        return bound.value
     }
 }
 
@@ -41,7 +44,7 @@ final class MinervaDemoApplication {
 final class MinervaDemoRoom {
     weak var loop: MinervaEventLoop?
     /// The number the next stream gets (streams are numbered from 0 in creation order).
-    internal(set) var nextStreamNumber = 0
+    var nextStreamNumber = 0
     var members: [MinervaDemoHandler] = []
 
     init(loop: MinervaEventLoop) { self.loop = loop }
@@ -78,7 +81,7 @@ final class MinervaDemoHandler: MinervaStreamHandler {
             try stream.send(x)
         } else if let x = text.dropPrefix("echo_twice:") {
             try stream.send(x)
-            loop.execute { [weak stream] in
+            loop.schedule(after: 0) { [weak stream] in  // a later turn
                 guard let stream, !stream.isReset else { return }
                 try? stream.send(x)
             }

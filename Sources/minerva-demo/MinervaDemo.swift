@@ -23,6 +23,12 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Event-loop threads (more than one uses SO_REUSEPORT).")
     var threads = 1
 
+    @Option(help: "The most HTTP connections open at once (shared by the loops; accepting pauses at the limit).")
+    var maxConnections = MinervaHTTPServerConfiguration().maxConnections
+
+    @Option(help: "The most Minerva streams open at once (per loop); new streams beyond it are refused.")
+    var maxStreams = ServerEngineConfiguration().maxStreams
+
     @Option(help: "Serve files from this directory under /static/.")
     var staticDir: String?
 
@@ -49,6 +55,8 @@ struct MinervaDemo: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard maxNewStreamsPerSecond >= 0 else { throw ValidationError("bad --max-new-streams-per-second") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        guard maxStreams >= 1 else { throw ValidationError("--max-streams must be at least 1") }
         if let socketPort, !(0...65535).contains(socketPort) { throw ValidationError("bad --socket-port") }
     }
 
@@ -74,6 +82,7 @@ struct MinervaDemo: ParsableCommand {
         var minerva = MinervaEndpointConfiguration()
         minerva.allowedOrigins = allowedOrigin
         minerva.engine.maxIdleTime = idleTimeout
+        minerva.engine.maxStreams = maxStreams
         minerva.engine.maxNewStreamsPerKeyPerSecond = maxNewStreamsPerSecond
         minerva.clientScriptPath = clientScript
         let demo = MinervaDemoApplication()
@@ -89,6 +98,7 @@ struct MinervaDemo: ParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.threads = threads
+        configuration.maxConnections = maxConnections
         configuration.handleSignals = true
         let server = MinervaHTTPServer(configuration: configuration, router: router, logger: logger)
         try server.start()

@@ -2,7 +2,7 @@ import MinervaTestSupport
 // The embedded connection: the whole request path on the test's own thread, stepped by hand.
 import Testing
 
-@testable import MinervaHTTP
+@_spi(Benchmarks) @testable import MinervaHTTP
 @testable import MinervaIO
 
 @Suite struct EmbeddedHTTPConnectionTests {

@@ -2,7 +2,7 @@ import MinervaTestSupport
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
 import Testing
 
-@testable import MinervaHTTP
+@_spi(Benchmarks) @testable import MinervaHTTP
 @testable import MinervaIO
 
 /// What the decoder delivered, as plain values.

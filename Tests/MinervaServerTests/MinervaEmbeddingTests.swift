@@ -1,10 +1,9 @@
-// The README's embedding example, compiled and run against a real socket.
+// The README's embedding example, compiled and run against a real socket. The example needs `import MinervaServer`
+// alone; MinervaCore is imported only for the test's own look at the engine.
+import MinervaCore
 import MinervaServer
 import MinervaTestSupport
 import Testing
-
-@testable import MinervaHTTP
-@testable import MinervaIO
 
 /// Sends every string back (the README's handler, verbatim).
 private final class Echo: MinervaTextStreamHandler {

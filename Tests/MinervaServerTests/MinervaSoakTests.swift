@@ -202,7 +202,7 @@ struct MinervaSoakTests {
         }
         #expect(server.withEngine { $0.streamCount } == 0)
         #expect(waitUntil(5) { server.http.server.connectionCount == 0 })
-        #expect(demo.room(for: server.loop).memberCount == 0)
+        #expect(server.withEngine { _ in demo.room(for: server.loop).memberCount } == 0)
     }
 }
 

@@ -1,9 +1,9 @@
-import Benchmark
-import MinervaCore
-
 // Micro-benchmarks of MinervaCore. Allocation counts (malloc total) are deterministic and are the figures to
 // gate on; wall-clock times are for comparison within one run. With `scalingFactor: .kilo`, each measured
 // sample runs 1,000 iterations, so "per iteration" = reported value / 1,000.
+import Benchmark
+import MinervaCore
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .mallocCountTotal],

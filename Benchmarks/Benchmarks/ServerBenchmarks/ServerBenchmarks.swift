@@ -1,9 +1,9 @@
+// Micro-benchmarks of MinervaServer's request path and of the server engine. Allocation counts are the
+// deterministic figures; times are per iteration (`scalingFactor: .kilo` runs 1,000 per sample).
 import Benchmark
 import MinervaCore
 import MinervaServer
 
-// Micro-benchmarks of MinervaServer's request path and of the server engine. Allocation counts are the
-// deterministic figures; times are per iteration (`scalingFactor: .kilo` runs 1,000 per sample).
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .mallocCountTotal],

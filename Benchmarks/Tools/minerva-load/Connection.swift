@@ -100,7 +100,12 @@ final class Connection {
         while fd >= 0 {
             switch loop.read(fd) {
             case .bytes(let count):
-                parser.append(loop.readBuffer[0..<count])
+                do {
+                    try parser.append(loop.readBuffer[0..<count])
+                } catch {
+                    fail("malformed response: \(error.reason)")
+                    return
+                }
                 deliver()
                 if count < loop.readBuffer.count { return }
             case .wouldBlock:
@@ -121,17 +126,7 @@ final class Connection {
 
     private func deliver() {
         while fd >= 0 {
-            let response: HTTPResponse?
-            do {
-                response = try parser.next()
-            } catch let error as HTTPResponseParser.Malformed {
-                fail("malformed response: \(error.reason)")
-                return
-            } catch {
-                fail("malformed response")
-                return
-            }
-            guard let response else { return }
+            guard let response = parser.next() else { return }
             outstanding -= 1
             let closing = response.close
             onResponse(response)

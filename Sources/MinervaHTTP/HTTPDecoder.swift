@@ -1,10 +1,11 @@
-internal import CShims
-// The C boundary, part 2: the one Swift type over http-parser. Nothing else in the package sees http-parser,
-// so it can be replaced (llhttp) by rewriting this file alone.
+// The C boundary, part 2: the one file over http-parser, used both ways (a request decoder for the server, a
+// response decoder for the Swift client and the load tool). Nothing else in the package sees http-parser, so it can
+// be replaced (llhttp) by rewriting this file alone.
 //
 // Header names, values and the URL are recorded as byte offsets from the start of the request head. While a
 // head is complete in the caller's buffer nothing is copied; when a head (or a head followed by a body) spans
 // reads, its bytes are copied once into `headStore`, where the same offsets stay valid.
+internal import CShims
 import MinervaIO
 
 /// Request size limits enforced by the decoder.
@@ -361,7 +362,7 @@ private let methodTable: [MinervaHTTPMethod] = (0..<40).map { code in
 
 /// One settings struct for every decoder, at a fixed address, never freed and never written after its creation
 /// (so every loop thread may read it): capture-free callbacks that forward to the decoder in `data`.
-private let decoderSettings: UnsafePointer<http_parser_settings> = {
+nonisolated(unsafe) private let decoderSettings: UnsafePointer<http_parser_settings> = {
     var s = http_parser_settings()
     s.on_message_begin = { decoder($0).onMessageBegin() }
     s.on_url = { decoder($0).onURL($1!, $2) }
@@ -370,6 +371,153 @@ private let decoderSettings: UnsafePointer<http_parser_settings> = {
     s.on_headers_complete = { decoder($0).onHeadersComplete() }
     s.on_body = { decoder($0).onBody($1!, $2) }
     s.on_message_complete = { decoder($0).onMessageComplete() }
+    let pointer = UnsafeMutablePointer<http_parser_settings>.allocate(capacity: 1)
+    pointer.initialize(to: s)
+    return UnsafePointer(pointer)
+}()
+
+// MARK: - Responses
+
+/// One thing an `HTTPResponseDecoder` found, in order.
+@_spi(MinervaTools) public enum HTTPResponseEvent {
+    /// The final (non-1xx) response head. `contentLength` is nil for chunked or close-delimited bodies.
+    case head(status: Int, contentLength: Int?)
+    /// Body bytes (chunked framing removed). - Warning: they point into the fed bytes; valid only during the call.
+    case body(UnsafeRawBufferPointer)
+    /// The response is complete; `keepAlive` says whether the connection may carry another request.
+    case end(keepAlive: Bool)
+}
+
+/// Why a response could not be decoded.
+@_spi(MinervaTools) public struct HTTPResponseDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// http-parser's name for the error (e.g. `HPE_INVALID_CONSTANT`).
+    public let reason: String
+    /// The reason.
+    public var description: String { reason }
+}
+
+/// Incremental decoder of the HTTP/1.x responses on one client connection (pipelined responses in order), over the
+/// same http-parser boundary as the request decoder. Body bytes are handed out as they arrive, so a streaming
+/// response reaches its reader without waiting for its end; nothing is copied.
+@_spi(MinervaTools) public final class HTTPResponseDecoder {
+    private let parser = UnsafeMutablePointer<http_parser>.allocate(capacity: 1)
+    private var sink: ((HTTPResponseEvent) -> Void)?
+    private var informational = false
+    private var inMessage = false
+    private var headersDone = false
+    /// Set when the request being answered was HEAD (its response has no body).
+    public var requestWasHead = false
+
+    /// Creates a decoder waiting for a response.
+    public init() {
+        http_parser_init(parser, HTTP_RESPONSE)
+        // `data` points to self, unretained: the parser memory is owned and freed by self.
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit { parser.deallocate() }
+
+    /// Whether the decoder is between responses (nothing of a new one seen).
+    public var isIdle: Bool { !inMessage }
+
+    /// Whether a head was decoded and its body is still open.
+    public var inBody: Bool { inMessage && headersDone }
+
+    /// Forgets any partial response (a new connection, or a new request on this one).
+    public func reset() {
+        http_parser_init(parser, HTTP_RESPONSE)
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        informational = false
+        inMessage = false
+        headersDone = false
+    }
+
+    /// Decodes `bytes`, calling `handle` with each event found, in order.
+    /// - Throws: `HTTPResponseDecodingError` on malformed input (the decoder is then finished; `reset` it).
+    public func feed(
+        _ bytes: UnsafeRawBufferPointer, _ handle: (HTTPResponseEvent) -> Void
+    ) throws(HTTPResponseDecodingError) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        try withoutActuallyEscaping(handle) { handle throws(HTTPResponseDecodingError) in
+            sink = handle
+            defer { sink = nil }
+            let n = http_parser_execute(
+                parser, responseSettings, base.assumingMemoryBound(to: CChar.self), bytes.count)
+            try check(consumed: n, of: bytes.count)
+        }
+    }
+
+    /// The connection ended: ends a close-delimited body.
+    /// - Returns: the `.end` event if the connection's end legitimately ends the response in progress.
+    public func connectionClosed() -> HTTPResponseEvent? {
+        guard inMessage else { return nil }
+        var ended: HTTPResponseEvent?
+        withoutActuallyEscaping({ (event: HTTPResponseEvent) in
+            if case .end = event { ended = event }
+        }) { handle in
+            sink = handle
+            _ = http_parser_execute(parser, responseSettings, nil, 0)
+            sink = nil
+        }
+        return ended
+    }
+
+    private func check(consumed: Int, of count: Int) throws(HTTPResponseDecodingError) {
+        let errno = cshims_http_parser_errno(parser)
+        if errno != HPE_OK {
+            throw HTTPResponseDecodingError(reason: String(cString: http_errno_name(errno)))
+        }
+        if consumed != count { throw HTTPResponseDecodingError(reason: "unexpected upgrade") }
+    }
+
+    // MARK: http-parser callbacks (called only from inside `feed` and `connectionClosed`)
+
+    fileprivate func onMessageBegin() -> Int32 {
+        inMessage = true
+        headersDone = false
+        informational = false
+        return 0
+    }
+
+    fileprivate func onHeadersComplete() -> Int32 {
+        headersDone = true
+        let status = Int(cshims_http_parser_status_code(parser))
+        if status < 200 {
+            informational = true
+            return 0
+        }
+        let flags = cshims_http_parser_flags(parser)
+        let length: Int? =
+            flags & UInt32(F_CONTENTLENGTH.rawValue) != 0 ? Int(cshims_http_parser_content_length(parser)) : nil
+        sink?(.head(status: status, contentLength: length))
+        return requestWasHead ? 1 : 0  // 1: no body follows
+    }
+
+    fileprivate func onBody(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
+        sink?(.body(UnsafeRawBufferPointer(start: at, count: length)))
+        return 0
+    }
+
+    fileprivate func onMessageComplete() -> Int32 {
+        inMessage = false
+        headersDone = false
+        if informational { return 0 }
+        sink?(.end(keepAlive: http_should_keep_alive(parser) != 0))
+        return 0
+    }
+}
+
+@inline(__always) private func responseDecoder(_ parser: UnsafeMutablePointer<http_parser>?) -> HTTPResponseDecoder {
+    Unmanaged<HTTPResponseDecoder>.fromOpaque(parser!.pointee.data).takeUnretainedValue()
+}
+
+/// The settings of every response decoder (fixed address, never written after creation).
+nonisolated(unsafe) private let responseSettings: UnsafePointer<http_parser_settings> = {
+    var s = http_parser_settings()
+    s.on_message_begin = { responseDecoder($0).onMessageBegin() }
+    s.on_headers_complete = { responseDecoder($0).onHeadersComplete() }
+    s.on_body = { responseDecoder($0).onBody($1!, $2) }
+    s.on_message_complete = { responseDecoder($0).onMessageComplete() }
     let pointer = UnsafeMutablePointer<http_parser_settings>.allocate(capacity: 1)
     pointer.initialize(to: s)
     return UnsafePointer(pointer)

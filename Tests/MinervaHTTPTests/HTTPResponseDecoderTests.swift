@@ -1,22 +1,38 @@
-import MinervaTestSupport
-// The client's HTTP response parser: Content-Length, chunked and close-delimited bodies, split at every byte.
+// The response decoder (MinervaHTTP's http-parser wrapper, used by the Swift client and the load tool):
+// Content-Length, chunked and close-delimited bodies, split at every byte.
 import Testing
 
-@testable import MinervaClient
-@testable import MinervaHTTP
+@_spi(MinervaTools) @testable import MinervaHTTP
 @testable import MinervaIO
 
+/// A decoder event with owned bytes, comparable in expectations.
+enum HTTPResponseEvent: Equatable {
+    case head(status: Int, contentLength: Int?)
+    case body([UInt8])
+    case end(keepAlive: Bool)
+
+    init(_ event: MinervaHTTP.HTTPResponseEvent) {
+        switch event {
+        case .head(let status, let contentLength): self = .head(status: status, contentLength: contentLength)
+        case .body(let bytes): self = .body(Array(bytes))
+        case .end(let keepAlive): self = .end(keepAlive: keepAlive)
+        }
+    }
+}
+
 private func parseAll(_ text: String, splitEvery step: Int) throws -> [HTTPResponseEvent] {
-    var parser = HTTPResponseParser()
+    let decoder = HTTPResponseDecoder()
     var events: [HTTPResponseEvent] = []
     let bytes = Array(text.utf8)
     var index = 0
     while index < bytes.count {
         let end = min(bytes.count, index + step)
-        events += try bytes[index..<end].withUnsafeBytes { try parser.parse($0) }
+        try bytes[index..<end].withUnsafeBytes { raw in
+            try decoder.feed(raw) { events.append(HTTPResponseEvent($0)) }
+        }
         index = end
     }
-    if let end = parser.connectionClosed() { events.append(end) }
+    if let end = decoder.connectionClosed() { events.append(HTTPResponseEvent(end)) }
     return events
 }
 
@@ -35,8 +51,8 @@ private func merged(_ events: [HTTPResponseEvent]) -> [HTTPResponseEvent] {
     return result
 }
 
-@Suite("HTTPResponseParser")
-struct HTTPResponseParserTests {
+@Suite("HTTPResponseDecoder")
+struct HTTPResponseDecoderTests {
     @Test("Content-Length body, keep-alive", arguments: [1, 2, 7, 1000])
     func contentLength(step: Int) throws {
         let text = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
@@ -70,11 +86,11 @@ struct HTTPResponseParserTests {
     @Test(
         "malformed input is rejected",
         arguments: [
-            "HTTX/1.1 200 OK\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "XTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nextra",
         ])
     func malformed(text: String) {
-        #expect(throws: HTTPResponseParseError.self) { _ = try parseAll(text, splitEvery: 1000) }
+        #expect(throws: HTTPResponseDecodingError.self) { _ = try parseAll(text, splitEvery: 1000) }
     }
 }
