@@ -1,5 +1,4 @@
 import MinervaCore
-import MinervaTestSupport
 import Testing
 
 // PROTOCOL.md 8 and 9 group G (QAN).

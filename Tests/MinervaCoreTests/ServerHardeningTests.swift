@@ -1,6 +1,6 @@
-import MinervaTestSupport
 // The engine's hardening hooks: the configurable frame limit (ServerEngineConfiguration.maxFrameLength) on HTTP
 // bodies and int32 sockets, and the rejection reporter that hears of every kill frame and send-queue reset.
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore

@@ -1,5 +1,4 @@
 import MinervaCore
-import MinervaTestSupport
 import Testing
 
 @Suite struct SendQueueTests {

@@ -1,4 +1,3 @@
-import MinervaTestSupport
 // The embedded connection: the whole request path on the test's own thread, stepped by hand.
 import Testing
 

@@ -1,5 +1,5 @@
-import MinervaTestSupport
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
+import MinervaTestSupport
 import Testing
 
 @_spi(Benchmarks) @testable import MinervaHTTP

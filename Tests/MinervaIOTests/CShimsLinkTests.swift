@@ -1,5 +1,4 @@
 import CShims
-import MinervaTestSupport
 import Testing
 
 @testable import MinervaIO
