@@ -98,6 +98,7 @@ let package = Package(
             name: "MinervaHTTPTests",
             dependencies: [
                 "MinervaHTTP", "MinervaIO", "MinervaTestSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swift6

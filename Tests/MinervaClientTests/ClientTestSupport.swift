@@ -1,6 +1,5 @@
 // Helpers for the client tests: the demo server (MinervaTestServer with the demo protocol), a recorder of a client
 // stream's callbacks with bounded waits, and a proxy whose connections the test can kill.
-import Logging
 import MinervaClient
 import MinervaCore
 import MinervaServer
