@@ -21,10 +21,11 @@ package func get(_ path: String, _ extra: String = "") -> String {
     "GET \(path) HTTP/1.1\r\nHost: test\r\n\(extra)\r\n"
 }
 
-/// A connected TCP socket to `host:port` (any address family), or a negative errno.
+/// A connected TCP socket to `host:port` (any address family) with TCP_NODELAY, or a negative errno.
 package func connectTCP(host: String, port: Int) -> Int32 {
     var hints = addrinfo()
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    hints.ai_flags = AI_NUMERICSERV
     var list: UnsafeMutablePointer<addrinfo>?
     guard getaddrinfo(host, String(port), &hints, &list) == 0 else { return -EADDRNOTAVAIL }
     defer { freeaddrinfo(list) }
@@ -33,7 +34,12 @@ package func connectTCP(host: String, port: Int) -> Int32 {
     while let info = entry?.pointee {
         let fd = socket(info.ai_family, info.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.ai_protocol)
         if fd >= 0 {
-            if connect(fd, info.ai_addr, info.ai_addrlen) == 0 { return fd }
+            if connect(fd, info.ai_addr, info.ai_addrlen) == 0 {
+                // Without it a request sent as head + body waits for the server's delayed ACK (Nagle).
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                return fd
+            }
             error = errno
             close(fd)
         } else {
@@ -112,7 +118,7 @@ package final class RawClient {
         if sawEOF { return false }
         var pollFD = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&pollFD, 1, Int32((timeout ?? self.timeout) * 1000)) > 0 else { return false }
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
         if n <= 0 {
             sawEOF = true
