@@ -70,27 +70,54 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // Helpers shared by the test targets (seeded RNG, test hellos, raw client, test servers), written once.
+        .target(
+            name: "MinervaTestSupport",
+            dependencies: [
+                "MinervaCore", "MinervaIO", "MinervaHTTP", "MinervaServer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/MinervaTestSupport",
+            swiftSettings: swift6
+        ),
+        // One test target per layer; each depends on the layer it tests (+ MinervaTestSupport). See Tests/README.md.
         .testTarget(
             name: "MinervaCoreTests",
             dependencies: [
-                "MinervaCore",
+                "MinervaCore", "MinervaTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
-            ]
+            ],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "MinervaIOTests",
+            dependencies: ["MinervaIO", "CShims", "MinervaTestSupport"],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "MinervaHTTPTests",
+            dependencies: [
+                "MinervaHTTP", "MinervaIO", "MinervaTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "MinervaServerTests",
+            dependencies: [
+                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo", "MinervaTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swift6
         ),
         .testTarget(
             name: "MinervaClientTests",
             dependencies: [
                 "MinervaClient", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo",
+                "MinervaTestSupport",
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
-        ),
-        .testTarget(
-            name: "MinervaServerTests",
-            dependencies: [
-                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "CShims", "minerva-demo",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
     ]
 )

@@ -11,6 +11,9 @@ trap 'rm -rf "$LOGS"' EXIT
 echo "== swift format lint"
 swift format lint -r --strict Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Tools
 
+echo "== layer check"
+scripts/check-layers.sh
+
 echo "== swift test"
 swift build --build-tests
 swift test --skip-build 2>&1 | tee "$LOGS/swift.log"

@@ -4,13 +4,16 @@ import MinervaIO
 import MinervaServer
 import Synchronization
 
-/// The demo application: one ``MinervaDemoHandler`` per stream, a chat room and a stream counter per event loop.
+/// The demo application: one ``MinervaDemoHandler`` per stream, a chat room per event loop.
 ///
 /// Commands (one per received string): `echo:X`, `echo_twice:X`, `reset_me:R`, `string_then_reset_me:R`,
-/// `send_demo`, `begin_chat`, `broadcast:T`; anything else is answered with `unknown_message_type`.
+/// `send_demo`, `begin_chat`, `broadcast:T`; anything else is answered with `unknown_message_type`. Streams are
+/// numbered from 0 in creation order across the whole process. A broadcast reaches the room of every loop: the
+/// sender's own loop at once, the others as a message to each loop (in the order the sender sent them).
 final class MinervaDemoApplication: Sendable {
     /// One room per loop, each opened only on its own loop.
     private let rooms = Mutex<[ObjectIdentifier: MinervaLoopBound<MinervaDemoRoom>]>([:])
+    private let streamCounter = Atomic<Int>(0)
 
     /// Creates the application.
     init() {}
@@ -19,38 +22,43 @@ final class MinervaDemoApplication: Sendable {
     var handlerFactory: MinervaEndpoint.HandlerFactory {
         { @Sendable [self] stream, loop in
             let room = self.room(for: loop)
-            let number = room.nextStreamNumber
-            room.nextStreamNumber += 1
-            return MinervaDemoHandler(number: number, room: room, loop: loop)
+            let number = streamCounter.wrappingAdd(1, ordering: .relaxed).oldValue
+            return MinervaDemoHandler(number: number, room: room, application: self, loop: loop)
         }
     }
 
-    /// The chat room of `loop` (streams on other loops have their own).
+    /// The chat room of `loop`. Call on `loop`'s thread.
     /// - Parameter loop: the event loop.
     /// - Returns: the room; use it on `loop`'s thread only.
     func room(for loop: MinervaEventLoop) -> MinervaDemoRoom {
         loop.preconditionInEventLoop()
         let bound = rooms.withLock { rooms in
             if let room = rooms[ObjectIdentifier(loop)], room.eventLoop === loop { return room }
-            let room = MinervaLoopBound(MinervaDemoRoom(loop: loop), eventLoop: loop)
+            let room = MinervaLoopBound(MinervaDemoRoom(), eventLoop: loop)
             rooms[ObjectIdentifier(loop)] = room
             return room
         }
         return bound.value
     }
+
+    /// Sends `line` to the rooms of the loops other than `loop` (each delivers it on its own thread).
+    func broadcastToOtherLoops(_ line: String, from loop: MinervaEventLoop) {
+        let others = rooms.withLock { rooms in rooms.values.filter { $0.eventLoop !== loop } }
+        for room in others { room.execute { $0.deliver(line) } }
+    }
 }
 
-/// The streams that sent `begin_chat` (and have not reset), and the per-loop stream counter.
+/// The streams of one loop that sent `begin_chat` (and have not reset).
 final class MinervaDemoRoom {
-    weak var loop: MinervaEventLoop?
-    /// The number the next stream gets (streams are numbered from 0 in creation order).
-    var nextStreamNumber = 0
     var members: [MinervaDemoHandler] = []
-
-    init(loop: MinervaEventLoop) { self.loop = loop }
 
     /// The number of streams in the room.
     var memberCount: Int { members.count }
+
+    /// Sends `line` to every member.
+    func deliver(_ line: String) {
+        for member in members { member.deliver(line) }
+    }
 }
 
 /// The demo protocol's handler of one stream.
@@ -58,14 +66,16 @@ final class MinervaDemoHandler: MinervaStreamHandler {
     /// The stream's number, assigned at creation (0, 1, 2...).
     let number: Int
     private let room: MinervaDemoRoom
+    private let application: MinervaDemoApplication
     private unowned let loop: MinervaEventLoop
     private weak var stream: ServerStream?
     private var demoTimer: MinervaLoopTimer?
     private var inRoom = false
 
-    init(number: Int, room: MinervaDemoRoom, loop: MinervaEventLoop) {
+    init(number: Int, room: MinervaDemoRoom, application: MinervaDemoApplication, loop: MinervaEventLoop) {
         self.number = number
         self.room = room
+        self.application = application
         self.loop = loop
     }
 
@@ -100,9 +110,8 @@ final class MinervaDemoHandler: MinervaStreamHandler {
             }
         } else if let message = text.dropPrefix("broadcast:") {
             let line = "TEXT|\(number)|\(message)"
-            for member in room.members {
-                if let memberStream = member.stream, !memberStream.isReset { try? memberStream.send(line) }
-            }
+            room.deliver(line)
+            application.broadcastToOtherLoops(line, from: loop)
         } else {
             try stream.send("unknown_message_type")
         }
@@ -125,6 +134,11 @@ final class MinervaDemoHandler: MinervaStreamHandler {
                 self.demoTimer = nil
             }
         }
+    }
+
+    /// Sends a chat line to this member's stream (if it is still open).
+    func deliver(_ line: String) {
+        if let stream, !stream.isReset { try? stream.send(line) }
     }
 
     /// Leaves the room and stops the send demo.

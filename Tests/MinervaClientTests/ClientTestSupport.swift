@@ -1,141 +1,57 @@
-// Helpers for the client tests: a demo server (HTTP endpoint and socket listener on 127.0.0.1, port 0), a client
-// event loop on its own thread, and a recorder of a stream's callbacks with bounded waits.
-import Foundation
-import Logging
+// Helpers for the client tests: the demo server (MinervaTestServer with the demo protocol), a recorder of a client
+// stream's callbacks with bounded waits, and a proxy whose connections the test can kill.
 import MinervaClient
 import MinervaCore
 import MinervaServer
+import MinervaTestSupport
 
 @testable import MinervaHTTP
 @testable import MinervaIO
 @testable import minerva_demo
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// The demo application behind a MinervaHTTPServer with the endpoint at `/_minerva/`, plus a socket listener.
+func demoServer(
+    http: (inout MinervaHTTPServerConfiguration) -> Void = { _ in },
+    engine: (inout MinervaEndpointConfiguration) -> Void = { _ in }
+) throws -> MinervaTestServer {
+    try MinervaTestServer(configure: engine, http: http, socket: true, factory: MinervaDemoApplication().handlerFactory)
 }
 
-/// The demo application behind a real MinervaHTTPServer with MinervaEndpoint at `/_minerva/`, plus a socket listener.
-final class DemoServer {
-    let server: MinervaHTTPServer
-    let endpoint: MinervaEndpoint
-    let socketListener: MinervaSocketListener
-    var httpPort: Int { server.localPort }
-    var socketPort: Int { socketListener.port }
+/// Runs `body` with the demo server, a client loop and a recorded (not yet started) stream over `transport` (its
+/// configuration changed by `configure`), then stops the loop and the server.
+func withDemoStream(
+    _ transport: ClientEndpointKind, http: (inout MinervaHTTPServerConfiguration) -> Void = { _ in },
+    engine: (inout MinervaEndpointConfiguration) -> Void = { _ in },
+    configure: (inout MinervaClientConfiguration) -> Void = { _ in },
+    _ body: (MinervaTestServer, LoopThread, RecordedStream) throws -> Void
+) throws {
+    let server = try demoServer(http: http, engine: engine)
+    defer { server.stop() }
+    let client = LoopThread()
+    defer { client.stop() }
+    var configuration = server.clientConfiguration(transport)
+    configure(&configuration)
+    try body(server, client, try RecordedStream(configuration, on: client))
+}
 
-    init(
-        http: (inout MinervaHTTPServerConfiguration) -> Void = { _ in },
-        engine: (inout MinervaEndpointConfiguration) -> Void = { _ in }
-    ) throws {
-        var configuration = MinervaEndpointConfiguration()
-        configuration.clientScriptPath = nil
-        engine(&configuration)
-        var logger = Logger(label: "test.client")
-        logger.logLevel = .critical
-        endpoint = MinervaEndpoint(
-            configuration: configuration, logger: logger, handlerFactory: MinervaDemoApplication().handlerFactory)
-        let router = MinervaHTTPRouter()
-        endpoint.mount(on: router)
-        var serverConfiguration = MinervaHTTPServerConfiguration()
-        serverConfiguration.host = "127.0.0.1"
-        serverConfiguration.port = 0
-        http(&serverConfiguration)
-        server = MinervaHTTPServer(configuration: serverConfiguration, router: router, logger: logger)
-        try server.start()
-        let loop = server.eventLoops[0]
-        let endpoint = self.endpoint
-        let result = Locked<Result<MinervaSocketListener, Error>?>(nil)
-        loop.execute {
-            result.set(Result { try MinervaSocketListener(endpoint: endpoint, host: "127.0.0.1", port: 0, on: loop) })
-        }
-        guard waitUntil(timeout: 5, { result.get() != nil }), let listener = try result.get()?.get() else {
-            throw TestFailure("socket listener did not start")
-        }
-        socketListener = listener
-    }
-
+extension MinervaTestServer {
     /// The client configuration reaching this server with `transport`.
     func clientConfiguration(_ transport: ClientEndpointKind) -> MinervaClientConfiguration {
-        let port = transport == .socket ? socketPort : httpPort
-        return MinervaClientConfiguration(host: "127.0.0.1", port: port, transport: transport)
-    }
-
-    func stop() {
-        let loop = server.eventLoops[0]
-        let listener = socketListener
-        let done = Locked(false)
-        loop.execute {
-            listener.close()
-            done.set(true)
-        }
-        _ = waitUntil(timeout: 5) { done.get() }
-        server.shutdown(gracePeriod: 0.2)
-        server.waitUntilStopped()
+        MinervaClientConfiguration(
+            host: "127.0.0.1", port: transport == .socket ? socketPort : port, transport: transport)
     }
 }
 
-/// A value behind a lock.
-final class Locked<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ value: T) { self.value = value }
-    func get() -> T { lock.withLock { value } }
-    func set(_ newValue: T) { lock.withLock { value = newValue } }
-    func update<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&value) } }
-}
-
-/// Polls `condition` every millisecond until it holds or `timeout` seconds pass; returns whether it held.
-func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(1000)
-    }
-    return condition()
-}
-
-/// An event loop running on its own thread.
-final class ClientLoop {
-    let loop = MinervaEventLoop()
-    private let thread: Thread
-    private let finished = Locked(false)
-
-    init() {
-        let loop = self.loop
-        let finished = self.finished
-        thread = Thread {
-            loop.run()
-            finished.set(true)
-        }
-        thread.start()
-    }
-
-    /// Runs `body` on the loop and waits (at most 5 s) for its result.
-    func sync<T>(_ body: @escaping () throws -> T) throws -> T {
-        let result = Locked<Result<T, Error>?>(nil)
-        loop.execute { result.set(Result { try body() }) }
-        guard waitUntil(timeout: 5, { result.get() != nil }), let value = result.get() else {
-            throw TestFailure("loop did not answer")
-        }
-        return try value.get()
-    }
-
-    func stop() {
-        loop.stop()
-        _ = waitUntil(timeout: 5) { finished.get() }
-    }
-}
-
-/// A client stream on a ClientLoop and everything its callbacks reported.
+/// A client stream on a LoopThread and everything its callbacks reported.
 final class RecordedStream {
-    let client: ClientLoop
+    let client: LoopThread
     let stream: MinervaClientStream
     let strings = Locked<[String]>([])
     let resets = Locked<[(String, Bool)]>([])
     let started = Locked(false)
     let disconnected = Locked(false)
 
-    init(_ configuration: MinervaClientConfiguration, on client: ClientLoop) throws {
+    init(_ configuration: MinervaClientConfiguration, on client: LoopThread) throws {
         self.client = client
         let strings = self.strings
         let resets = self.resets
@@ -159,8 +75,8 @@ final class RecordedStream {
 
     /// Waits until at least `count` strings arrived; returns them.
     func waitForStrings(_ count: Int, timeout: Double = 10) throws -> [String] {
-        guard waitUntil(timeout: timeout, { strings.get().count >= count }) else {
-            throw TestFailure("wanted \(count) strings, got \(strings.get().count): \(strings.get().suffix(3))")
+        guard waitUntil(timeout, { strings.get().count >= count }) else {
+            throw TestError("wanted \(count) strings, got \(strings.get().count): \(strings.get().suffix(3))")
         }
         return strings.get()
     }
@@ -190,7 +106,7 @@ final class KillingProxy {
         }
     }
 
-    let client = ClientLoop()
+    let client = LoopThread()
     private var listener: MinervaTCPListener?
     private var pairs: [(Side, Side)] = []
     let port: Int

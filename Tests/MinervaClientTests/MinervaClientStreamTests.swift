@@ -4,6 +4,7 @@ import Foundation
 import MinervaClient
 import MinervaCore
 import MinervaServer
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -15,105 +16,82 @@ private let allTransports: [ClientEndpointKind] = [.httpLongPoll, .httpStreaming
 struct MinervaClientStreamTests {
     @Test("echo: round trip; onStarted fires", arguments: allTransports)
     func echo(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
-        try recorded.send(["echo:hello there"])
-        try recorded.start()
-        #expect(try recorded.waitForStrings(1) == ["hello there"])
-        try recorded.send(["echo:second", "what?"])
-        #expect(try recorded.waitForStrings(3) == ["hello there", "second", "unknown_message_type"])
-        #expect(recorded.started.get())
-        #expect(recorded.resets.get().isEmpty)
-        try client.sync { recorded.stream.dispose() }
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+        try withDemoStream(transport) { _, client, recorded in
+            try recorded.send(["echo:hello there"])
+            try recorded.start()
+            #expect(try recorded.waitForStrings(1) == ["hello there"])
+            try recorded.send(["echo:second", "what?"])
+            #expect(try recorded.waitForStrings(3) == ["hello there", "second", "unknown_message_type"])
+            #expect(recorded.started.get())
+            #expect(recorded.resets.get().isEmpty)
+            try client.sync { recorded.stream.dispose() }
+            #expect(waitUntil(5) { recorded.disconnected.get() })
+        }
     }
 
     @Test("500 strings each way arrive in order, exactly once", arguments: allTransports)
     func manyInOrder(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
-        try recorded.start()
-        let expected = (0..<500).map { "n\($0)" }
-        // In bursts, some while earlier ones are still in flight.
-        for start in stride(from: 0, to: 500, by: 50) {
-            try recorded.send(expected[start..<(start + 50)].map { "echo:" + $0 })
-            usleep(2000)
+        try withDemoStream(transport) { _, _, recorded in
+            try recorded.start()
+            let expected = (0..<500).map { "n\($0)" }
+            // In bursts, some while earlier ones are still in flight.
+            for start in stride(from: 0, to: 500, by: 50) {
+                try recorded.send(expected[start..<(start + 50)].map { "echo:" + $0 })
+                usleep(2000)
+            }
+            let received = try recorded.waitForStrings(500, timeout: 30)
+            #expect(received == expected)
+            #expect(waitUntil(5) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
         }
-        let received = try recorded.waitForStrings(500, timeout: 30)
-        #expect(received == expected)
-        #expect(waitUntil(timeout: 5) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
     }
 
     @Test("echo_twice: answers twice", arguments: allTransports)
     func echoTwice(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
-        try recorded.start()
-        try recorded.send(["echo_twice:twice"])
-        #expect(try recorded.waitForStrings(2) == ["twice", "twice"])
-        try recorded.send(["echo:after"])
-        #expect(try recorded.waitForStrings(3) == ["twice", "twice", "after"])
+        try withDemoStream(transport) { _, _, recorded in
+            try recorded.start()
+            try recorded.send(["echo_twice:twice"])
+            #expect(try recorded.waitForStrings(2) == ["twice", "twice"])
+            try recorded.send(["echo:after"])
+            #expect(try recorded.waitForStrings(3) == ["twice", "twice", "after"])
+        }
     }
 
     @Test("reset_me: reaches onReset as an application-level reset, then onDisconnect", arguments: allTransports)
     func serverReset(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
-        try recorded.start()
-        try recorded.send(["echo:before"])
-        #expect(try recorded.waitForStrings(1) == ["before"])
-        // (A string sent in the same server turn as the reset would be lost with it: the server's behaviour.)
-        try recorded.send(["reset_me:go away"])
-        #expect(waitUntil(timeout: 10) { !recorded.resets.get().isEmpty })
-        let resets = recorded.resets.get()
-        #expect(resets.count == 1)
-        #expect(resets.first?.0 == "go away")
-        #expect(resets.first?.1 == true)
-        #expect(recorded.strings.get() == ["before"])
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
-        #expect(throws: ClientStreamError.alreadyReset) { try client.sync { try recorded.stream.send("x") } }
+        try withDemoStream(transport) { server, client, recorded in
+            try recorded.start()
+            try recorded.send(["echo:before"])
+            #expect(try recorded.waitForStrings(1) == ["before"])
+            // (A string sent in the same server turn as the reset would be lost with it: the server's behaviour.)
+            try recorded.send(["reset_me:go away"])
+            #expect(waitUntil(10) { !recorded.resets.get().isEmpty })
+            let resets = recorded.resets.get()
+            #expect(resets.count == 1)
+            #expect(resets.first?.0 == "go away")
+            #expect(resets.first?.1 == true)
+            #expect(recorded.strings.get() == ["before"])
+            #expect(waitUntil(5) { recorded.disconnected.get() })
+            #expect(throws: ClientStreamError.alreadyReset) { try client.sync { try recorded.stream.send("x") } }
+        }
     }
 
     @Test("client reset: onReset at once, the server hears the reason", arguments: allTransports)
     func clientReset(transport: ClientEndpointKind) throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        let recorded = try RecordedStream(server.clientConfiguration(transport), on: client)
-        try recorded.start()
-        try recorded.send(["echo:one"])
-        #expect(try recorded.waitForStrings(1) == ["one"])
-        try client.sync { try recorded.stream.reset(reason: "done here") }
-        #expect(recorded.resets.get().first?.0 == "done here")
-        #expect(recorded.resets.get().first?.1 == true)
-        #expect(waitUntil(timeout: 10) { recorded.disconnected.get() })
-        let loop = server.server.eventLoops[0]
-        let endpoint = server.endpoint
-        let count = Locked<Int?>(nil)
-        #expect(
-            waitUntil(timeout: 5) {
-                loop.execute { count.set(endpoint.engine(on: loop).streamCount) }
-                usleep(5000)
-                return count.get() == 0
-            })
+        try withDemoStream(transport) { server, client, recorded in
+            try recorded.start()
+            try recorded.send(["echo:one"])
+            #expect(try recorded.waitForStrings(1) == ["one"])
+            try client.sync { try recorded.stream.reset(reason: "done here") }
+            #expect(recorded.resets.get().first?.0 == "done here")
+            #expect(recorded.resets.get().first?.1 == true)
+            #expect(waitUntil(10) { recorded.disconnected.get() })
+            #expect(waitUntil(5) { server.withEngine { $0.streamCount } == 0 })
+        }
     }
 
     @Test("send rejects unrestricted strings with a clear error")
     func restricted() throws {
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let configuration = MinervaClientConfiguration(host: "127.0.0.1", port: 9, transport: .httpLongPoll)
         let error = try client.sync { () -> ClientStreamError? in
@@ -131,105 +109,102 @@ struct MinervaClientStreamTests {
 
     @Test("HTTP streaming with a tiny maxb: the server ends transports mid-stream, nothing is lost")
     func streamingRotation() throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        var configuration = server.clientConfiguration(.httpStreaming)
-        configuration.stream.maxReceiveBytes = 600
-        let recorded = try RecordedStream(configuration, on: client)
-        try recorded.start()
-        let expected = (0..<300).map { "s\($0)-" + String(repeating: "x", count: 20) }
-        for start in stride(from: 0, to: 300, by: 30) {
-            try recorded.send(expected[start..<(start + 30)].map { "echo:" + $0 })
-            usleep(3000)
+        try withDemoStream(
+            .httpStreaming,
+            configure: { configuration in
+                configuration.stream.maxReceiveBytes = 600
+            }
+        ) { _, _, recorded in
+            try recorded.start()
+            let expected = (0..<300).map { "s\($0)-" + String(repeating: "x", count: 20) }
+            for start in stride(from: 0, to: 300, by: 30) {
+                try recorded.send(expected[start..<(start + 30)].map { "echo:" + $0 })
+                usleep(3000)
+            }
+            #expect(try recorded.waitForStrings(300, timeout: 60) == expected)
+            let opened = try recorded.inspect { $0.transportsOpened }
+            #expect(opened > 3)
+            #expect(recorded.resets.get().isEmpty)
         }
-        #expect(try recorded.waitForStrings(300, timeout: 60) == expected)
-        let opened = try recorded.inspect { $0.transportsOpened }
-        #expect(opened > 3)
-        #expect(recorded.resets.get().isEmpty)
     }
 
     @Test("the server closes idle kept-alive connections: requests go out on new ones, nothing is lost")
     func keepAliveClosedByServer() throws {
-        let server = try DemoServer(http: { $0.idleTimeout = 0.2 })
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        var configuration = server.clientConfiguration(.httpLongPoll)
-        configuration.stream.longPollDuration = 1
-        let recorded = try RecordedStream(configuration, on: client)
-        try recorded.start()
-        var expected: [String] = []
-        for round in 0..<6 {
-            let batch = (0..<5).map { "r\(round)-\($0)" }
-            expected += batch
-            try recorded.send(batch.map { "echo:" + $0 })
-            #expect(try recorded.waitForStrings(expected.count, timeout: 20) == expected)
-            usleep(300_000)
+        try withDemoStream(
+            .httpLongPoll, http: { $0.idleTimeout = 0.2 },
+            configure: { configuration in
+                configuration.stream.longPollDuration = 1
+            }
+        ) { _, _, recorded in
+            try recorded.start()
+            var expected: [String] = []
+            for round in 0..<6 {
+                let batch = (0..<5).map { "r\(round)-\($0)" }
+                expected += batch
+                try recorded.send(batch.map { "echo:" + $0 })
+                #expect(try recorded.waitForStrings(expected.count, timeout: 20) == expected)
+                usleep(300_000)
+            }
+            #expect(recorded.resets.get().isEmpty)
         }
-        #expect(recorded.resets.get().isEmpty)
     }
 
     @Test("long-poll reuses kept-alive connections")
     func keepAliveReuse() throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        let recorded = try RecordedStream(server.clientConfiguration(.httpLongPoll), on: client)
-        try recorded.start()
-        var expected: [String] = []
-        for round in 0..<20 {
-            expected.append("k\(round)")
-            try recorded.send(["echo:k\(round)"])
-            #expect(try recorded.waitForStrings(expected.count) == expected)
+        try withDemoStream(.httpLongPoll) { _, _, recorded in
+            try recorded.start()
+            var expected: [String] = []
+            for round in 0..<20 {
+                expected.append("k\(round)")
+                try recorded.send(["echo:k\(round)"])
+                #expect(try recorded.waitForStrings(expected.count) == expected)
+            }
+            let (transports, connections) = try recorded.inspect { ($0.transportsOpened, $0.connectionsOpened) }
+            #expect(transports >= 20)
+            #expect(connections < transports)
         }
-        let (transports, connections) = try recorded.inspect { ($0.transportsOpened, $0.connectionsOpened) }
-        #expect(transports >= 20)
-        #expect(connections < transports)
     }
 
     @Test(
         "echo round-trip time, measured on the client loop (printed, not asserted)",
         arguments: allTransports, [0.006, 0])
     func roundTripTiming(transport: ClientEndpointKind, coalescingDelay: Double) throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        var configuration = server.clientConfiguration(transport)
-        configuration.stream.sendCoalescingDelay = coalescingDelay
-        let recorded = try RecordedStream(configuration, on: client)
-        try recorded.start()
-        try recorded.send(["echo:warm"])
-        _ = try recorded.waitForStrings(1)
-        let rounds = 500
-        let elapsed = Locked<Double?>(nil)
-        let received = Locked(0)
-        // Each echo is sent from the callback of the previous one: no polling in the measured path.
-        try client.sync {
-            let stream = recorded.stream
-            let began = Date()
-            var count = 0
-            stream.onString = { string in
-                guard string == "t\(count)" else { return }
-                count += 1
-                received.set(count)
-                if count == rounds {
-                    elapsed.set(Date().timeIntervalSince(began))
-                } else {
-                    try? stream.send("echo:t\(count)")
-                }
+        try withDemoStream(
+            transport,
+            configure: { configuration in
+                configuration.stream.sendCoalescingDelay = coalescingDelay
             }
-            try stream.send("echo:t0")
-        }
-        #expect(waitUntil(timeout: 60) { elapsed.get() != nil })
-        #expect(received.get() == rounds)
-        if let total = elapsed.get() {
-            print(
-                "MinervaClient echo round trip over \(transport), coalescing delay \(coalescingDelay) s: "
-                    + "\(Int(total / Double(rounds) * 1_000_000)) us (\(rounds) rounds)")
+        ) { _, client, recorded in
+            try recorded.start()
+            try recorded.send(["echo:warm"])
+            _ = try recorded.waitForStrings(1)
+            let rounds = 500
+            let elapsed = Locked<Double?>(nil)
+            let received = Locked(0)
+            // Each echo is sent from the callback of the previous one: no polling in the measured path.
+            try client.sync {
+                let stream = recorded.stream
+                let began = Date()
+                var count = 0
+                stream.onString = { string in
+                    guard string == "t\(count)" else { return }
+                    count += 1
+                    received.set(count)
+                    if count == rounds {
+                        elapsed.set(Date().timeIntervalSince(began))
+                    } else {
+                        try? stream.send("echo:t\(count)")
+                    }
+                }
+                try stream.send("echo:t0")
+            }
+            #expect(waitUntil(60) { elapsed.get() != nil })
+            #expect(received.get() == rounds)
+            if let total = elapsed.get() {
+                print(
+                    "MinervaClient echo round trip over \(transport), coalescing delay \(coalescingDelay) s: "
+                        + "\(Int(total / Double(rounds) * 1_000_000)) us (\(rounds) rounds)")
+            }
         }
     }
 }
@@ -241,13 +216,13 @@ struct MinervaClientKilledTransportTests {
         arguments: allTransports, [50, 2])
     func killedTransports(transport: ClientEndpointKind, serverWindow: Int) throws {
         // A window of 2 makes gaps left by killed requests overflow it (rwin_overflow kills), recovered as well.
-        let server = try DemoServer(engine: { $0.engine.receiveWindow.maxUndeliveredStrings = serverWindow })
+        let server = try demoServer(engine: { $0.engine.receiveWindow.maxUndeliveredStrings = serverWindow })
         defer { server.stop() }
         var configuration = server.clientConfiguration(transport)
         let proxy = try KillingProxy(targetPort: configuration.port)
         defer { proxy.stop() }
         configuration.port = proxy.port
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let recorded = try RecordedStream(configuration, on: client)
         try recorded.start()
@@ -261,7 +236,7 @@ struct MinervaClientKilledTransportTests {
         #expect(try recorded.waitForStrings(300, timeout: 90) == expected)
         #expect(kills > 0)
         #expect(recorded.resets.get().isEmpty)
-        #expect(waitUntil(timeout: 30) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
+        #expect(waitUntil(30) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
         print("killed-transport test over \(transport), server window \(serverWindow): \(kills) pairs killed")
     }
 }
@@ -270,7 +245,7 @@ struct MinervaClientKilledTransportTests {
 struct MinervaClientUsageTests {
     @Test("the DocC example: set up on a thread, then run the loop there until onDisconnect")
     func docExample() throws {
-        let server = try DemoServer()
+        let server = try demoServer()
         defer { server.stop() }
         let log = Locked<[String]>([])
         let finished = Locked(false)
@@ -297,7 +272,7 @@ struct MinervaClientUsageTests {
             finished.set(true)
         }
         thread.start()
-        #expect(waitUntil(timeout: 10) { finished.get() })
+        #expect(waitUntil(10) { finished.get() })
         #expect(log.get() == ["got hello", "reset done true"])
     }
 }
@@ -306,28 +281,28 @@ struct MinervaClientUsageTests {
 struct MinervaClientFailureTests {
     @Test("a wrong endpoint path (404): transports are retried with backoff, nothing is delivered, dispose ends it")
     func notFound() throws {
-        let server = try DemoServer()
-        defer { server.stop() }
-        let client = ClientLoop()
-        defer { client.stop() }
-        var configuration = server.clientConfiguration(.httpLongPoll)
-        configuration.path = "/nowhere/"
-        configuration.stream.rttGuess = 0.05
-        configuration.stream.rttVariance = 0.05
-        let recorded = try RecordedStream(configuration, on: client)
-        try recorded.send(["echo:lost"])
-        try recorded.start()
-        #expect(waitUntil(timeout: 10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
-        #expect(recorded.strings.get().isEmpty)
-        #expect(!recorded.started.get())
-        try client.sync { recorded.stream.dispose() }
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
-        #expect(recorded.resets.get().isEmpty)
+        try withDemoStream(
+            .httpLongPoll,
+            configure: { configuration in
+                configuration.path = "/nowhere/"
+                configuration.stream.rttGuess = 0.05
+                configuration.stream.rttVariance = 0.05
+            }
+        ) { _, client, recorded in
+            try recorded.send(["echo:lost"])
+            try recorded.start()
+            #expect(waitUntil(10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
+            #expect(recorded.strings.get().isEmpty)
+            #expect(!recorded.started.get())
+            try client.sync { recorded.stream.dispose() }
+            #expect(waitUntil(5) { recorded.disconnected.get() })
+            #expect(recorded.resets.get().isEmpty)
+        }
     }
 
     @Test("nothing listening: connects fail, the stream keeps trying until disposed", arguments: allTransports)
     func nothingListening(transport: ClientEndpointKind) throws {
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let port = try client.sync { () -> Int in
             let listener = try client.loop.listenTCP(host: "127.0.0.1", port: 0) { $0.abort() }
@@ -339,9 +314,9 @@ struct MinervaClientFailureTests {
         configuration.stream.rttVariance = 0.05
         let recorded = try RecordedStream(configuration, on: client)
         try recorded.start()
-        #expect(waitUntil(timeout: 10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
+        #expect(waitUntil(10) { ((try? recorded.inspect { $0.transportsOpened }) ?? 0) >= 2 })
         #expect(try recorded.inspect { $0.state } == .started)
         try client.sync { recorded.stream.dispose() }
-        #expect(waitUntil(timeout: 5) { recorded.disconnected.get() })
+        #expect(waitUntil(5) { recorded.disconnected.get() })
     }
 }

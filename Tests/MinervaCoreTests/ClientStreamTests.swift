@@ -1,6 +1,7 @@
 // ClientStreamMachine against scripted server responses: PROTOCOL.md 9 group H (cases 102-108) and each
 // reaction of 7.4-7.10 with the recommendations of 10.16, 10.17 and 10.21-10.24.
 
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore
@@ -157,8 +158,8 @@ struct ClientHelloTests {
             seen.insert(id)
         }
         #expect(seen.count == 200)
-        var a = ClientJitterGenerator(seed: 1)
-        var b = ClientJitterGenerator(seed: 1)
+        var a = SeededGenerator(seed: 1)
+        var b = SeededGenerator(seed: 1)
         #expect(StreamID.random(using: &a) == StreamID.random(using: &b))
         let machine = ClientStreamMachine(configuration: ClientConfiguration(endpoint: .socket))
         #expect(machine.streamID.count == 26)

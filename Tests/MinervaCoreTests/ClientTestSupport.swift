@@ -2,21 +2,7 @@
 // it opened, what it wrote and what it delivered.
 
 import MinervaCore
-
-/// A deterministic random source (SplitMix64) for backoff jitter and simulations.
-struct ClientJitterGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import MinervaTestSupport
 
 /// The stream id the client tests use: 26 x `c`.
 let clientTestID = StreamID(String(repeating: "c", count: 26))!
@@ -31,7 +17,7 @@ struct ClientDriver {
         var configuration = ClientConfiguration(endpoint: endpoint)
         configure(&configuration)
         machine = ClientStreamMachine(
-            configuration: configuration, streamID: clientTestID, jitter: ClientJitterGenerator(seed: 7))
+            configuration: configuration, streamID: clientTestID, jitter: SeededGenerator(seed: 7))
     }
 
     /// Records and returns `actions`.
@@ -124,32 +110,6 @@ extension ClientTransportRequest {
     var text: String { String(decoding: body, as: UTF8.self) }
     /// The body's lines (HTTP), without the `\n`s.
     var lines: [String] { text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) }
-}
-
-/// Splits int32-framed bytes (after an optional `<int32/>\n`) into frames as text.
-func int32Frames(_ bytes: [UInt8]) -> [String] {
-    var index = 0
-    let prefix = Array("<int32/>\n".utf8)
-    if bytes.starts(with: prefix) { index = prefix.count }
-    var frames: [String] = []
-    while index + 4 <= bytes.count {
-        let length = bytes[index..<(index + 4)].reduce(0) { $0 << 8 | Int($1) }
-        frames.append(String(decoding: bytes[(index + 4)..<(index + 4 + length)], as: UTF8.self))
-        index += 4 + length
-    }
-    return frames
-}
-
-/// Int32-frames S2C frames given as text (what a socket server writes).
-func int32Bytes(_ frames: [String]) -> [UInt8] {
-    var out: [UInt8] = []
-    for frame in frames {
-        let payload = Array(frame.utf8)
-        let length = UInt32(payload.count)
-        out += [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
-        out += payload
-    }
-    return out
 }
 
 /// The hello line the original client sends (PROTOCOL.md 7.3), for comparisons.

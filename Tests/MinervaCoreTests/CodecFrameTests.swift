@@ -1,4 +1,5 @@
 import MinervaCore
+import MinervaTestSupport
 import Testing
 
 // PROTOCOL.md 9, group A (frame codec) and the frame rules of 2.1-2.4.

@@ -1,4 +1,5 @@
 import MinervaCore
+import MinervaTestSupport
 
 /// The bytes of an ASCII string literal.
 func bytes(_ string: String) -> [UInt8] { Array(string.utf8) }

@@ -1,4 +1,5 @@
 import MinervaCore
+import MinervaTestSupport
 import Testing
 
 // PROTOCOL.md 3 and 9 group C (socket mode detection and framing, codec level), plus the HTTP body decoder.
@@ -23,12 +24,7 @@ func newlineOutcome(_ pieces: [[UInt8]], maxLength: Int = maxFrameLength) -> Res
 }
 
 /// The int32-framed form of `frames`.
-func int32Framed(_ frames: [[UInt8]]) -> [UInt8] {
-    frames.flatMap { frame -> [UInt8] in
-        let count = UInt32(frame.count)
-        return [UInt8(count >> 24), UInt8(count >> 16 & 0xFF), UInt8(count >> 8 & 0xFF), UInt8(count & 0xFF)] + frame
-    }
-}
+func int32Framed(_ frames: [[UInt8]]) -> [UInt8] { frames.flatMap(int32Frame) }
 
 /// What a socket pipeline (detector, then int32 decoder) made of `pieces`.
 struct SocketOutcome: Equatable {

@@ -1,40 +1,25 @@
 import MinervaCore
+import MinervaTestSupport
 import Testing
 
 // PROTOCOL.md 9, group B (hello validation), case 15, and the JSON reader's edge cases.
-
-/// `ID`: 26 times `x`.
-let testID = String(repeating: "x", count: 26)
-
-/// The test hello `HS` as ordered key/value pairs (values are JSON text).
-let hsPairs: [(String, String)] = [
-    ("tnum", "0"), ("new", "1"), ("ver", "2"), ("id", "\"\(testID)\""), ("ming", "1"), ("maxb", "1073741824"),
-    ("maxt", "1073741824"), ("maxia", "0"), ("seenack", "\"|-1\""),
-]
 
 /// Edits of 9's `HS{...}` notation: `.set(k, v)` replaces or appends, `.remove(k)` drops.
 enum HelloEdit {
     case set(String, String)
     case remove(String)
+
+    /// The edit in PROTOCOL.md 9's notation (`k:v` or `-k`).
+    var notation: String {
+        switch self {
+        case .set(let key, let value): "\(key):\(value)"
+        case .remove(let key): "-\(key)"
+        }
+    }
 }
 
 /// The JSON text of HS with `edits` applied (without the final `H`).
-func helloJSON(_ edits: [HelloEdit] = []) -> String {
-    var pairs = hsPairs
-    for edit in edits {
-        switch edit {
-        case .set(let key, let value):
-            if let index = pairs.firstIndex(where: { $0.0 == key }) {
-                pairs[index].1 = value
-            } else {
-                pairs.append((key, value))
-            }
-        case .remove(let key):
-            pairs.removeAll { $0.0 == key }
-        }
-    }
-    return "{" + pairs.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
-}
+func helloJSON(_ edits: [HelloEdit]) -> String { helloJSON(edits.map(\.notation)) }
 
 /// Decodes a hello JSON text.
 func decodeHello(_ json: String) -> Result<HelloFrame, HelloDecodingError> {
@@ -62,7 +47,8 @@ let genericInvalid = [
 ]
 
 @Test func case15_helloWithOnlyTransportNumberEncodes() throws {
-    let hello = HelloFrame(transportNumber: 0, streamID: StreamID(testID)!, streamingResponse: false, maxInactivity: 0)
+    let hello = HelloFrame(
+        transportNumber: 0, streamID: StreamID(testStreamID)!, streamingResponse: false, maxInactivity: 0)
     var out: [UInt8] = []
     hello.encode(into: &out, keys: HelloKeys(.tnum))
     #expect(String(decoding: out, as: UTF8.self) == "{\"tnum\":0}")
@@ -77,7 +63,7 @@ let genericInvalid = [
     #expect(decoded.transportNumber == 0)
     #expect(decoded.requestNewStream)
     #expect(decoded.protocolVersion == 2)
-    #expect(decoded.streamID == StreamID(testID))
+    #expect(decoded.streamID == StreamID(testStreamID))
     #expect(decoded.streamingResponse)
     #expect(decoded.maxReceiveBytes == 1 << 30)
     #expect(decoded.maxOpenTime == 1 << 30)
@@ -260,7 +246,8 @@ let genericInvalid = [
 @Test func jsonStructureAndWhitespace() {
     #expect(
         isValidHello(
-            "{ \"tnum\" : 0 ,\n\"ver\":2,\t\"id\":\"\(testID)\",\r\"ming\":true,\"maxia\":0,\"seenack\":\"|-1\" }"))
+            "{ \"tnum\" : 0 ,\n\"ver\":2,\t\"id\":\"\(testStreamID)\",\r\"ming\":true,\"maxia\":0,\"seenack\":\"|-1\" }"
+        ))
     for json in [
         "[]", "\"x\"", "1", "", "null", "{", "{}", "{\"tnum\":0,}", "{,}", "{\"tnum\" 0}", "{'tnum':0}",
         "{\"tnum\":0 \"ver\":2}", "{tnum:0}",

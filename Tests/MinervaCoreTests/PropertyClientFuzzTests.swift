@@ -1,6 +1,7 @@
 // Property-based robustness of ClientStreamMachine alone: random (valid and invalid) server frames, statuses,
 // transport ends, timers and application calls never break its invariants, and everything it sends decodes.
 
+import MinervaTestSupport
 import PropertyBased
 import Testing
 
@@ -87,7 +88,7 @@ struct PropertyClientFuzzTests {
 
     private func run(_ endpoint: ClientEndpointKind, _ events: [Int]) {
         var machine = ClientStreamMachine(
-            configuration: ClientConfiguration(endpoint: endpoint), jitter: ClientJitterGenerator(seed: 3))
+            configuration: ClientConfiguration(endpoint: endpoint), jitter: SeededGenerator(seed: 3))
         var observer = Observer()
         var now = 0.0
         observer.check(try! machine.start(now: now), machine)

@@ -3,6 +3,7 @@
 // the server kill transports (a small receive window provokes `rwin_overflow`). Whatever the script, once the
 // network calms down every string arrives exactly once and in order, both ways, and every queue drains.
 
+import MinervaTestSupport
 import PropertyBased
 import Testing
 
@@ -72,7 +73,7 @@ private struct Network {
     init(endpoint: ClientEndpointKind, serverWindow: Int) {
         var configuration = ClientConfiguration(endpoint: endpoint)
         configuration.maxUndeliveredStrings = 8
-        client = ClientStreamMachine(configuration: configuration, jitter: ClientJitterGenerator(seed: 99))
+        client = ClientStreamMachine(configuration: configuration, jitter: SeededGenerator(seed: 99))
         var serverConfiguration = ServerEngineConfiguration()
         serverConfiguration.receiveWindow = ReceiveWindowLimits(
             maxUndeliveredStrings: serverWindow, maxUndeliveredBytes: 1_048_576, overheadPerString: 30)

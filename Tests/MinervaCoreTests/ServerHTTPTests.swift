@@ -1,6 +1,7 @@
 // PROTOCOL.md 9 group F (cases 77-90) at the engine level: a POST body in, the exact response body, its
 // Content-Length decision and whether the response finished out. Case 91 (routing) belongs to the HTTP layer.
 
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore

@@ -1,5 +1,6 @@
 // The engine's hardening hooks: the configurable frame limit (ServerEngineConfiguration.maxFrameLength) on HTTP
 // bodies and int32 sockets, and the rejection reporter that hears of every kill frame and send-queue reset.
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore
@@ -27,12 +28,6 @@ private final class RejectionHarness {
 
 /// `count` bytes of a string frame: `count - 1` letters and the type byte ` `.
 private func stringFrame(bytes count: Int) -> String { String(repeating: "a", count: count - 1) + " " }
-
-/// `payload` with its 4-byte big-endian length prefix.
-private func lengthPrefixed(_ payload: [UInt8]) -> [UInt8] {
-    let n = UInt32(payload.count)
-    return [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + payload
-}
 
 @Suite("Server engine hardening: frame limit and rejection reports")
 struct ServerHardeningTests {
@@ -63,7 +58,7 @@ struct ServerHardeningTests {
         let r = RejectionHarness { $0.maxFrameLength = 400 }
         let t = r.h.socket()
         r.h.engine.socketBytesReceived(
-            t, bytes: lengthPrefixed(Array(hs().utf8)) + lengthPrefixed(Array(stringFrame(bytes: 400).utf8)), now: 0)
+            t, bytes: int32Frame(Array(hs().utf8)) + int32Frame(Array(stringFrame(bytes: 400).utf8)), now: 0)
         r.h.endTurn()
         #expect(r.h.out(t) == ["C", "|0A"])
         r.h.engine.socketBytesReceived(t, bytes: [0, 0, 0x01, 0x91], now: 0)  // 401
@@ -94,13 +89,13 @@ struct ServerHardeningTests {
                 .frameCorruption,
             ])
         #expect(Set(r.killReasons) == Set(KillReason.allCases))
-        let id = StreamID(caseID)!
+        let id = StreamID(testStreamID)!
         for rejection in r.rejections.dropLast() {
             #expect(rejection.redactedStreamID == id.redacted)
         }
         #expect(r.rejections.last?.redactedStreamID == nil)  // killed before its hello was read
         for rejection in r.rejections {
-            #expect(!rejection.description.contains(caseID))
+            #expect(!rejection.description.contains(testStreamID))
             #expect(!rejection.detail.isEmpty)
         }
         #expect(r.rejections[3].limit == "receiveWindow")
@@ -140,7 +135,7 @@ struct ServerHardeningTests {
         #expect(r.rejections.count == 1)
         #expect(r.rejections.first?.action == .streamReset("send queue limit exceeded"))
         #expect(r.rejections.first?.limit == "maxQueuedBytesPerStream")
-        #expect(r.rejections.first?.redactedStreamID == StreamID(caseID)!.redacted)
+        #expect(r.rejections.first?.redactedStreamID == StreamID(testStreamID)!.redacted)
     }
 
     @Test func nothingIsReportedForAGoodExchange() {

@@ -4,43 +4,10 @@
 // decoder's job); the engine's int32-framed output is split back into frames here. HTTP transports take a whole
 // body; the response body, its Content-Length decision and whether it finished are recorded.
 
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore
-
-/// The stream id of the conformance cases: 26 x `x`.
-let caseID = String(repeating: "x", count: 26)
-
-/// Builds `HS{edits}` (PROTOCOL.md 9): `k:v` sets key k to JSON v, `-k` removes k.
-func hs(_ edits: String...) -> String { hello(base: hsBase, edits) }
-/// Builds `HS{edits}` from a list.
-func hsList(_ edits: [String]) -> String { hello(base: hsBase, edits) }
-/// Builds `HH{edits}` = `HS{format:2,ming:0,edits}`.
-func hh(_ edits: String...) -> String { hello(base: hsBase, ["format:2", "ming:0"] + edits) }
-
-private let hsBase: [(String, String)] = [
-    ("tnum", "0"), ("new", "1"), ("ver", "2"), ("id", "\"\(caseID)\""), ("ming", "1"), ("maxb", "1073741824"),
-    ("maxt", "1073741824"), ("maxia", "0"), ("seenack", "\"|-1\""),
-]
-
-private func hello(base: [(String, String)], _ edits: [String]) -> String {
-    var pairs = base
-    for edit in edits {
-        if edit.hasPrefix("-") {
-            pairs.removeAll { $0.0 == String(edit.dropFirst()) }
-        } else {
-            let colon = edit.firstIndex(of: ":")!
-            let key = String(edit[..<colon])
-            let value = String(edit[edit.index(after: colon)...])
-            if let index = pairs.firstIndex(where: { $0.0 == key }) {
-                pairs[index].1 = value
-            } else {
-                pairs.append((key, value))
-            }
-        }
-    }
-    return "{" + pairs.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}H"
-}
 
 /// An application handler that records every callback and can run hooks.
 final class Recorder: MinervaStreamHandler {
@@ -122,7 +89,7 @@ final class Harness {
     var app: Recorder { recorders[0] }
 
     /// The live stream with the case id.
-    var stream: ServerStream? { engine.stream(StreamID(caseID)!) }
+    var stream: ServerStream? { engine.stream(StreamID(testStreamID)!) }
 
     /// Opens a socket transport.
     func socket() -> TransportHandle {

@@ -2,26 +2,15 @@
 // are duplicated, reordered, dropped with their transport, and both directions must still deliver every string
 // exactly once, in order. Deterministic: each seed replays the same run.
 
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore
 
-/// SplitMix64: a small deterministic generator for reproducible runs.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite struct ServerRandomizedTests {
     @Test(arguments: 0..<40)
     func clientToServerExactlyOnceInOrder(seed: Int) {
-        var rng = SeededGenerator(state: UInt64(seed))
+        var rng = SeededGenerator(seed: UInt64(seed))
         var configuration = ServerEngineConfiguration()
         configuration.maxTransportsPerStream = 1000  // half of the uploaders are never closed
         let h = Harness(configuration: configuration)
@@ -60,7 +49,7 @@ struct SeededGenerator: RandomNumberGenerator {
 
     @Test(arguments: 0..<40)
     func serverToClientExactlyOnceInOrder(seed: Int) throws {
-        var rng = SeededGenerator(state: UInt64(seed) &+ 1000)
+        var rng = SeededGenerator(seed: UInt64(seed) &+ 1000)
         let h = Harness()
         var window = ReceiveWindow(
             limits: ReceiveWindowLimits(maxUndeliveredStrings: 1000, maxUndeliveredBytes: 1 << 30, overheadPerString: 0)
@@ -144,13 +133,13 @@ struct SeededGenerator: RandomNumberGenerator {
 
     @Test(arguments: 0..<60)
     func randomEventsNeverTrapOrLeak(seed: Int) throws {
-        var rng = SeededGenerator(state: UInt64(seed) &* 7919 &+ 17)
+        var rng = SeededGenerator(seed: UInt64(seed) &* 7919 &+ 17)
         var configuration = ServerEngineConfiguration()
         configuration.socketCloseGracePeriod = 5
         configuration.maxQueuedBytesPerStream = 400
         configuration.resetStreamMemory = 0
         let h = Harness(configuration: configuration)
-        let appRandom = RandomBox(SeededGenerator(state: UInt64(seed) &+ 99))
+        let appRandom = RandomBox(SeededGenerator(seed: UInt64(seed) &+ 99))
         h.configure = { recorder in
             recorder.onStrings = { stream, strings in
                 for string in strings where Int.random(in: 0..<4, using: &appRandom.generator) == 0 {

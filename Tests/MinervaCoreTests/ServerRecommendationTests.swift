@@ -1,6 +1,7 @@
 // The PROTOCOL.md 10.x recommendations the engine implements, its limits, producers, transport info and
 // subprotocol dispatch (6.10, case 109 at the engine level).
 
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore

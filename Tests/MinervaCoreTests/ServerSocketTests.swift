@@ -1,5 +1,7 @@
-// PROTOCOL.md 9 groups C (case 34) and D (cases 35-58): one socket transport against the engine.
+// PROTOCOL.md 9 group B's socket cases (26, 27), groups C (case 34) and D (cases 35-58): one socket transport
+// against the engine.
 
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore
@@ -9,6 +11,26 @@ private let statusInit = "|-1T"
 private let invalid = "invalid_frame_type_or_argumentsK"
 
 @Suite struct ServerSocketTests {
+    @Test func case26_emptyHelloIsInvalidAndCreatesNoStream() {
+        let h = Harness()
+        let t = h.socket()
+        h.send(t, ["{}H"])
+        #expect(h.out(t) == [invalid, "Y"])
+        #expect(h.engine.streamCount == 0)
+        #expect(h.recorders.isEmpty)  // no stream, so the application never heard of one
+    }
+
+    @Test(arguments: [9_007_199_254_740_992, 1, 1000, 10000, 12_378_912, 1_283_718_237] as [Int64])
+    func case27_transportNumberDoesNotMatter(tnum: Int64) {
+        let h = Harness()
+        let t = h.socket()
+        h.send(t, [hs("tnum:\(tnum)")])
+        #expect(h.out(t) == ["C"])
+        #expect(h.stream != nil)
+        #expect(h.app.started == 1)
+        #expect(h.app.created == [tnum])
+    }
+
     @Test func case34_zeroLengthFrameAfterHello() {
         let h = Harness()
         let t = h.socket()

@@ -1,5 +1,6 @@
 // PROTOCOL.md 9 group E (cases 59-76): streams with several socket transports, through the engine's tracker.
 
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaCore

@@ -3,17 +3,18 @@
 // whole frames; this one breaks the bytes below the framing. Invariants: no trap; nothing is written on an HTTP
 // transport after its response ended or it closed; nothing is left once every transport closed and streams idled.
 import MinervaCore
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
 
 /// Builds the body of an HTTP POST to the endpoint: a hello and a few frames, `\n`-terminated.
-func fuzzValidBody(_ rng: inout FuzzRandom, ids: [String]) -> [UInt8] {
+func fuzzValidBody(_ rng: inout SeededGenerator, ids: [String]) -> [UInt8] {
     let id = ids.randomElement(using: &rng)!
     let frames = [
-        hello(
-            .http, "id:\"\(id)\"", "tnum:\(Int.random(in: 0..<6, using: &rng))",
+        hh(
+            "id:\"\(id)\"", "tnum:\(Int.random(in: 0..<6, using: &rng))",
             Bool.random(using: &rng) ? "-new" : "new:1", Bool.random(using: &rng) ? "eeds:null" : "-eeds",
             "maxt:\(Int.random(in: 0...2, using: &rng))")
     ]
@@ -33,7 +34,7 @@ let fuzzFrameVocabulary: [String] = [
 private let fuzzAlphabet: [UInt8] = Array("\r\n\n {}[]\":,|!^NAH0123456789-x".utf8) + [0, 0x7F, 0x80, 0xFF]
 
 /// Mutates `body` in place 1–5 times.
-func fuzzMutate(_ body: inout [UInt8], _ rng: inout FuzzRandom) {
+func fuzzMutate(_ body: inout [UInt8], _ rng: inout SeededGenerator) {
     for _ in 0..<Int.random(in: 1...5, using: &rng) {
         let i = body.isEmpty ? 0 : Int.random(in: 0..<body.count, using: &rng)
         switch Int.random(in: 0..<9, using: &rng) {
@@ -58,8 +59,8 @@ func fuzzMutate(_ body: inout [UInt8], _ rng: inout FuzzRandom) {
 @Suite struct FuzzEngineBodyTests {
     /// Echoes some strings and sometimes resets.
     final class ChaosHandler: MinervaStreamHandler {
-        var rng: FuzzRandom
-        init(seed: UInt64) { rng = FuzzRandom(state: seed) }
+        var rng: SeededGenerator
+        init(seed: UInt64) { rng = SeededGenerator(seed: seed) }
         func streamStarted(_ stream: ServerStream) throws {}
         func stringsReceived(_ strings: [ArraySlice<UInt8>], on stream: ServerStream) {
             for s in strings where Bool.random(using: &rng) { try? stream.send(s) }
@@ -70,7 +71,7 @@ func fuzzMutate(_ body: inout [UInt8], _ rng: inout FuzzRandom) {
 
     @Test(arguments: 0..<24)
     func mutatedBodiesNeverTrapWriteAfterEndOrLeak(seed: Int) {
-        var rng = FuzzRandom(state: UInt64(seed) &* 0x1000_0001 &+ 5)
+        var rng = SeededGenerator(seed: UInt64(seed) &* 0x1000_0001 &+ 5)
         var configuration = ServerEngineConfiguration()
         configuration.maxIdleTime = 5
         configuration.idleCheckInterval = 1

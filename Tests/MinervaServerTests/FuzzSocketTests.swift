@@ -3,10 +3,10 @@
 // chunked bodies with bad sizes, oversized heads, pipelining, and random closes and aborts, with up to 40
 // connections open at once. Afterwards the server must answer GET /healthz, hold no connection, and its engine
 // must hold no transport. Bounded: a few hundred connections per seed, every wait capped.
-import CShims
 import Glibc
 import Logging
 import MinervaCore
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -15,8 +15,8 @@ import Testing
 
 /// Echoes every string back and counts streams and strings.
 private final class FuzzEchoHandler: MinervaStreamHandler {
-    let counts: Shared<(streams: Int, strings: Int)>
-    init(_ counts: Shared<(streams: Int, strings: Int)>) { self.counts = counts }
+    let counts: Locked<(streams: Int, strings: Int)>
+    init(_ counts: Locked<(streams: Int, strings: Int)>) { self.counts = counts }
     func streamStarted(_ stream: ServerStream) throws { counts.update { $0.streams += 1 } }
     func stringsReceived(_ strings: [ArraySlice<UInt8>], on stream: ServerStream) {
         counts.update { $0.strings += strings.count }
@@ -27,46 +27,30 @@ private final class FuzzEchoHandler: MinervaStreamHandler {
 
 /// A server with `/healthz` and the Minerva endpoint at `/_minerva/`, logging into a capture.
 final class FuzzTarget {
-    let http: CapturedServer
-    let endpoint: MinervaEndpoint
+    let server: MinervaTestServer
+    var http: TestServer { server.http }
+    var endpoint: MinervaEndpoint { server.endpoint }
     /// Streams started and strings received by the application.
-    let seen = Shared<(streams: Int, strings: Int)>((0, 0))
+    let seen = Locked<(streams: Int, strings: Int)>((0, 0))
 
-    init(_ configure: (inout MinervaHTTPServerConfiguration) -> Void = { _ in }) throws {
-        var configuration = MinervaEndpointConfiguration()
-        configuration.clientScriptPath = nil
-        configuration.engine.maxIdleTime = 2
-        configuration.engine.idleCheckInterval = 0.5
-        let logs = LogCapture()
+    init(_ configure: (inout MinervaHTTPServerConfiguration) -> Void = { _ in }, socket: Bool = false) throws {
         let seen = self.seen
-        let endpoint = MinervaEndpoint(configuration: configuration, logger: logs.logger(label: "fuzz.minerva")) { _ in
-            FuzzEchoHandler(seen)
-        }
-        self.endpoint = endpoint
-        http = try CapturedServer(
-            configure,
-            routes: { router in
-                router.route("/healthz") { _, response in response.send(status: 200, body: "ok") }
-                endpoint.mount(on: router)
-            })
+        server = try MinervaTestServer(
+            configure: {
+                $0.engine.maxIdleTime = 2
+                $0.engine.idleCheckInterval = 0.5
+            }, http: configure, socket: socket, logLevel: .trace, factory: { _, _ in FuzzEchoHandler(seen) },
+            routes: { router in router.route("/healthz") { _, response in response.send(status: 200, body: "ok") } })
     }
 
     /// The engine's transport and stream counts, read on the loop (nil if the loop does not answer in time).
     func engineCounts() -> (transports: Int, streams: Int)? {
-        let result = Shared<(Int, Int)?>(nil)
-        let loop = http.server.eventLoops[0]
-        let endpoint = self.endpoint
-        loop.execute {
-            let engine = endpoint.engine(on: loop)
-            result.update { $0 = (engine.transportCount, engine.streamCount) }
-        }
-        _ = waitUntil(5) { result.get() != nil }
-        return result.get()
+        server.withEngine { ($0.transportCount, $0.streamCount) }
     }
 
     /// Whether a fresh connection gets `ok` from GET /healthz.
     func isHealthy() -> Bool {
-        guard let c = try? TestClient(port: http.port, timeoutMillis: 3000),
+        guard let c = try? RawClient(port: http.port, timeoutMillis: 3000),
             let r = try? c.request(get("/healthz"))
         else { return false }
         return r.status == 200 && r.text == "ok"
@@ -74,7 +58,7 @@ final class FuzzTarget {
 }
 
 /// What the hostile client sends on one connection.
-func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
+func fuzzPayload(_ rng: inout SeededGenerator, hugeAllowed: Bool) -> [UInt8] {
     // Two streams many transports share, and a fresh stream now and then.
     let fresh = String((0..<24).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement(using: &rng)! })
     let ids = ["p", "q"].map { String(repeating: $0, count: 24) } + [fresh]
@@ -154,8 +138,8 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
             c.idleTimeout = 1
             c.maxConnections = maxConnections
         }
-        defer { target.http.stop(grace: 0.2) }
-        var rng = FuzzRandom(state: UInt64(seed) &* 0x5851_F42D_4C95_7F2D)
+        defer { target.server.stop() }
+        var rng = SeededGenerator(seed: UInt64(seed) &* 0x5851_F42D_4C95_7F2D)
         var pool: [RawClient] = []
         var huge = 0
         var opened = 0
@@ -171,7 +155,7 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
             switch Int.random(in: 0..<10, using: &rng) {
             case 0...5:
                 let c = try RawClient(port: target.http.port)
-                _ = cshims_set_timeouts(c.fd, 300)  // a send into a server that stopped reading gives up
+                c.setTimeout(millis: 300)  // a send into a server that stopped reading gives up
                 opened += 1
                 let payload = fuzzPayload(&rng, hugeAllowed: huge < 2)
                 if payload.count > 1_000_000 { huge += 1 }
@@ -224,7 +208,7 @@ func fuzzPayload(_ rng: inout FuzzRandom, hugeAllowed: Bool) -> [UInt8] {
 
 /// What the hostile client sends to the socket listener: noise, policy requests, partial mode prefixes, and int32
 /// frames (a socket hello, strings, vocabulary), mutated, with lying lengths now and then.
-func fuzzSocketPayload(_ rng: inout FuzzRandom) -> [UInt8] {
+func fuzzSocketPayload(_ rng: inout SeededGenerator) -> [UInt8] {
     switch Int.random(in: 0..<6, using: &rng) {
     case 0: return (0..<Int.random(in: 1...700, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
     case 1: return Array("<policy-file-request/>\0".utf8)
@@ -232,7 +216,7 @@ func fuzzSocketPayload(_ rng: inout FuzzRandom) -> [UInt8] {
     default:
         let id =
             Bool.random(using: &rng) ? String(repeating: "s", count: 24) : "fresh\(rng.next() % 1000)xxxxxxxxxxxxxxx"
-        var frames = [hello(.socket, "id:\"\(id)\"", "tnum:\(Int.random(in: 0..<4, using: &rng))")]
+        var frames = [hs("id:\"\(id)\"", "tnum:\(Int.random(in: 0..<4, using: &rng))")]
         if Bool.random(using: &rng) { frames += ["0N", "s0 ", "s1 "] }
         frames += (0..<Int.random(in: 0...4, using: &rng)).map { _ in fuzzFrameVocabulary.randomElement(using: &rng)! }
         var bytes = Array("<int32/>\n".utf8)
@@ -256,25 +240,14 @@ func fuzzSocketPayload(_ rng: inout FuzzRandom) -> [UInt8] {
 extension FuzzSocketTests {
     @Test(arguments: [11, 12])
     func hostileSocketClientsLeaveNoTransportBehind(seed: Int) throws {
-        let target = try FuzzTarget()
-        let loop = target.http.server.eventLoops[0]
-        let listener = Shared<MinervaSocketListener?>(nil)
-        let endpoint = target.endpoint
-        loop.execute {
-            let l = try? MinervaSocketListener(endpoint: endpoint, host: "127.0.0.1", port: 0, on: loop)
-            listener.update { $0 = l }
-        }
-        #expect(waitUntil { listener.get() != nil })
-        defer {
-            loop.execute { listener.get()?.close() }
-            target.http.stop(grace: 0.2)
-        }
-        guard let port = listener.get()?.port else { return }
-        var rng = FuzzRandom(state: UInt64(seed) &* 0x2545_F491_4F6C_DD1D)
+        let target = try FuzzTarget(socket: true)
+        defer { target.server.stop() }
+        let port = target.server.socketPort
+        var rng = SeededGenerator(seed: UInt64(seed) &* 0x2545_F491_4F6C_DD1D)
         var pool: [RawClient] = []
         for _ in 0..<150 {
             let c = try RawClient(port: port)
-            _ = cshims_set_timeouts(c.fd, 300)
+            c.setTimeout(millis: 300)
             try? c.send(fuzzSocketPayload(&rng))
             if Bool.random(using: &rng) { _ = c.fill(timeout: 0.002) }
             if Int.random(in: 0..<3, using: &rng) == 0 { c.abort() }

@@ -3,6 +3,7 @@
 // each rejection reaches the client as the protocol's answer. The per-address rate is in MinervaRateLimitTests.
 // Public API only.
 import MinervaCore
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -18,10 +19,10 @@ struct HardeningMinervaLimitTests {
         let server = try MinervaTestServer(configure: { $0.engine.maxStreams = 1 })
         defer { server.stop() }
         let first = try RawClient(port: server.port)
-        try first.post(hello(.http, "eeds:null") + "\n")
+        try first.post(hh("eeds:null") + "\n")
         #expect(try first.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
         let second = try RawClient(port: server.port)
-        try second.post(hello(.http, "eeds:null", "id:\"\(streamID("y"))\"") + "\n")
+        try second.post(hh("eeds:null", "id:\"\(streamID("y"))\"") + "\n")
         #expect(try second.readResponse().text == ";)]}^\nstream_attach_failureK\n")
         #expect(server.withEngine { $0.streamCount } == 1)
     }
@@ -30,13 +31,13 @@ struct HardeningMinervaLimitTests {
         let server = try MinervaTestServer(configure: { $0.engine.maxTransportsPerStream = 1 })
         defer { server.stop() }
         let first = try RawClient(port: server.port)
-        try first.post(hello(.http, "eeds:null") + "\n")
+        try first.post(hh("eeds:null") + "\n")
         _ = try first.readResponse()
         let waiting = try RawClient(port: server.port)  // a long-poll primary: attached while it waits
-        try waiting.post(hello(.http, "-new", "tnum:1", "eeds:null") + "\n")
+        try waiting.post(hh("-new", "tnum:1", "eeds:null") + "\n")
         #expect(waiting.receivesNothing(for: 0.1))
         let extra = try RawClient(port: server.port)
-        try extra.post(hello(.http, "-new", "tnum:2", "-eeds") + "\n")
+        try extra.post(hh("-new", "tnum:2", "-eeds") + "\n")
         #expect(try extra.readResponse().text.hasSuffix("invalid_frame_type_or_argumentsK\n"))
         #expect(server.withStream { $0.transportCount } == 1)
     }
@@ -57,7 +58,7 @@ struct HardeningMinervaLimitTests {
         let server = try MinervaTestServer(configure: { $0.engine.receiveWindow = limits })
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "-eeds") + "\n1N\n" + strings)
+        try client.post(hh("-eeds") + "\n1N\n" + strings)
         #expect(try client.readResponse().text.hasSuffix("rwin_overflowK\n"))
         #expect(!server.recording.all.contains { $0.hasPrefix("strings") })
     }
@@ -66,7 +67,7 @@ struct HardeningMinervaLimitTests {
         let server = try MinervaTestServer(configure: { $0.engine.maxQueuedBytesPerStream = 10 })
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "-eeds") + "\n")  // a stream with no primary: sends queue up
+        try client.post(hh("-eeds") + "\n")  // a stream with no primary: sends queue up
         _ = try client.readResponse()
         let thrown = server.withStream { stream -> Bool in
             do {
@@ -85,7 +86,7 @@ struct HardeningMinervaLimitTests {
         let server = try MinervaTestServer()
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        let body = Array((hello(.http, "-eeds") + "\n").utf8) + [UInt8](repeating: 0x20, count: 2 * 1_048_576 + 1)
+        let body = Array((hh("-eeds") + "\n").utf8) + [UInt8](repeating: 0x20, count: 2 * 1_048_576 + 1)
         try? client.post(body)
         #expect(try client.readResponse().status == 413)
         #expect(server.withEngine { $0.transportCount } == 0)

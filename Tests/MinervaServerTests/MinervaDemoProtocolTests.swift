@@ -1,5 +1,6 @@
 // The demo protocol (issue 4, item 4) over real sockets: socket primaries and an HTTP long-poll round trip.
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -14,9 +15,9 @@ private func demoServer() throws -> MinervaTestServer {
 
 /// A socket primary of stream `id` on the demo server, past its `C`.
 private func demoStream(_ server: MinervaTestServer, id: String = testStreamID) throws -> RawClient {
-    let client = try RawClient(port: server.socketListener!.port)
+    let client = try RawClient(port: server.socketPort)
     try client.sendModePrefix()
-    try client.sendFrames([hello(.socket, "eeds:null", "id:\"\(id)\"")])
+    try client.sendFrames([hs("eeds:null", "id:\"\(id)\"")])
     #expect(try client.readFrames(1) == ["C"])
     return client
 }
@@ -95,10 +96,10 @@ struct MinervaDemoProtocolTests {
         let server = try demoServer()
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null") + "\necho:ping \n")
+        try client.post(hh("eeds:null") + "\necho:ping \n")
         let first = try client.readResponse()
         #expect(first.text == ";)]}^\nC\n|0A\n|0A\n|-1T\n")
-        try client.post(hello(.http, "-new", "eeds:null", "seenack:\"|0\"", "tnum:1") + "\n")
+        try client.post(hh("-new", "eeds:null", "seenack:\"|0\"", "tnum:1") + "\n")
         let second = try client.readResponse()
         #expect(second.text == ";)]}^\n0N\nping \n|0A\n|-1T\n")
         #expect(second.header("Content-Length") == "\(second.body.count)")

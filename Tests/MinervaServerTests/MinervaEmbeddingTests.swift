@@ -2,6 +2,7 @@
 // alone; MinervaCore is imported only for the test's own look at the engine.
 import MinervaCore
 import MinervaServer
+import MinervaTestSupport
 import Testing
 
 /// Sends every string back (the README's handler, verbatim).
@@ -26,24 +27,24 @@ struct MinervaEmbeddingTests {
             server.waitUntilStopped()
         }
         let client = try RawClient(port: server.localPort)
-        try client.post(hello(.http, "eeds:null", "ming:1") + "\nhello \n")
+        try client.post(hh("eeds:null", "ming:1") + "\nhello \n")
         _ = try client.readHead()
         let expected = ";)]}^\nC\n|0A\n0N\nhello \n"
         #expect(try client.readChunks(totalling: expected.utf8.count) == expected)
-        let failure = Shared<String?>(nil)
         let endpoint = MinervaEndpoint { _ in Echo() }
-        server.eventLoops[0].execute {
-            let engine = endpoint.engine(on: server.eventLoops[0])
+        let loop = server.eventLoops[0]
+        let failure = try runOnLoop(loop) { () -> String? in
+            let engine = endpoint.engine(on: loop)
             engine.openTransport(TransportHandle(1), kind: .http, connection: ConnectionInfo(), now: 0)
-            engine.httpBodyReceived(TransportHandle(1), body: Array((hello(.http) + "\n").utf8), now: 0)
+            engine.httpBodyReceived(TransportHandle(1), body: Array((hh() + "\n").utf8), now: 0)
             let stream = engine.stream(StreamID(testStreamID)!)!
             do {
                 try stream.send("tab\there")
+                return nil
             } catch {
-                failure.update { $0 = "\(error)" }
+                return "\(error)"
             }
         }
-        #expect(waitUntil { failure.get() != nil })
-        #expect(failure.get() == "string contains bytes outside 0x20...0x7E")
+        #expect(failure == "string contains bytes outside 0x20...0x7E")
     }
 }

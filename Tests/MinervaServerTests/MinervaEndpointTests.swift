@@ -1,6 +1,7 @@
 // PROTOCOL.md 9 group F over real sockets: POST <prefix>io/ bodies, exact response bytes, Content-Length versus
 // chunked, headers of 4.2, peer abort; plus routing, the client script and CORS.
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -14,9 +15,7 @@ private let noCacheHeaders: [(String, String)] = [
 
 /// Creates the stream `ID` as case 80 does and checks that response.
 private func case80(_ server: MinervaTestServer) throws {
-    let client = try RawClient(port: server.port)
-    try client.post(hello(.http, "eeds:null") + "\n")
-    let reply = try client.readResponse()
+    let reply = try server.post(hh("eeds:null") + "\n")
     #expect(reply.text == ";)]}^\nC\n|-1A\n|-1T\n")
     #expect(reply.header("Content-Length") == "18")
 }
@@ -29,7 +28,7 @@ struct MinervaEndpointTests {
             let server = try MinervaTestServer()
             defer { server.stop() }
             let client = try RawClient(port: server.port)
-            let body = [hello(.http, "eeds:null"), "string0 ", "string1 ", "string2 "].map { $0 + newline }.joined()
+            let body = [hh("eeds:null"), "string0 ", "string1 ", "string2 "].map { $0 + newline }.joined()
             try client.post(body)
             let reply = try client.readResponse()
             #expect(reply.status == 200)
@@ -45,7 +44,7 @@ struct MinervaEndpointTests {
         let server = try MinervaTestServer()
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null", "ming:1") + "\nstring0 \nstring1 \nstring2 \n")
+        try client.post(hh("eeds:null", "ming:1") + "\nstring0 \nstring1 \nstring2 \n")
         let head = try client.readHead()
         #expect(head.headers.contains { $0 == ("Transfer-Encoding", "chunked") })
         #expect(!head.headers.contains { $0.0 == "Content-Length" })
@@ -58,7 +57,7 @@ struct MinervaEndpointTests {
         let server = try MinervaTestServer()
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null", "ming:1") + "\nstring0 \nstring1 ")
+        try client.post(hh("eeds:null", "ming:1") + "\nstring0 \nstring1 ")
         _ = try client.readHead()
         #expect(try client.readChunks(totalling: 12) == ";)]}^\nC\n|0A\n")
         #expect(client.receivesNothing(for: 0.2))
@@ -74,9 +73,7 @@ struct MinervaEndpointTests {
             try? stream.send("string0")
             try? stream.send("string1")
         }
-        let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null") + "\nstring0 \n")
-        let reply = try client.readResponse()
+        let reply = try server.post(hh("eeds:null") + "\nstring0 \n")
         #expect(reply.text == ";)]}^\nC\n0N\nstring0 \nstring1 \n|0A\n|0A\n|-1T\n")
         #expect(reply.header("Content-Length") == "42")
     }
@@ -91,7 +88,7 @@ struct MinervaEndpointTests {
             try? stream.send("string1")
         }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null", "ming:1") + "\nstring0 \n")
+        try client.post(hh("eeds:null", "ming:1") + "\nstring0 \n")
         let head = try client.readHead()
         #expect(!head.headers.contains { $0.0 == "Content-Length" })
         let expected = ";)]}^\nC\n0N\nstring0 \nstring1 \n|0A\n"
@@ -115,7 +112,7 @@ struct MinervaEndpointTests {
             defer { server.stop() }
             try case80(server)
             let client = try RawClient(port: server.port)
-            try client.post(hello(.http, "-new", "eeds:null", "ming:\(streaming ? 1 : 0)") + "\n")
+            try client.post(hh("-new", "eeds:null", "ming:\(streaming ? 1 : 0)") + "\n")
             #expect(client.receivesNothing(for: 0.2))
             _ = server.withStream { stream in
                 try? stream.send("string0")
@@ -140,7 +137,7 @@ struct MinervaEndpointTests {
         let server = try MinervaTestServer()
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null") + "\n")
+        try client.post(hh("eeds:null") + "\n")
         let reply = try client.readResponse()
         let names = Set(noCacheHeaders.map(\.0))
         let minervaHeaders = reply.headers.filter { names.contains($0.0) }
@@ -159,7 +156,7 @@ struct MinervaEndpointTests {
         let server = try MinervaTestServer()
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null", "ming:1") + "\n")
+        try client.post(hh("eeds:null", "ming:1") + "\n")
         _ = try client.readHead()
         #expect(try client.readChunks(totalling: 8) == ";)]}^\nC\n")
         #expect(server.withStream { $0.transportCount } == 1)
@@ -175,9 +172,7 @@ struct MinervaEndpointTests {
             let server = try MinervaTestServer()
             defer { server.stop() }
             try case80(server)
-            let client = try RawClient(port: server.port)
-            try client.post(hello(.http, "-new", "-eeds", "ming:\(ming)") + "\n")
-            let reply = try client.readResponse()
+            let reply = try server.post(hh("-new", "-eeds", "ming:\(ming)") + "\n")
             #expect(reply.text == ";)]}^\n|-1A\n|-1T\n")
             #expect(reply.header("Content-Length") == "16")
         }
@@ -190,7 +185,7 @@ struct MinervaEndpointTests {
         try case80(server)
         let client = try RawClient(port: server.port)
         let start = monotonicNow()
-        try client.post(hello(.http, "new:false", "tnum:1", "eeds:null", "maxt:1") + "\n")
+        try client.post(hh("new:false", "tnum:1", "eeds:null", "maxt:1") + "\n")
         #expect(client.receivesNothing(for: 0.5))
         let reply = try client.readResponse(timeout: 3)
         #expect(reply.text == ";)]}^\n|-1A\n|-1T\n")
@@ -205,9 +200,7 @@ struct MinervaEndpointTests {
             })
             defer { server.stop() }
             try case80(server)
-            let client = try RawClient(port: server.port)
-            try client.post(hello(.http, "new:false", "-eeds") + "\nstring0 \nstring1 \nstring2 \n" + suffix)
-            let reply = try client.readResponse()
+            let reply = try server.post(hh("new:false", "-eeds") + "\nstring0 \nstring1 \nstring2 \n" + suffix)
             #expect(reply.text == ";)]}^\n|2A\nreset forced by mock protocol|1!\n")
             #expect(server.recording.all.last == "reset reset forced by mock protocol true")
         }
@@ -217,9 +210,7 @@ struct MinervaEndpointTests {
     func case87() throws {
         let server = try MinervaTestServer()
         defer { server.stop() }
-        let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "-new", "eeds:null") + "\n")
-        let reply = try client.readResponse()
+        let reply = try server.post(hh("-new", "eeds:null") + "\n")
         #expect(reply.text == ";)]}^\nstream_attach_failureK\n")
         #expect(reply.header("Content-Length") == "29")
     }
@@ -230,7 +221,7 @@ struct MinervaEndpointTests {
         defer { server.stop() }
         let client = try RawClient(port: server.port)
         let long = [UInt8](repeating: UInt8(ascii: "a"), count: 1_048_577)
-        try client.post(Array((hello(.http, "eeds:null") + "\n").utf8) + long + [10])
+        try client.post(Array((hh("eeds:null") + "\n").utf8) + long + [10])
         let reply = try client.readResponse()
         #expect(reply.text == ";)]}^\nframe_corruptionK\n")
         #expect(server.recording.all.isEmpty)
@@ -241,9 +232,7 @@ struct MinervaEndpointTests {
     func case89() throws {
         let server = try MinervaTestServer()
         defer { server.stop() }
-        let client = try RawClient(port: server.port)
-        try client.post("{}H\n")
-        let reply = try client.readResponse()
+        let reply = try server.post("{}H\n")
         #expect(reply.text == ";)]}^\ninvalid_frame_type_or_argumentsK\n")
         #expect(reply.header("Content-Length") == "39")
     }
@@ -254,7 +243,7 @@ struct MinervaEndpointTests {
         defer { server.stop() }
         try case80(server)
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "-new", "eeds:null", "maxia:5") + "\n")
+        try client.post(hh("-new", "eeds:null", "maxia:5") + "\n")
         let reply = try client.readResponse(timeout: 1)
         #expect(reply.text == ";)]}^\nbeat^\n|-1A\n|-1T\n")
     }
@@ -278,7 +267,7 @@ struct MinervaEndpointTests {
         let head = try client.readHead()
         #expect(head.status == 405)
         try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        #expect(client.closedByServer(within: 5))
+        #expect(client.waitForClose(within: 5))
         #expect(String(decoding: client.buffer, as: UTF8.self).hasPrefix("HTTP/1.1 404"))
     }
 
@@ -287,7 +276,7 @@ struct MinervaEndpointTests {
         let server = try MinervaTestServer(configure: { $0.prefix = "/deep/minerva/" })
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null") + "\n", path: "/deep/minerva/io/")
+        try client.post(hh("eeds:null") + "\n", path: "/deep/minerva/io/")
         #expect(try client.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
         try client.post("{}H\n")
         #expect(try client.readResponse().status == 404)
@@ -344,7 +333,7 @@ struct MinervaEndpointTests {
         #expect(preflight.header("Access-Control-Allow-Origin") == "http://good.example")
         #expect(preflight.header("Access-Control-Allow-Methods") == "POST, OPTIONS")
         #expect(preflight.header("Access-Control-Allow-Headers") == "content-type")
-        try client.post(hello(.http, "eeds:null") + "\n", extraHeaders: "Origin: http://good.example\r\n")
+        try client.post(hh("eeds:null") + "\n", extraHeaders: "Origin: http://good.example\r\n")
         let post = try client.readResponse()
         #expect(post.header("Access-Control-Allow-Origin") == "http://good.example")
         #expect(post.text == ";)]}^\nC\n|-1A\n|-1T\n")
@@ -369,10 +358,10 @@ struct MinervaEndpointTests {
 
     @Test("transport info carries both addresses and the request headers")
     func transportInfo() throws {
-        let infos = Shared<[TransportInfo]>([])
+        let infos = Locked<[TransportInfo]>([])
         final class InfoHandler: MinervaStreamHandler {
-            let infos: Shared<[TransportInfo]>
-            init(_ infos: Shared<[TransportInfo]>) { self.infos = infos }
+            let infos: Locked<[TransportInfo]>
+            init(_ infos: Locked<[TransportInfo]>) { self.infos = infos }
             func streamStarted(_ stream: ServerStream) throws {}
             func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
             func transportCreated(_ info: TransportInfo, on stream: ServerStream) { infos.update { $0.append(info) } }
@@ -380,7 +369,7 @@ struct MinervaEndpointTests {
         let server = try MinervaTestServer(factory: { _, _ in InfoHandler(infos) })
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null") + "\n", extraHeaders: "X-Test: yes\r\n")
+        try client.post(hh("eeds:null") + "\n", extraHeaders: "X-Test: yes\r\n")
         _ = try client.readResponse()
         let info = try #require(infos.get().first)
         #expect(info.connection.localAddress == "127.0.0.1:\(server.port)")
@@ -395,14 +384,14 @@ struct MinervaEndpointTests {
         defer { server.stop() }
         try case80(server)
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "-new", "eeds:null") + "\n")
+        try client.post(hh("-new", "eeds:null") + "\n")
         #expect(client.receivesNothing(for: 0.1))
         _ = server.withStream { stream in
             for i in 0..<5 { try? stream.send("s\(i)") }
         }
         let reply = try client.readResponse()
         #expect(reply.text == ";)]}^\n0N\ns0 \ns1 \ns2 \ns3 \ns4 \n|-1A\n|-1T\n")
-        try client.post(hello(.http, "-new", "eeds:null", "sack:\"|4\"", "seenack:\"|-1\"") + "\n")
+        try client.post(hh("-new", "eeds:null", "sack:\"|4\"", "seenack:\"|-1\"") + "\n")
         #expect(client.receivesNothing(for: 0.1))
         _ = server.withStream { stream in
             try? stream.send("lost")

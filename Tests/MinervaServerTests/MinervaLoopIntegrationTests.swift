@@ -1,6 +1,7 @@
 // The engine's timers and flow control on a real event loop: idle reaping (case 75) and a push producer paused by
 // socket backpressure and resumed when the client reads.
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -8,7 +9,8 @@ import Testing
 @testable import MinervaServer
 
 /// Sends 64 KiB strings, one per loop turn, while not paused (at most `limit`).
-private final class FloodProducer: MinervaProducer {
+private final class FloodProducer: MinervaProducer, @unchecked Sendable {
+    // @unchecked: used only on `loop` (the closure handed to `execute` runs there).
     weak var stream: ServerStream?
     let loop: MinervaEventLoop
     let events: Recording
@@ -74,11 +76,11 @@ struct MinervaLoopIntegrationTests {
         })
         defer { server.stop() }
         let client = try RawClient(port: server.port)
-        try client.post(hello(.http, "eeds:null") + "\n")
+        try client.post(hh("eeds:null") + "\n")
         #expect(try client.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
         #expect(waitUntil(3) { server.recording.all.last == "reset no activity from peer false" })
         #expect(server.withEngine { $0.streamCount } == 0)
-        try client.post(hello(.http, "-new", "eeds:null") + "\n")
+        try client.post(hh("-new", "eeds:null") + "\n")
         #expect(try client.readResponse().text == ";)]}^\nstream_attach_failureK\n")
     }
 
@@ -89,15 +91,15 @@ struct MinervaLoopIntegrationTests {
             configure: { $0.engine.maxQueuedBytesPerStream = 64 * 1_048_576 }, socket: true,
             factory: { _, loop in ProducerHandler(loop: loop, events: events) })
         defer { server.stop() }
-        let client = try RawClient(port: server.socketListener!.port)
+        let client = try RawClient(port: server.socketPort)
         try client.sendModePrefix()
         // A non-primary first: the stream starts, the producer is registered and stays paused.
-        try client.sendFrames([hello(.socket)])
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(1) == ["C"])
         #expect(events.all == ["pause 0"])
-        let primary = try RawClient(port: server.socketListener!.port)
+        let primary = try RawClient(port: server.socketPort)
         try primary.sendModePrefix()
-        try primary.sendFrames([hello(.socket, "-new", "eeds:null", "tnum:1")])
+        try primary.sendFrames([hs("-new", "eeds:null", "tnum:1")])
         // The primary does not read: the producer runs until the socket's output backs up.
         #expect(waitUntil(10) { events.all.count >= 3 })
         let early = events.all
@@ -121,11 +123,11 @@ struct MinervaLoopIntegrationTests {
             factory: { _, loop in ProducerHandler(loop: loop, events: events) })
         defer { server.stop() }
         let setup = try RawClient(port: server.port)
-        try setup.post(hello(.http) + "\n")
+        try setup.post(hh() + "\n")
         #expect(try setup.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
         #expect(events.all == ["pause 0"])
         let primary = try RawClient(port: server.port)
-        try primary.post(hello(.http, "-new", "eeds:null", "ming:1", "tnum:1") + "\n")
+        try primary.post(hh("-new", "eeds:null", "ming:1", "tnum:1") + "\n")
         #expect(waitUntil(10) { events.all.count >= 3 })
         let early = events.all
         #expect(early.count >= 3 && early[1] == "resume 0" && early[2].hasPrefix("pause "))

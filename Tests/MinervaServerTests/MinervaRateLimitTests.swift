@@ -1,5 +1,6 @@
 import MinervaCore
 import MinervaServer
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -11,7 +12,7 @@ import Testing
     private func newStreamBody(_ index: Int) -> String {
         let suffix = String(index)
         let id = String(repeating: "r", count: 26 - suffix.count) + suffix
-        return hello(.http, "eeds:null", "id:\"\(id)\"") + "\n"
+        return hh("eeds:null", "id:\"\(id)\"") + "\n"
     }
 
     @Test func newStreamsBeyondThePerAddressRateGetStreamAttachFailure() throws {

@@ -1,4 +1,5 @@
 import MinervaServer
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -12,15 +13,15 @@ struct MinervaShutdownTests {
         let server = try MinervaTestServer()
         defer { server.stop() }
         let creator = try RawClient(port: server.port)
-        try creator.post(hello(.http, "eeds:null") + "\n")
+        try creator.post(hh("eeds:null") + "\n")
         #expect(try creator.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
 
         let poll = try RawClient(port: server.port)
-        try poll.post(hello(.http, "-new", "tnum:1", "eeds:null") + "\n")
+        try poll.post(hh("-new", "tnum:1", "eeds:null") + "\n")
         #expect(poll.receivesNothing(for: 0.3))  // a waiting long-poll
 
         let start = monotonicNow()
-        server.server.server.shutdown(gracePeriod: 30)
+        server.http.server.shutdown(gracePeriod: 30)
         let reply = try poll.readResponse(timeout: 5)
         #expect(reply.text == ";)]}^\n|-1A\n|-1T\n")  // SACK + StreamStatus: the client reconnects at once
         #expect(reply.header("Content-Length") == "16")

@@ -2,6 +2,7 @@
 // through long-poll primaries and upload transports, 10% of requests aborted by the client, over the demo
 // protocol's echo. Asserts exactly-once in-order delivery both ways and that no transport or stream leaks.
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -24,7 +25,7 @@ private final class SoakStream: @unchecked Sendable {
     let total: Int
     let port: Int
     let deadline: Double
-    let state = Shared(State())
+    let state = Locked(State())
 
     init(index: Int, total: Int, port: Int, deadline: Double) {
         let digits = String(index)
@@ -75,19 +76,19 @@ private final class SoakStream: @unchecked Sendable {
         }
     }
 
-    func upload(random: inout UInt64) {
+    func upload(random: inout SeededGenerator) {
         while monotonicNow() < deadline {
             let acked = state.get().c2sAcked
             if acked == total - 1 { return }
             let first = acked + 1
-            let count = min(total - first, 1 + Int(nextRandom(&random) % 8))
+            let count = min(total - first, 1 + Int(random.next() % 8))
             let tnum = nextTnum()
-            var body = hello(.http, "-new", "-eeds", "tnum:\(tnum)", "id:\"\(id)\"") + "\n\(first)N\n"
+            var body = hh("-new", "-eeds", "tnum:\(tnum)", "id:\"\(id)\"") + "\n\(first)N\n"
             for k in first..<(first + count) { body += "echo:s\(k) \n" }
             guard let client = try? RawClient(port: port) else { return fail("upload: connect failed") }
             do {
                 try client.post(body)
-                if nextRandom(&random) % 10 == 0 {
+                if random.next() % 10 == 0 {
                     state.update { $0.aborts += 1 }
                     client.abort()
                     continue
@@ -100,21 +101,21 @@ private final class SoakStream: @unchecked Sendable {
         fail("upload: deadline")
     }
 
-    func poll(random: inout UInt64) {
+    func poll(random: inout SeededGenerator) {
         while monotonicNow() < deadline {
             let snapshot = state.get()
             if snapshot.received.count == total { return }
             let tnum = nextTnum()
             let body =
-                hello(
-                    .http, "-new", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"", "maxt:2",
+                hh(
+                    "-new", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"", "maxt:2",
                     "sack:\"|\(snapshot.received.count - 1)\"", "seenack:\"|\(snapshot.c2sAcked)\"") + "\n"
             guard let client = try? RawClient(port: port) else { return fail("poll: connect failed") }
             do {
                 try client.post(body)
-                if nextRandom(&random) % 10 == 0 {
+                if random.next() % 10 == 0 {
                     state.update { $0.aborts += 1 }
-                    usleep(UInt32(nextRandom(&random) % 20_000))
+                    usleep(UInt32(random.next() % 20_000))
                     client.abort()
                     continue
                 }
@@ -129,11 +130,6 @@ private final class SoakStream: @unchecked Sendable {
 
 private func environmentInt(_ name: String) -> Int? {
     getenv(name).flatMap { Int(String(cString: $0)) }
-}
-
-private func nextRandom(_ state: inout UInt64) -> UInt64 {
-    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-    return state >> 33
 }
 
 @Suite("Minerva soak", .serialized)
@@ -153,19 +149,19 @@ struct MinervaSoakTests {
         }
         for stream in streams {
             let client = try RawClient(port: server.port)
-            try client.post(hello(.http, "id:\"\(stream.id)\"") + "\n")
+            try client.post(hh("id:\"\(stream.id)\"") + "\n")
             #expect(try client.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
         }
         var threads: [PosixThread] = []
         for (index, stream) in streams.enumerated() {
             threads.append(
                 PosixThread {
-                    var random = UInt64(index * 2 + 1)
+                    var random = SeededGenerator(seed: UInt64(index * 2 + 1))
                     stream.upload(random: &random)
                 })
             threads.append(
                 PosixThread {
-                    var random = UInt64(index * 2 + 2)
+                    var random = SeededGenerator(seed: UInt64(index * 2 + 2))
                     stream.poll(random: &random)
                 })
         }
@@ -190,7 +186,7 @@ struct MinervaSoakTests {
         for stream in streams {
             let client = try RawClient(port: server.port)
             try client.post(
-                hello(.http, "-new", "-eeds", "id:\"\(stream.id)\"", "sack:\"|\(last)\"", "seenack:\"|\(last)\"") + "\n"
+                hh("-new", "-eeds", "id:\"\(stream.id)\"", "sack:\"|\(last)\"", "seenack:\"|\(last)\"") + "\n"
             )
             #expect(try client.readResponse().text == ";)]}^\n|\(last)A\n|\(last)T\n")
         }
@@ -201,11 +197,11 @@ struct MinervaSoakTests {
         for stream in streams {
             let client = try RawClient(port: server.port)
             try client.post(
-                hello(.http, "-new", "-eeds", "id:\"\(stream.id)\"", "seenack:\"|\(last)\"") + "\ndone|1!\n")
+                hh("-new", "-eeds", "id:\"\(stream.id)\"", "seenack:\"|\(last)\"") + "\ndone|1!\n")
             #expect(try client.readResponse().text == ";)]}^\n|\(last)A\n|\(last)T\n")
         }
         #expect(server.withEngine { $0.streamCount } == 0)
-        #expect(waitUntil(5) { server.server.server.connectionCount == 0 })
+        #expect(waitUntil(5) { server.http.server.connectionCount == 0 })
         #expect(server.withEngine { _ in demo.room(for: server.loop).memberCount } == 0)
     }
 }
@@ -231,27 +227,15 @@ private final class SocketSoakStream: @unchecked Sendable {
         self.port = port
     }
 
-    /// Takes the complete int32 frames out of the client's buffer.
-    private func frames(_ client: RawClient) -> [String] {
-        var out: [String] = []
-        while client.buffer.count >= 4 {
-            let length = client.buffer[0..<4].reduce(0) { $0 << 8 | Int($1) }
-            guard client.buffer.count >= 4 + length else { break }
-            out.append(String(decoding: client.buffer[4..<(4 + length)], as: UTF8.self))
-            client.buffer.removeFirst(4 + length)
-        }
-        return out
-    }
-
-    func run(random: inout UInt64, deadline: Double) {
+    func run(random: inout SeededGenerator, deadline: Double) {
         while received.count < total || c2sAcked < total - 1 {
             guard monotonicNow() < deadline else { return failures.append("deadline") }
             guard let client = try? RawClient(port: port) else { return failures.append("connect failed") }
             connections += 1
             tnum += 1
             var opening = [
-                hello(
-                    .socket, created ? "-new" : "new:1", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"",
+                hs(
+                    created ? "-new" : "new:1", "eeds:null", "tnum:\(tnum)", "id:\"\(id)\"",
                     "sack:\"|\(received.count - 1)\"", "seenack:\"|\(c2sAcked)\"")
             ]
             if c2sAcked + 1 < sent {
@@ -267,19 +251,19 @@ private final class SocketSoakStream: @unchecked Sendable {
             var seq = -1
             connection: while received.count < total || c2sAcked < total - 1 {
                 if monotonicNow() > deadline { break }
-                if nextRandom(&random) % 15 == 0 {
+                if random.next() % 15 == 0 {
                     client.abort()
                     break
                 }
                 if sent < total {
-                    let count = min(total - sent, 1 + Int(nextRandom(&random) % 5))
+                    let count = min(total - sent, 1 + Int(random.next() % 5))
                     var batch = ["\(sent)N"]
                     for k in sent..<(sent + count) { batch.append("echo:s\(k) ") }
                     guard (try? client.sendFrames(batch)) != nil else { break }
                     sent += count
                 }
                 client.fill(timeout: 0.02)
-                for frame in frames(client) {
+                for frame in client.takeBufferedFrames() {
                     guard let type = frame.last else { continue }
                     switch type {
                     case "N": seq = Int(frame.dropLast())! - 1
@@ -309,8 +293,7 @@ private final class SocketSoakStream: @unchecked Sendable {
         tnum += 1
         try? client.sendModePrefix()
         try? client.sendFrames([
-            hello(
-                .socket, "-new", "tnum:\(tnum)", "id:\"\(id)\"", "sack:\"|\(total - 1)\"", "seenack:\"|\(total - 1)\""),
+            hs("-new", "tnum:\(tnum)", "id:\"\(id)\"", "sack:\"|\(total - 1)\"", "seenack:\"|\(total - 1)\""),
             "done|1!",
         ])
         if (try? client.readFrames(3)) != ["|\(total - 1)A", "|\(total - 1)T", "Y"] {
@@ -328,14 +311,14 @@ struct MinervaSocketSoakTests {
         let demo = MinervaDemoApplication()
         let server = try MinervaTestServer(socket: true, factory: demo.handlerFactory)
         defer { server.stop() }
-        let port = server.socketListener!.port
+        let port = server.socketPort
         let streams = (0..<streamCount).map { SocketSoakStream(index: $0, total: total, port: port) }
         let deadline = monotonicNow() + 60
         var threads: [PosixThread] = []
         for (index, stream) in streams.enumerated() {
             threads.append(
                 PosixThread {
-                    var random = UInt64(index + 100)
+                    var random = SeededGenerator(seed: UInt64(index + 100))
                     stream.run(random: &random, deadline: deadline)
                 })
         }

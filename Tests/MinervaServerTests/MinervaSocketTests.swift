@@ -1,6 +1,7 @@
 // PROTOCOL.md 9 groups C and D over a real socket listener: mode detection (policy file, <int32/>, 512-byte rule,
 // early rejection, timeout), int32 framing both ways, kill frames, Y and the close after the grace period.
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
@@ -12,13 +13,6 @@ private func socketServer(
     makeHandler: ((RecordingHandler) -> Void)? = nil
 ) throws -> MinervaTestServer {
     try MinervaTestServer(configure: configure, socket: true, makeHandler: makeHandler)
-}
-
-/// A connected int32-mode client of `server`'s socket listener.
-private func int32Client(_ server: MinervaTestServer) throws -> RawClient {
-    let client = try RawClient(port: server.socketListener!.port)
-    try client.sendModePrefix()
-    return client
 }
 
 /// Sends `bytes` in pieces of `size` bytes, pausing briefly between them so they arrive as separate chunks.
@@ -39,7 +33,7 @@ struct MinervaSocketTests {
         let server = try socketServer { $0.socketEarlyRejection = false }
         defer { server.stop() }
         for size in [1, 2, 200, 511, 512] {
-            let client = try RawClient(port: server.socketListener!.port)
+            let client = try RawClient(port: server.socketPort)
             let spaces = [UInt8](repeating: 32, count: 512)
             if size < 512 {
                 try sendChunked(client, Array(spaces[..<511]), size: size)
@@ -48,7 +42,7 @@ struct MinervaSocketTests {
             } else {
                 try client.send(spaces)
             }
-            #expect(client.closedByServer(within: 3))
+            #expect(client.waitForClose(within: 3))
             #expect(client.buffer.isEmpty)
         }
     }
@@ -57,14 +51,14 @@ struct MinervaSocketTests {
     func earlyRejectionAndTimeout() throws {
         let server = try socketServer { $0.socketModeTimeout = 0.3 }
         defer { server.stop() }
-        let client = try RawClient(port: server.socketListener!.port)
+        let client = try RawClient(port: server.socketPort)
         try client.send("GET / HTTP/1.1\r\n")
-        #expect(client.closedByServer(within: 2))
+        #expect(client.waitForClose(within: 2))
         #expect(client.buffer.isEmpty)
-        let slow = try RawClient(port: server.socketListener!.port)
+        let slow = try RawClient(port: server.socketPort)
         try slow.send("<int3")
         #expect(slow.receivesNothing(for: 0.1))
-        #expect(slow.closedByServer(within: 3))
+        #expect(slow.waitForClose(within: 3))
         #expect(slow.buffer.isEmpty)
     }
 
@@ -74,7 +68,7 @@ struct MinervaSocketTests {
         defer { server.stop() }
         let request = Array("<policy-file-request/>".utf8) + [0]
         for (size, garbage) in [(1, ""), (7, "BLAH, BLAH, BLAH"), (19, ""), (23, "BLAH, BLAH, BLAH")] {
-            let client = try RawClient(port: server.socketListener!.port)
+            let client = try RawClient(port: server.socketPort)
             try sendChunked(client, request + Array(garbage.utf8), size: size)
             let expected = Array("<nonsense-policy/>".utf8) + [0]
             #expect(try client.take(expected.count) == expected)
@@ -86,10 +80,10 @@ struct MinervaSocketTests {
     func policyConnectionTimeout() throws {
         let server = try socketServer { $0.socketModeTimeout = 0.3 }
         defer { server.stop() }
-        let client = try RawClient(port: server.socketListener!.port)
+        let client = try RawClient(port: server.socketPort)
         try client.send(Array("<policy-file-request/>".utf8) + [0])
         #expect(try client.take(1) == [0])
-        #expect(client.closedByServer(within: 3))
+        #expect(client.waitForClose(within: 3))
     }
 
     @Test("31: <int32/> and a hello for an unknown id, in small chunks -> stream_attach_failure, Y")
@@ -98,8 +92,8 @@ struct MinervaSocketTests {
         defer { server.stop() }
         let id = "\"" + String(repeating: "\\u0000", count: 26) + "\""
         for size in [1, 5, 19] {
-            let client = try RawClient(port: server.socketListener!.port)
-            let bytes = Array("<int32/>\n".utf8) + int32Frame(Array(hello(.socket, "id:\(id)", "-new").utf8))
+            let client = try RawClient(port: server.socketPort)
+            let bytes = Array("<int32/>\n".utf8) + int32Frame(Array(hs("id:\(id)", "-new").utf8))
             try sendChunked(client, bytes, size: size)
             #expect(try client.readFrames(2) == ["stream_attach_failureK", "Y"])
         }
@@ -109,7 +103,7 @@ struct MinervaSocketTests {
     func case32() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
+        let client = try server.int32Client()
         try client.send("1:xxxxxxxx")
         #expect(try client.readFrames(2) == ["frame_corruptionK", "Y"])
         try client.sendFrames(["?"])
@@ -120,10 +114,10 @@ struct MinervaSocketTests {
     func case33() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
+        let client = try server.int32Client()
         try client.send([0x00, 0x10, 0x00, 0x01])
         #expect(try client.readFrames(2) == ["frame_corruptionK", "Y"])
-        let patient = try int32Client(server)
+        let patient = try server.int32Client()
         try patient.send([0x00, 0x10, 0x00, 0x00])
         #expect(patient.receivesNothing(for: 0.2))
     }
@@ -132,8 +126,8 @@ struct MinervaSocketTests {
     func case34() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket)])
+        let client = try server.int32Client()
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(1) == ["C"])
         try client.send([0, 0, 0, 0])
         #expect(try client.readFrames(4) == ["|-1A", "|-1T", "invalid_frame_type_or_argumentsK", "Y"])
@@ -143,8 +137,8 @@ struct MinervaSocketTests {
     func cases35and36() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket)])
+        let client = try server.int32Client()
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(1) == ["C"])
         try client.sendFrames(["?"])
         #expect(try client.readFrames(4) == ["|-1A", "|-1T", "invalid_frame_type_or_argumentsK", "Y"])
@@ -156,10 +150,10 @@ struct MinervaSocketTests {
     func cases37and38() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket), "invalid_frame_type_or_argumentsK"])
+        let client = try server.int32Client()
+        try client.sendFrames([hs(), "invalid_frame_type_or_argumentsK"])
         #expect(try client.readFrames(5) == ["C", "|-1A", "|-1T", "invalid_frame_type_or_argumentsK", "Y"])
-        let other = try int32Client(server)
+        let other = try server.int32Client()
         try other.sendFrames(["string0 "])
         #expect(try other.readFrames(2) == ["invalid_frame_type_or_argumentsK", "Y"])
     }
@@ -168,13 +162,13 @@ struct MinervaSocketTests {
     func cases39and40() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket)])
+        let client = try server.int32Client()
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(1) == ["C"])
-        try client.sendFrames([hello(.socket)])
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(4) == ["|-1A", "|-1T", "invalid_frame_type_or_argumentsK", "Y"])
-        let both = try int32Client(server)
-        try both.sendFrames([hello(.socket, "id:\"yyyyyyyyyyyyyyyyyyyyyyyyyy\""), hello(.socket)])
+        let both = try server.int32Client()
+        try both.sendFrames([hs("id:\"yyyyyyyyyyyyyyyyyyyyyyyyyy\""), hs()])
         #expect(try both.readFrames(5) == ["C", "|-1A", "|-1T", "invalid_frame_type_or_argumentsK", "Y"])
     }
 
@@ -183,8 +177,8 @@ struct MinervaSocketTests {
         let server = try socketServer()
         defer { server.stop() }
         for edit in ["-new", "new:0", "new:0.0", "new:-0.0", "new:false"] {
-            let client = try int32Client(server)
-            try client.sendFrames([hello(.socket, edit)])
+            let client = try server.int32Client()
+            try client.sendFrames([hs(edit)])
             #expect(try client.readFrames(2) == ["stream_attach_failureK", "Y"])
         }
     }
@@ -193,11 +187,11 @@ struct MinervaSocketTests {
     func case42() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let first = try int32Client(server)
-        try first.sendFrames([hello(.socket)])
+        let first = try server.int32Client()
+        try first.sendFrames([hs()])
         #expect(try first.readFrames(1) == ["C"])
-        let second = try int32Client(server)
-        try second.sendFrames([hello(.socket)])
+        let second = try server.int32Client()
+        try second.sendFrames([hs()])
         #expect(try second.readFrames(1) == ["C"])
         #expect(server.withEngine { $0.streamCount } == 1)
         #expect(server.withStream { $0.transportCount } == 2)
@@ -207,8 +201,8 @@ struct MinervaSocketTests {
     func case45() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket)])
+        let client = try server.int32Client()
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(1) == ["C"])
         try client.sendFrames(["string0 "])
         #expect(try client.readFrames(1) == ["|0A"])
@@ -222,14 +216,14 @@ struct MinervaSocketTests {
         let server = try socketServer()
         defer { server.stop() }
         for bad in ["\u{0}", "\n", "\u{1f}", "\u{7f}", "hello\tworld"] {
-            let client = try int32Client(server)
-            try client.sendFrames([hello(.socket)])
+            let client = try server.int32Client()
+            try client.sendFrames([hs()])
             #expect(try client.readFrames(1) == ["C"])
             try client.sendFrames([bad + " "])
             #expect(try client.readFrames(4) == ["|-1A", "|-1T", "invalid_frame_type_or_argumentsK", "Y"])
         }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket)])
+        let client = try server.int32Client()
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(1) == ["C"])
         try client.send(int32Frame([0xFF, 0x20]))
         #expect(try client.readFrames(4) == ["|-1A", "|-1T", "invalid_frame_type_or_argumentsK", "Y"])
@@ -239,8 +233,8 @@ struct MinervaSocketTests {
     func cases47and48() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket)])
+        let client = try server.int32Client()
+        try client.sendFrames([hs()])
         #expect(try client.readFrames(1) == ["C"])
         _ = server.withStream { try? $0.send("s2c0") }
         try client.sendFrames(["|0A"])
@@ -253,8 +247,8 @@ struct MinervaSocketTests {
     func case50() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket), "the reason|1!"])
+        let client = try server.int32Client()
+        try client.sendFrames([hs(), "the reason|1!"])
         #expect(try client.readFrames(4) == ["C", "|-1A", "|-1T", "Y"])
         #expect(waitUntil { server.recording.all.last == "reset the reason true" })
     }
@@ -263,9 +257,9 @@ struct MinervaSocketTests {
     func case51() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
+        let client = try server.int32Client()
         let start = monotonicNow()
-        try client.sendFrames([hello(.socket, "maxia:1")])
+        try client.sendFrames([hs("maxia:1")])
         #expect(try client.readFrames(2) == ["C", "beat^"])
         #expect(try client.readFrames(1, timeout: 3) == ["beat^"])
         #expect(monotonicNow() - start >= 0.9)
@@ -275,19 +269,19 @@ struct MinervaSocketTests {
     func primaryAndGraceClose() throws {
         let server = try socketServer { $0.engine.socketCloseGracePeriod = 0.3 }
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket, "eeds:null"), "string0 ", "2N", "string2 "])
+        let client = try server.int32Client()
+        try client.sendFrames([hs("eeds:null"), "string0 ", "2N", "string2 "])
         #expect(try client.readFrames(2) == ["C", "2|0A"])
         _ = server.withStream { stream in
             try? stream.send("s2cstring0")
             try? stream.send("s2cstring1")
         }
         #expect(try client.readFrames(3) == ["0N", "s2cstring0 ", "s2cstring1 "])
-        let second = try int32Client(server)
-        try second.sendFrames([hello(.socket, "-new", "eeds:null", "seenack:\"2|0\"", "tnum:1")])
+        let second = try server.int32Client()
+        try second.sendFrames([hs("-new", "eeds:null", "seenack:\"2|0\"", "tnum:1")])
         #expect(try second.readFrames(3) == ["0N", "s2cstring0 ", "s2cstring1 "])
         #expect(try client.readFrames(3) == ["2|0A", "|-1T", "Y"])
-        #expect(client.closedByServer(within: 3))
+        #expect(client.waitForClose(within: 3))
         #expect(server.withStream { $0.transportCount } == 1)
     }
 
@@ -295,8 +289,8 @@ struct MinervaSocketTests {
     func peerDisconnect() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket, "eeds:null")])
+        let client = try server.int32Client()
+        try client.sendFrames([hs("eeds:null")])
         #expect(try client.readFrames(1) == ["C"])
         client.abort()
         #expect(waitUntil { server.recording.all.contains("destroyed 0") })
@@ -307,11 +301,11 @@ struct MinervaSocketTests {
     func mixedTransports() throws {
         let server = try socketServer()
         defer { server.stop() }
-        let client = try int32Client(server)
-        try client.sendFrames([hello(.socket, "eeds:null")])
+        let client = try server.int32Client()
+        try client.sendFrames([hs("eeds:null")])
         #expect(try client.readFrames(1) == ["C"])
         let http = try RawClient(port: server.port)
-        try http.post(hello(.http, "-new", "-eeds", "tnum:1") + "\nstring0 \n")
+        try http.post(hh("-new", "-eeds", "tnum:1") + "\nstring0 \n")
         #expect(try http.readResponse().text == ";)]}^\n|0A\n|0A\n|-1T\n")
         #expect(server.recording.all.contains("strings string0"))
     }

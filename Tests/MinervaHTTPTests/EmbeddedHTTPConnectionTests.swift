@@ -3,7 +3,6 @@ import Testing
 
 @_spi(Benchmarks) @testable import MinervaHTTP
 @testable import MinervaIO
-@testable import MinervaServer
 
 @Suite struct EmbeddedHTTPConnectionTests {
     private func makeRouter() -> MinervaHTTPRouter {

@@ -1,9 +1,8 @@
 // MinervaEventLoop.connectTCP (the outbound connect the client uses): success, refusal, and bytes both ways.
-import Foundation
-import MinervaServer
+import Glibc
+import MinervaTestSupport
 import Testing
 
-@testable import MinervaHTTP
 @testable import MinervaIO
 
 @Suite("MinervaEventLoop.connectTCP")
@@ -19,7 +18,7 @@ struct ConnectTCPTests {
 
     @Test("connects to a listener on the same loop and exchanges bytes")
     func connects() throws {
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         let serverSide = Collector()
         let clientSide = Collector()
@@ -43,15 +42,15 @@ struct ConnectTCPTests {
                 }
             }
         }
-        #expect(waitUntil(timeout: 5) { outcome.get() != nil })
+        #expect(waitUntil(5) { outcome.get() != nil })
         #expect(outcome.get() == "connected")
-        #expect(waitUntil(timeout: 5) { clientSide.received.get() == Array("from server".utf8) })
-        #expect(waitUntil(timeout: 5) { serverSide.received.get() == Array("from client".utf8) })
+        #expect(waitUntil(5) { clientSide.received.get() == Array("from server".utf8) })
+        #expect(waitUntil(5) { serverSide.received.get() == Array("from client".utf8) })
     }
 
     @Test("a refused connect fails with ECONNREFUSED, asynchronously")
     func refused() throws {
-        let client = ClientLoop()
+        let client = LoopThread()
         defer { client.stop() }
         // A port that was just free: bind, note it, close.
         let port = try client.sync { () -> Int in
@@ -72,7 +71,7 @@ struct ConnectTCPTests {
             return wasCalled
         }
         #expect(!calledInline)
-        #expect(waitUntil(timeout: 5) { failure.get() != nil })
+        #expect(waitUntil(5) { failure.get() != nil })
         #expect(failure.get() == ECONNREFUSED)
     }
 }

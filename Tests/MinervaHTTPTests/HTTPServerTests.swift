@@ -1,11 +1,10 @@
 // The HTTP server over real sockets on 127.0.0.1:0. Every wait is bounded; every server is stopped in defer.
-import CShims
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
-@testable import MinervaServer
 
 private func echoRoutes(_ router: MinervaHTTPRouter) {
     router.route("/hello") { _, response in
@@ -25,7 +24,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func getHeadNotFoundAndMethodNotAllowed() throws {
         let s = try TestServer(routes: echoRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let ok = try c.request(get("/hello"))
         #expect(ok.status == 200)
         #expect(ok.text == "hello")
@@ -45,21 +44,21 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func keepAliveRules() throws {
         let s = try TestServer(routes: echoRoutes)
         defer { s.stop() }
-        let c11 = try TestClient(port: s.port)
+        let c11 = try RawClient(port: s.port)
         for _ in 0..<3 { #expect(try c11.request(get("/hello")).text == "hello") }
         #expect(s.server.connectionCount == 1)
 
-        let c10 = try TestClient(port: s.port)
+        let c10 = try RawClient(port: s.port)
         let r10 = try c10.request("GET /hello HTTP/1.0\r\n\r\n")
         #expect(r10.header("Connection") == "close")
         #expect(c10.waitForClose())
 
-        let c10k = try TestClient(port: s.port)
+        let c10k = try RawClient(port: s.port)
         let r = try c10k.request("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         #expect(r.header("Connection") == "keep-alive")
         #expect(try c10k.request("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").text == "hello")
 
-        let close = try TestClient(port: s.port)
+        let close = try RawClient(port: s.port)
         #expect(try close.request(get("/hello", "Connection: close\r\n")).header("Connection") == "close")
         #expect(close.waitForClose())
     }
@@ -67,7 +66,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func pipelinedRequestsAnsweredInOrder() throws {
         let s = try TestServer(routes: echoRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let paths = (0..<20).map { "/path/\($0)" }
         try c.send(paths.map { get($0) }.joined() + "POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nlast")
         for p in paths { #expect(try c.readResponse().text == p + "|-|-") }
@@ -82,7 +81,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
             }
         })
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         try c.send(get("/later") + get("/hello") + get("/later") + get("/path/x"))
         #expect(try c.readResponse().text == "later")
         #expect(try c.readResponse().text == "hello")
@@ -93,7 +92,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func requestBodies() throws {
         let s = try TestServer(routes: echoRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let chunked = try c.request(
             "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n")
         #expect(chunked.text == "abc0123456789")
@@ -121,14 +120,14 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
         ("\u{7}GARBAGE\r\n\r\n", 400),
     ])
     func limitAnswersThenClose(input: String, status: Int) throws {
-        let s = try CapturedServer(
+        let s = try TestServer(
             { c in
                 c.maxURLBytes = 512
                 c.maxHeaderBytes = 2048
                 c.maxBodyBytes = 4000
-            }, routes: echoRoutes)
+            }, logLevel: .trace, routes: echoRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         #expect(try c.request(get("/hello")).status == 200)
         try c.send(input)
         let r = try c.readResponse()
@@ -144,7 +143,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func slowlorisHeaderTimeout() throws {
         let s = try TestServer({ c in c.headerTimeout = 0.3 }, routes: echoRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let start = monotonicNow()
         for piece in ["GET /hello HT", "TP/1.1\r\n", "X-A: 1\r\n"] {
             try c.send(piece)
@@ -155,14 +154,14 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
         #expect(c.waitForClose())
         #expect(monotonicNow() - start < 3)
         // A connection that sends nothing at all is closed too.
-        let silent = try TestClient(port: s.port)
+        let silent = try RawClient(port: s.port)
         #expect(silent.waitForClose())
     }
 
     @Test func stalledRequestBodyTimesOut() throws {
-        let s = try CapturedServer({ c in c.bodyTimeout = 0.3 }, routes: echoRoutes)
+        let s = try TestServer({ c in c.bodyTimeout = 0.3 }, logLevel: .trace, routes: echoRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         try c.send("POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly a part")
         #expect(try c.readResponse().status == 408)
         #expect(c.waitForClose())
@@ -172,14 +171,14 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func idleKeepAliveTimeout() throws {
         let s = try TestServer({ c in c.idleTimeout = 0.3 }, routes: echoRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         #expect(try c.request(get("/hello")).status == 200)
         #expect(c.waitForClose())
         #expect(waitUntil { s.server.connectionCount == 0 })
     }
 
     @Test func clientClosingMidResponseIsNoticed() throws {
-        let closed = Shared(0)
+        let closed = Locked(0)
         let s = try TestServer(routes: { router in
             router.route("/forever") { _, response in
                 response.write("first part\n")
@@ -187,10 +186,10 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
             }
         })
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         try c.send(get("/forever"))
-        try c.fill()
-        _ = cshims_shutdown_write(c.fd)
+        c.fill()
+        c.close()
         #expect(waitUntil { closed.get() == 1 })
         #expect(waitUntil { s.server.connectionCount == 0 })
     }
@@ -206,7 +205,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
             }
         })
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let r = try c.request(get("/poll"))
         #expect(r.header("Content-Length") == "6")
         #expect(r.header("Transfer-Encoding") == nil)
@@ -232,11 +231,11 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
             }
         })
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let r11 = try c.request(get("/stream"))
         #expect(r11.header("Transfer-Encoding") == "chunked")
         #expect(r11.text == "part1;part2;part3;")
-        let c10 = try TestClient(port: s.port)
+        let c10 = try RawClient(port: s.port)
         let r10 = try c10.request("GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         #expect(r10.header("Connection") == "close")
         #expect(r10.header("Content-Length") == nil)
@@ -246,7 +245,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func slowReaderPausesTheProducer() throws {
         let total = 8 * 1024 * 1024
         let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 16 * 1024)
-        let stats = Shared((maxBuffered: 0, pauses: 0, written: 0))
+        let stats = Locked((maxBuffered: 0, pauses: 0, written: 0))
         let s = try TestServer(
             { c in
                 c.highWaterMark = 128 * 1024
@@ -274,7 +273,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
                 }
             })
         defer { s.stop() }
-        let c = try TestClient(port: s.port, receiveBuffer: 16 * 1024)
+        let c = try RawClient(port: s.port, receiveBuffer: 16 * 1024)
         try c.send(get("/big"))
         usleep(300_000)  // the client reads nothing for a while: the server must stop producing
         let pausedEarly = stats.get().pauses
@@ -289,7 +288,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     }
 
     @Test func writeStallTimeoutClosesAndNotifies() throws {
-        let closed = Shared(false)
+        let closed = Locked(false)
         let s = try TestServer(
             { c in c.writeTimeout = 0.3 },
             routes: { router in
@@ -300,7 +299,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
                 }
             })
         defer { s.stop() }
-        let c = try TestClient(port: s.port, receiveBuffer: 4096)
+        let c = try RawClient(port: s.port, receiveBuffer: 4096)
         try c.send(get("/flood"))
         #expect(waitUntil(5) { closed.get() })
     }
@@ -308,9 +307,9 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
     @Test func fiveThousandConcurrentKeepAliveConnections() throws {
         let s = try TestServer({ c in c.backlog = 8192 }, routes: echoRoutes)
         defer { s.stop(grace: 1) }
-        var clients: [TestClient] = []
+        var clients: [RawClient] = []
         clients.reserveCapacity(5000)
-        for _ in 0..<5000 { clients.append(try TestClient(port: s.port, timeoutMillis: 10_000)) }
+        for _ in 0..<5000 { clients.append(try RawClient(port: s.port, timeoutMillis: 10_000)) }
         for round in 0..<2 {
             for c in clients { try c.send(get("/path/\(round)")) }
             var ok = 0
@@ -327,9 +326,9 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
                 response.eventLoop.schedule(after: 0.3) { response.end("done") }
             }
         })
-        let idle = try TestClient(port: s.port)
+        let idle = try RawClient(port: s.port)
         #expect(try idle.request(get("/hello")).status == 200)
-        let busy = try TestClient(port: s.port)
+        let busy = try RawClient(port: s.port)
         try busy.send(get("/slow"))
         usleep(50_000)
         let started = monotonicNow()
@@ -341,15 +340,15 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
         #expect(busy.waitForClose())
         s.server.waitUntilStopped()
         #expect(monotonicNow() - started < 3)
-        #expect(cshims_connect_tcp("127.0.0.1", Int32(s.port)) < 0)
+        #expect(connectTCP(host: "127.0.0.1", port: s.port) < 0)
     }
 
     @Test func shutdownDeadlineClosesStragglers() throws {
-        let closed = Shared(false)
+        let closed = Locked(false)
         let s = try TestServer(routes: { router in
             router.route("/never") { _, response in response.onClose = { closed.update { $0 = true } } }
         })
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         try c.send(get("/never"))
         usleep(50_000)
         let started = monotonicNow()
@@ -369,7 +368,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
             router.route("/large", large.handler)
         })
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let r = try c.request(get("/s"))
         #expect(r.text == "body text")
         #expect(r.header("Cache-Control") == "max-age=60")
@@ -384,7 +383,7 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
         let s = try TestServer(routes: echoRoutes)
         defer { s.stop() }
         let loop = s.server.eventLoops[0]
-        let events = Shared<[String]>([])
+        let events = Locked<[String]>([])
         loop.execute {
             loop.schedule(after: 0.05) { events.update { $0.append("once") } }
             let cancelled = loop.schedule(after: 0.02) { events.update { $0.append("cancelled") } }
@@ -434,11 +433,24 @@ private func echoRoutes(_ router: MinervaHTTPRouter) {
         let handler = MinervaStaticDirectoryHandler(root: dir, urlPrefix: "/static/")
         let s = try TestServer(routes: { router in router.mount("/static/", handler.handler) })
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let r = try c.request(get("/static/page.html"))
         #expect(r.text == "<p>hi</p>")
         #expect(r.header("Content-Type") == "text/html; charset=utf-8")
         #expect(try c.request(get("/static/../page.html")).status == 404)
         #expect(try c.request(get("/static/nothere.html")).status == 404)
+    }
+
+    @Test func httpRequestKnowsBothAddresses() throws {
+        let s = try TestServer(routes: { router in
+            router.route("/who") { request, response in
+                response.end("\(request.remoteAddress?.description ?? "-") \(request.localAddress?.description ?? "-")")
+            }
+        })
+        defer { s.stop() }
+        let c = try RawClient(port: s.port)
+        let text = try c.request(get("/who")).text
+        let clientPort = MinervaSocketAddress.of(fd: c.fd, peer: false)!.port
+        #expect(text == "127.0.0.1:\(clientPort) 127.0.0.1:\(s.port)")
     }
 }

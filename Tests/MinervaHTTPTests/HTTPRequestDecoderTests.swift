@@ -1,9 +1,9 @@
 // The http-parser wrapper alone: every split point, byte by byte, pipelining, limits.
+import MinervaTestSupport
 import Testing
 
 @_spi(Benchmarks) @testable import MinervaHTTP
 @testable import MinervaIO
-@testable import MinervaServer
 
 /// What the decoder delivered, as plain values.
 struct DecodedRequest: Equatable {
@@ -145,7 +145,7 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
 
 @Suite struct HTTPRequestDecoderRandomInputTests {
     @Test func mutatedRequestsInRandomPiecesNeverCrashAndAgreeWithWholeInput() {
-        var rng = FuzzRandom(state: 42)
+        var rng = SeededGenerator(seed: 42)
         let alphabet = Array(
             "GET POST /a?b=c HTTP/1.1\r\n:Content-Length: 5\r\nTransfer-Encoding: chunked\r\n0123456789abcdef".utf8)
         for _ in 0..<1500 {

@@ -1,7 +1,6 @@
 import CShims
 import Testing
 
-@testable import MinervaHTTP
 @testable import MinervaIO
 
 @Test func libevAndHttpParserLink() {

@@ -1,11 +1,10 @@
 // Binding variants, several loop threads, and shutdown by signal.
-import CShims
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
-@testable import MinervaServer
 
 @Suite(.serialized) struct HTTPServerLifecycleTests {
     private static func hello(_ router: MinervaHTTPRouter) {
@@ -16,7 +15,7 @@ import Testing
         let s = try TestServer({ c in c.host = "::1" }, routes: Self.hello)
         defer { s.stop() }
         #expect(s.server.localAddress == "::1")
-        let c = try TestClient(port: s.port, host: "::1")
+        let c = try RawClient(port: s.port, host: "::1")
         #expect(try c.request(get("/hello")).text == "hello")
     }
 
@@ -24,8 +23,8 @@ import Testing
         let s = try TestServer({ c in c.threads = 3 }, routes: Self.hello)
         defer { s.stop() }
         #expect(s.server.eventLoops.count == 3)
-        var clients: [TestClient] = []
-        for _ in 0..<30 { clients.append(try TestClient(port: s.port)) }
+        var clients: [RawClient] = []
+        for _ in 0..<30 { clients.append(try RawClient(port: s.port)) }
         for c in clients { #expect(try c.request(get("/hello")).text == "hello") }
         #expect(s.server.connectionCount == 30)
     }
@@ -41,11 +40,11 @@ import Testing
 
     @Test func sigtermStartsAGracefulShutdown() throws {
         let s = try TestServer({ c in c.handleSignals = true }, routes: Self.hello)
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         #expect(try c.request(get("/hello")).status == 200)
         raise(SIGTERM)
         #expect(c.waitForClose())
         s.server.waitUntilStopped()
-        #expect(cshims_connect_tcp("127.0.0.1", Int32(s.port)) < 0)
+        #expect(connectTCP(host: "127.0.0.1", port: s.port) < 0)
     }
 }

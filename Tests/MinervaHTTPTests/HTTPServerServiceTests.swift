@@ -1,6 +1,7 @@
 // MinervaHTTPServer as a swift-service-lifecycle Service: it serves while the group runs and stops when the group
 // shuts down gracefully; its bound address carries the port.
 import Logging
+import MinervaTestSupport
 import ServiceLifecycle
 import Testing
 
@@ -26,7 +27,7 @@ import Testing
             }
             let address = try #require(server.boundAddress)
             #expect(address.port != 0 && address.port == server.localPort)
-            let client = try TestClient(port: address.port)
+            let client = try RawClient(port: address.port)
             #expect(try client.request(get("/hello")).text == "hello")
             await group.triggerGracefulShutdown()
             try await tasks.next()  // group.run() returned: the server stopped

@@ -1,12 +1,11 @@
 // MinervaHTTPServerConfiguration.maxConnections over real sockets: at the limit a loop stops accepting (clients wait in
 // the kernel's backlog), resumes when a connection closes, and logs one rate-limited warning.
-import CShims
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
-@testable import MinervaServer
 
 private func helloRoute(_ router: MinervaHTTPRouter) {
     router.route("/hello") { _, response in response.send(status: 200, body: "hi") }
@@ -22,41 +21,42 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
         #expect(c.maxConnectionsPerLoop == 10)
         c.maxConnections = 0
         #expect(c.maxConnectionsPerLoop == 1)
-        #expect(MinervaHTTPServerConfiguration().maxConnections <= 15_000)
+        // The default leaves a reserve under the open-files limit (HTTPLimitDefaultsTests checks its size).
+        #expect(MinervaHTTPServerConfiguration().maxConnections < MinervaHTTPServerConfiguration.openFilesLimit())
     }
 
     @Test func atTheLimitNewClientsWaitUntilAConnectionCloses() throws {
-        let s = try CapturedServer({ $0.maxConnections = 2 }, routes: helloRoute)
+        let s = try TestServer({ $0.maxConnections = 2 }, logLevel: .trace, routes: helloRoute)
         defer { s.stop() }
-        let a = try TestClient(port: s.port)
-        let b = try TestClient(port: s.port)
+        let a = try RawClient(port: s.port)
+        let b = try RawClient(port: s.port)
         #expect(try a.request(get("/hello")).status == 200)
         #expect(try b.request(get("/hello")).status == 200)
         #expect(s.server.connectionCount == 2)
         // The third connect succeeds (the kernel's backlog) but nobody reads its request.
-        let c = try TestClient(port: s.port, timeoutMillis: 300)
+        let c = try RawClient(port: s.port, timeoutMillis: 300)
         try c.send(get("/hello"))
         #expect(throws: TestError.self) { try c.readResponse() }
         #expect(s.server.connectionCount == 2)
         #expect(try b.request(get("/hello")).status == 200)  // the open ones are still served
         a.close()  // its slot goes to the waiting client
         #expect(a.waitForClose())
-        _ = cshims_set_timeouts(c.fd, 5000)
+        c.setTimeout(millis: 5000)
         #expect(try c.readResponse().status == 200)
         #expect(s.server.connectionCount == 2)
         #expect(s.logs.messages(containing: "connection limit reached").count == 1)
     }
 
     @Test func silentClientsHoldingEverySlotTimeOutAndTheWaitingOneIsServed() throws {
-        let s = try CapturedServer(
+        let s = try TestServer(
             {
                 $0.maxConnections = 2
                 $0.headerTimeout = 0.3
-            }, routes: helloRoute)
+            }, logLevel: .trace, routes: helloRoute)
         defer { s.stop() }
-        let silent = try (0..<2).map { _ in try TestClient(port: s.port) }
+        let silent = try (0..<2).map { _ in try RawClient(port: s.port) }
         #expect(waitUntil { s.server.connectionCount == 2 })
-        let waiting = try TestClient(port: s.port, timeoutMillis: 5000)
+        let waiting = try RawClient(port: s.port, timeoutMillis: 5000)
         try waiting.send(get("/hello"))
         let start = monotonicNow()
         #expect(try waiting.readResponse().status == 200)
@@ -65,10 +65,10 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
     }
 
     @Test func theLimitWarningIsRateLimited() throws {
-        let s = try CapturedServer({ $0.maxConnections = 1 }, routes: helloRoute)
+        let s = try TestServer({ $0.maxConnections = 1 }, logLevel: .trace, routes: helloRoute)
         defer { s.stop() }
         for _ in 0..<5 {
-            let c = try TestClient(port: s.port)
+            let c = try RawClient(port: s.port)
             #expect(try c.request(get("/hello")).status == 200)
             c.close()
             #expect(c.waitForClose())
@@ -78,15 +78,15 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
     }
 
     @Test func severalLoopsNeverExceedTheirShares() throws {
-        let s = try CapturedServer(
+        let s = try TestServer(
             {
                 $0.maxConnections = 3
                 $0.threads = 2
-            }, routes: helloRoute)
+            }, logLevel: .trace, routes: helloRoute)
         defer { s.stop() }
-        var clients: [TestClient] = []
+        var clients: [RawClient] = []
         for _ in 0..<8 {
-            let c = try TestClient(port: s.port, timeoutMillis: 200)
+            let c = try RawClient(port: s.port, timeoutMillis: 200)
             try c.send(get("/hello"))
             clients.append(c)
         }
@@ -100,10 +100,10 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
     }
 
     @Test func shutdownWorksWhileAcceptingIsPaused() throws {
-        let s = try CapturedServer({ $0.maxConnections = 1 }, routes: helloRoute)
-        let a = try TestClient(port: s.port)
+        let s = try TestServer({ $0.maxConnections = 1 }, logLevel: .trace, routes: helloRoute)
+        let a = try RawClient(port: s.port)
         #expect(try a.request(get("/hello")).status == 200)
-        let waiting = try TestClient(port: s.port, timeoutMillis: 300)
+        let waiting = try RawClient(port: s.port, timeoutMillis: 300)
         try waiting.send(get("/hello"))
         let start = monotonicNow()
         s.stop(grace: 0.2)

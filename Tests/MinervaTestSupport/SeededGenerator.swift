@@ -1,0 +1,18 @@
+// The one seeded random number generator of the tests: every randomised test replays from its seed.
+
+/// SplitMix64: a small deterministic generator, so every randomised failure reproduces from its seed.
+package struct SeededGenerator: RandomNumberGenerator, Sendable {
+    /// The generator's whole state; a run is determined by its initial value.
+    package var state: UInt64
+
+    /// A generator starting from `seed`.
+    package init(seed: UInt64) { state = seed }
+
+    package mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
