@@ -160,6 +160,8 @@ package final class MinervaTestServer {
         configure(&configuration)
         let logs = LogCapture()
         let recording = self.recording
+        // The factory is @Sendable; the tests' hooks run on the server's one loop thread.
+        nonisolated(unsafe) let makeHandler = makeHandler
         let endpoint = MinervaEndpoint(
             configuration: configuration, logger: logs.logger(label: "test.minerva", level: logLevel),
             handlerFactory: factory ?? { _, _ in
