@@ -26,7 +26,11 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
     }
 
     @Test func atTheLimitNewClientsWaitUntilAConnectionCloses() throws {
-        let s = try CapturedServer({ $0.maxConnections = 2 }, routes: helloRoute)
+        let s = try CapturedServer(
+            {
+                $0.maxConnections = 2
+                $0.shedAtConnectionLimit = false  // else the idle connections make room (HardeningDeadlineTests)
+            }, routes: helloRoute)
         defer { s.stop() }
         let a = try TestClient(port: s.port)
         let b = try TestClient(port: s.port)
@@ -82,6 +86,7 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
             {
                 $0.maxConnections = 3
                 $0.threads = 2
+                $0.shedAtConnectionLimit = false
             }, routes: helloRoute)
         defer { s.stop() }
         var clients: [TestClient] = []

@@ -165,11 +165,17 @@ final class RawClient {
         }
     }
 
-    /// Closes the connection abruptly (RST).
+    /// Closes the connection abruptly (RST): with SO_LINGER 0 the socket is closed, by putting an unconnected socket
+    /// in its descriptor's place (which `deinit` closes). A plain shutdown would send a FIN, a half-close.
     func abort() {
         var option = linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
-        _ = cshims_shutdown_write(fd)
+        let placeholder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if placeholder >= 0 {
+            dup2(placeholder, fd)  // closes the connected socket: RST
+            _ = cshims_close(placeholder)
+        }
+        sawEOF = true
     }
 
     /// Reads what arrives within `timeout` seconds. Returns false on timeout; sets `sawEOF` on EOF or reset.
