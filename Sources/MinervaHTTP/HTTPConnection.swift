@@ -103,7 +103,9 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
 
     package func connection(_ connection: MinervaTCPConnection, writeBlocked blocked: Bool) {
         if blocked {
-            timeoutNode.list?.remove(timeoutNode)  // the socket's write-stall timeout takes over
+            // The socket's write-stall timeout takes over from the idle timeout (which would drop the output). A
+            // request head or body being received keeps its total deadline: its 408 queues behind the output.
+            if decoder.phase != .head && decoder.phase != .body { timeoutNode.list?.remove(timeoutNode) }
         } else {
             armReadTimeout()
         }
@@ -122,9 +124,10 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// connection enters the list when the head (or body) starts and is not moved by the bytes that follow, so a
     /// request trickled byte by byte still ends at `headerTimeout` (`bodyTimeout`).
     private func armReadTimeout() {
-        if isClosed || socket.isWriteBlocked { return }
+        if isClosed { return }
         switch decoder.phase {
         case .idle:
+            if socket.isWriteBlocked { return }  // the write-stall timeout governs until the output is written
             if requestsSeen == 0 || closeAfterFlush {
                 if timeoutNode.list !== context.headerTimeouts { context.headerTimeouts.add(timeoutNode) }
             } else if timeoutNode.list !== context.idleTimeouts {

@@ -22,9 +22,10 @@ public struct MinervaHTTPServerConfiguration: Sendable {
     /// Install SIGINT/SIGTERM handlers that start a graceful shutdown.
     public var handleSignals = false
     /// Most connections open at once, per server. Each loop enforces its share, `maxConnectionsPerLoop`, without
-    /// talking to the others. At its share a loop stops accepting (its listen watcher is off, so new clients wait
-    /// in the kernel's backlog, bounded by `backlog`) until one of its connections closes, and logs a warning (at
-    /// most one line per 10 s). The default is the process's open-files limit (`RLIMIT_NOFILE`, soft) minus
+    /// talking to the others. At its share, when a new client waits, a loop first closes an idle or slow connection
+    /// to make room (see `shedAtConnectionLimit`); when none can be spared it stops accepting (its listen watcher is
+    /// off, so new clients wait in the kernel's backlog, bounded by `backlog`) until one of its connections closes.
+    /// Reaching the share logs a warning (at most one line per 10 s). The default is the process's open-files limit (`RLIMIT_NOFILE`, soft) minus
     /// ``descriptorReserve(forLimit:)``: 19,000 under a 20,000 limit. A socket listener's connections, files and
     /// listening sockets come out of the reserve; if the process still runs out, accepting backs off for 100 ms.
     public var maxConnections = MinervaHTTPServerConfiguration.defaultMaxConnections
@@ -73,7 +74,8 @@ public struct MinervaHTTPServerConfiguration: Sendable {
     public var maxHeaderCount = 100
     /// Longest request target, in bytes; beyond it: 414.
     public var maxURLBytes = 8 * 1024
-    /// Largest request body, in bytes; beyond it: 413.
+    /// Largest request body, in bytes; beyond it: 413. A `Content-Length`, or a chunk size that would take a chunked
+    /// body past it, is refused as soon as it is read, before the data it announces arrives.
     public var maxBodyBytes = 2 * 1024 * 1024
     /// Most bytes of pipelined input held while a response is in progress (reading pauses beyond it).
     public var maxBufferedInputBytes = 64 * 1024

@@ -91,6 +91,28 @@ struct HardeningDeadlineTests {
         #expect(elapsed < 1.6)
     }
 
+    @Test func headDeadlineRunsWhileEarlierOutputIsBlocked() throws {
+        let big = String(repeating: "b", count: 8 << 20)
+        let s = try CapturedServer(
+            {
+                $0.headerTimeout = 1.0
+                $0.highWaterMark = 64 << 20  // no output backpressure: the second head is parsed at once
+                $0.lowWaterMark = 32 << 20
+            },
+            routes: { router in router.route("/big") { _, response in response.send(status: 200, body: big) } })
+        defer { s.stop() }
+        let c = try TestClient(port: s.port, timeoutMillis: 5000, receiveBuffer: 65536)
+        // The answer to the first request fills the socket; the second head stays unfinished meanwhile.
+        try c.send(get("/big") + "GET /big HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        usleep(1_500_000)
+        let first = try c.readResponse()
+        #expect(first.body.count == 8 << 20)
+        let drained = monotonicNow()
+        #expect(try c.readResponse().status == 408)
+        #expect(monotonicNow() - drained < 0.5)  // already queued: the deadline ran while the output was blocked
+        #expect(c.waitForClose())
+    }
+
     @Test func bodyInPiecesWithinTheTimeoutIsServed() throws {
         let s = try CapturedServer({ $0.bodyTimeout = 2.0 }, routes: deadlineRoutes)
         defer { s.stop() }
