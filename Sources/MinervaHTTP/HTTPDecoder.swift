@@ -28,6 +28,12 @@ package protocol HTTPRequestDecoderDelegate: AnyObject {
 }
 
 /// Incremental HTTP/1.x request decoder over http-parser.
+///
+/// Debian's http-parser is built without `HTTP_PARSER_STRICT`, so the strict RFC 9112 rules it skips are enforced
+/// here, in its callbacks: a field name must be a token (no whitespace before the colon: 400); only HTTP/1.0 and
+/// HTTP/1.1 (else 505); an HTTP/1.1 request has exactly one `Host` (400); chunk data must be followed by CRLF (400);
+/// a `Content-Length`, or a chunk size that would take the body past `maxBodyBytes`, is refused with 413 as soon as
+/// it is read. Both Content-Length and Transfer-Encoding: 400.
 package final class HTTPRequestDecoder {
     /// Where the decoder stands.
     enum Phase {
