@@ -52,7 +52,8 @@ struct HardeningDeadlineTests {
         let (response, elapsed) = try trickle(
             c, prefix: "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n", interval: 0.3, atMost: 4)
         #expect(response?.status == 408)
-        #expect(elapsed < 1.8)  // 1 s plus the loop's timer slack and one trickle interval
+        #expect(elapsed >= 0.9)  // the whole bodyTimeout was granted
+        #expect(elapsed < 2.5)  // 1 s plus timer slack, a trickle interval and a loaded machine (before: never)
         #expect(c.waitForClose())
         #expect(s.logs.messages(containing: "rejected request: 408").count == 1)
     }
@@ -65,7 +66,7 @@ struct HardeningDeadlineTests {
             c, prefix: "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n186A0\r\n",
             interval: 0.3, atMost: 4)
         #expect(response?.status == 408)
-        #expect(elapsed < 1.8)
+        #expect(elapsed < 2.5)
         #expect(c.waitForClose())
     }
 
@@ -76,7 +77,7 @@ struct HardeningDeadlineTests {
         let (response, elapsed) = try trickle(
             c, prefix: "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ", interval: 0.2, atMost: 4)
         #expect(response?.status == 408)
-        #expect(elapsed < 1.6)
+        #expect(elapsed < 2.5)
         #expect(c.waitForClose())
     }
 
@@ -88,7 +89,7 @@ struct HardeningDeadlineTests {
         let (response, elapsed) = try trickle(
             c, prefix: "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ", interval: 0.2, atMost: 4)
         #expect(response?.status == 408)
-        #expect(elapsed < 1.6)
+        #expect(elapsed < 2.5)
     }
 
     @Test func headDeadlineRunsWhileEarlierOutputIsBlocked() throws {
@@ -136,7 +137,7 @@ struct HardeningDeadlineTests {
         #expect(c.waitForClose())
         let elapsed = monotonicNow() - start
         #expect(elapsed >= 0.4)
-        #expect(elapsed < 1.5)
+        #expect(elapsed < 3)
         #expect(waitUntil { s.server.connectionCount == 0 })
     }
 
@@ -149,7 +150,7 @@ struct HardeningDeadlineTests {
         let start = monotonicNow()
         let fifth = try TestClient(port: s.port, timeoutMillis: 2000)
         #expect(try fifth.request(get("/hello")).status == 200)
-        #expect(monotonicNow() - start < 0.5)
+        #expect(monotonicNow() - start < 1)  // before: it waited in the backlog
         #expect(idle[0].waitForClose())  // the longest idle one made room
         #expect(s.server.connectionCount <= 4)
         #expect(try idle[1].request(get("/hello")).status == 200)  // the others are untouched
@@ -170,7 +171,7 @@ struct HardeningDeadlineTests {
         let start = monotonicNow()
         let fifth = try TestClient(port: s.port, timeoutMillis: 2000)
         #expect(try fifth.request(get("/hello")).status == 200)
-        #expect(monotonicNow() - start < 0.5)
+        #expect(monotonicNow() - start < 1)
         // One of them made room (they all started in the same loop turn, so which one is the loop's order).
         var closed = 0
         for c in slow {
@@ -189,7 +190,7 @@ struct HardeningDeadlineTests {
             try c!.send(get("/held"))
             try c!.fill()
         }
-        // Fresh requests are not shed before `shedSlowRequestsAfter` either: the waiting client stays queued.
+        // Connections with a response in progress are never shed: the waiting client stays in the backlog.
         let waiting = try TestClient(port: s.port, timeoutMillis: 300)
         try waiting.send(get("/hello"))
         #expect(throws: TestError.self) { try waiting.readResponse() }
@@ -270,7 +271,7 @@ struct HardeningHalfCloseTests {
         let start = monotonicNow()
         resetConnection(&c)
         #expect(waitUntil(2) { closes.get() == 1 })
-        #expect(monotonicNow() - start < 0.5)
+        #expect(monotonicNow() - start < 1)
         #expect(waitUntil { s.server.connectionCount == 0 })
     }
 }
