@@ -22,7 +22,7 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
         #expect(c.maxConnectionsPerLoop == 10)
         c.maxConnections = 0
         #expect(c.maxConnectionsPerLoop == 1)
-        #expect(MinervaHTTPServerConfiguration().maxConnections <= 15_000)
+        #expect(MinervaHTTPServerConfiguration().maxConnections < MinervaHTTPServerConfiguration.openFilesLimit())
     }
 
     @Test func atTheLimitNewClientsWaitUntilAConnectionCloses() throws {
