@@ -2,13 +2,12 @@
 // non-strict): whitespace before a colon and other bytes outside a token in a field name, HTTP/1.1 without Host,
 // versions other than 1.0 and 1.1, chunk data without its CRLF, and declared sizes over the body limit refused
 // before the data arrives.
-import CShims
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaHTTP
 @testable import MinervaIO
-@testable import MinervaServer
 
 private func strictRoutes(_ router: MinervaHTTPRouter) {
     router.route("/hello") { _, response in response.send(status: 200, body: "hi") }
@@ -20,8 +19,8 @@ private func strictRoutes(_ router: MinervaHTTPRouter) {
 @Suite("Hardening: strict HTTP/1.1", .serialized)
 struct HardeningHTTPStrictTests {
     /// Sends `request` on a fresh connection; returns the status and whether the server then closed.
-    private func answer(_ s: CapturedServer, _ request: String) throws -> (Int, Bool) {
-        let c = try TestClient(port: s.port, timeoutMillis: 2000)
+    private func answer(_ s: TestServer, _ request: String) throws -> (Int, Bool) {
+        let c = try RawClient(port: s.port, timeoutMillis: 2000)
         let status = try c.request(request).status
         return (status, c.waitForClose())
     }
@@ -35,7 +34,7 @@ struct HardeningHTTPStrictTests {
         "GET /hello HTTP/1.1\r\nHost : t\r\n\r\n",
     ])
     func headerNamesMustBeTokens(_ request: String) throws {
-        let s = try CapturedServer(routes: strictRoutes)
+        let s = try TestServer(logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
         let (status, closed) = try answer(s, request)
         #expect(status == 400)
@@ -44,16 +43,16 @@ struct HardeningHTTPStrictTests {
     }
 
     @Test func validNamesStillPass() throws {
-        let s = try CapturedServer(routes: strictRoutes)
+        let s = try TestServer(logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         let r = try c.request("GET /hello HTTP/1.1\r\nHost: t\r\nX-Odd!#$%&'*+.^_`|~9: v\r\n\r\n")
         #expect(r.status == 200)
         #expect(try c.request("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok").text == "ok")
     }
 
     @Test func http11WithoutHostIs400() throws {
-        let s = try CapturedServer(routes: strictRoutes)
+        let s = try TestServer(logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
         let (status, closed) = try answer(s, "GET /hello HTTP/1.1\r\nX: y\r\n\r\n")
         #expect(status == 400)
@@ -61,13 +60,13 @@ struct HardeningHTTPStrictTests {
         let (twice, _) = try answer(s, "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
         #expect(twice == 400)
         // HTTP/1.0 needs no Host.
-        let c = try TestClient(port: s.port)
+        let c = try RawClient(port: s.port)
         #expect(try c.request("GET /hello HTTP/1.0\r\n\r\n").status == 200)
     }
 
     @Test(arguments: ["HTTP/9.9", "HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.1"])
     func unknownVersionsAre505(_ version: String) throws {
-        let s = try CapturedServer(routes: strictRoutes)
+        let s = try TestServer(logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
         let (status, closed) = try answer(s, "GET /hello \(version)\r\nHost: t\r\n\r\n")
         #expect(status == 505)
@@ -81,7 +80,7 @@ struct HardeningHTTPStrictTests {
         "5\r\nhelloworld\r\n0\r\n\r\n",  // more data than declared
     ])
     func chunkDataMustEndWithCRLF(_ body: String) throws {
-        let s = try CapturedServer(routes: strictRoutes)
+        let s = try TestServer(logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
         let (status, closed) = try answer(
             s, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
@@ -90,16 +89,16 @@ struct HardeningHTTPStrictTests {
     }
 
     @Test func chunkCRLFSplitAcrossReadsIsChecked() throws {
-        let s = try CapturedServer(routes: strictRoutes)
+        let s = try TestServer(logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
-        let good = try TestClient(port: s.port)
+        let good = try RawClient(port: s.port)
         try good.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc")
         usleep(50_000)
         try good.send("\r")
         usleep(50_000)
         try good.send("\n2\r\nde\r\n0\r\n\r\n")
         #expect(try good.readResponse().text == "abcde")
-        let bad = try TestClient(port: s.port)
+        let bad = try RawClient(port: s.port)
         try bad.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r")
         usleep(50_000)
         try bad.send("X2\r\nde\r\n0\r\n\r\n")
@@ -108,21 +107,21 @@ struct HardeningHTTPStrictTests {
     }
 
     @Test func declaredChunkOverTheBodyLimitIs413BeforeItsData() throws {
-        let s = try CapturedServer({ $0.maxBodyBytes = 1000 }, routes: strictRoutes)
+        let s = try TestServer({ $0.maxBodyBytes = 1000 }, logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port, timeoutMillis: 2000)
+        let c = try RawClient(port: s.port, timeoutMillis: 2000)
         // 3 MB declared, not one byte of it sent.
         try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2DC6C0\r\n")
         #expect(try c.readResponse().status == 413)
         #expect(c.waitForClose())
         // The second chunk that would cross the limit is refused at its size line too.
-        let d = try TestClient(port: s.port, timeoutMillis: 2000)
+        let d = try RawClient(port: s.port, timeoutMillis: 2000)
         try d.send(
             "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n"
                 + String(repeating: "a", count: 600) + "\r\n258\r\n")
         #expect(try d.readResponse().status == 413)
         // Up to the limit is fine.
-        let e = try TestClient(port: s.port)
+        let e = try RawClient(port: s.port)
         let r = try e.request(
             "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3E8\r\n"
                 + String(repeating: "b", count: 1000) + "\r\n0\r\n\r\n")
@@ -131,9 +130,9 @@ struct HardeningHTTPStrictTests {
     }
 
     @Test func contentLengthOverTheBodyLimitIs413BeforeTheBody() throws {
-        let s = try CapturedServer({ $0.maxBodyBytes = 1000 }, routes: strictRoutes)
+        let s = try TestServer({ $0.maxBodyBytes = 1000 }, logLevel: .trace, routes: strictRoutes)
         defer { s.stop() }
-        let c = try TestClient(port: s.port, timeoutMillis: 2000)
+        let c = try RawClient(port: s.port, timeoutMillis: 2000)
         try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n")
         #expect(try c.readResponse().status == 413)
         #expect(c.waitForClose())

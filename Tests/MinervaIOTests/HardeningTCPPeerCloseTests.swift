@@ -1,14 +1,14 @@
 // MinervaTCPConnection tells its handler how the peer's data ended: a clean end (FIN, a half-close: the peer may still
 // read) or a reset.
-import CShims
 import Glibc
+import MinervaTestSupport
 import Testing
 
 @testable import MinervaIO
 
 private final class PeerCloseRecorder: MinervaTCPConnectionHandler {
     /// `peerHalfClosed` as seen in each `connectionPeerClosed`.
-    let ends = Shared<[Bool]>([])
+    let ends = Locked<[Bool]>([])
 
     func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {}
 
@@ -37,16 +37,16 @@ struct HardeningTCPPeerCloseTests {
         defer { _ = try? t.sync { listener.close() } }
         let port = listener.localAddress.port
 
-        let fin = try TestClient(port: port)
+        let fin = try RawClient(port: port)
         try fin.send("x")
-        _ = cshims_shutdown_write(fin.fd)
+        fin.close()  // FIN
         #expect(String(decoding: try fin.readToEnd(), as: UTF8.self) == "still here")
         #expect(handler.ends.get() == [true])
 
-        var reset: TestClient? = try TestClient(port: port)
-        try reset!.send("x")
+        let reset = try RawClient(port: port)
+        try reset.send("x")
         usleep(50_000)
-        resetConnection(&reset)
+        reset.abort()  // RST
         #expect(waitUntil { handler.ends.get().count == 2 })
         #expect(handler.ends.get() == [true, false])
     }
