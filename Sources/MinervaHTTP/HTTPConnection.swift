@@ -33,6 +33,9 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// Decoding (and reading) is paused because the output reached the high-water mark: a client that pipelines
     /// requests without reading the answers must not make the server buffer them without bound.
     private var outputBackpressure = false
+    /// The peer ended its data cleanly (FIN) while requests it sent were still being answered: they are answered
+    /// in full, then the connection closes.
+    private var peerHalfClosed = false
     private(set) var isClosed = false
 
     init(socket: MinervaTCPConnection, context: HTTPLoopContext) {
@@ -71,11 +74,20 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         if decoder.phase == .paused && decoder.pendingCount > context.configuration.maxBufferedInputBytes {
             stopReading()  // a pipelining client ran too far ahead; resume when the response ends
         }
-        armReadTimeout(dataArrived: true)
+        armReadTimeout()
     }
 
     package func connectionPeerClosed(_ connection: MinervaTCPConnection) {
-        if let current, !current.isFinished {
+        let inProgress = current.map { !$0.isFinished } ?? false
+        if connection.peerHalfClosed && (inProgress || decoder.phase == .paused) {
+            // A clean EOF: the client half-closed after its request(s) and may still read (RFC 9112 9.6). Answer
+            // what it sent, a streamed response to its end, then close. A reset or read error is not a half-close
+            // and closes at once below, so an aborted long poll is still noticed at once.
+            peerHalfClosed = true
+            stopReading()
+            return
+        }
+        if inProgress {
             close()
         } else {
             closeAfterFlush = true
@@ -91,9 +103,11 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
 
     package func connection(_ connection: MinervaTCPConnection, writeBlocked blocked: Bool) {
         if blocked {
-            timeoutNode.list?.remove(timeoutNode)  // the socket's write-stall timeout takes over
+            // The socket's write-stall timeout takes over from the idle timeout (which would drop the output). A
+            // request head or body being received keeps its total deadline: its 408 queues behind the output.
+            if decoder.phase != .head && decoder.phase != .body { timeoutNode.list?.remove(timeoutNode) }
         } else {
-            armReadTimeout(dataArrived: false)
+            armReadTimeout()
         }
     }
 
@@ -106,11 +120,14 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         closed()
     }
 
-    /// Puts the connection in the deadline list its state calls for.
-    private func armReadTimeout(dataArrived: Bool) {
-        if isClosed || socket.isWriteBlocked { return }
+    /// Puts the connection in the deadline list its state calls for. The header and body deadlines are totals: a
+    /// connection enters the list when the head (or body) starts and is not moved by the bytes that follow, so a
+    /// request trickled byte by byte still ends at `headerTimeout` (`bodyTimeout`).
+    private func armReadTimeout() {
+        if isClosed { return }
         switch decoder.phase {
         case .idle:
+            if socket.isWriteBlocked { return }  // the write-stall timeout governs until the output is written
             if requestsSeen == 0 || closeAfterFlush {
                 if timeoutNode.list !== context.headerTimeouts { context.headerTimeouts.add(timeoutNode) }
             } else if timeoutNode.list !== context.idleTimeouts {
@@ -119,7 +136,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         case .head:
             if timeoutNode.list !== context.headerTimeouts { context.headerTimeouts.add(timeoutNode) }
         case .body:
-            if dataArrived || timeoutNode.list !== context.bodyTimeouts { context.bodyTimeouts.touch(timeoutNode) }
+            if timeoutNode.list !== context.bodyTimeouts { context.bodyTimeouts.add(timeoutNode) }
         case .paused, .failed:
             timeoutNode.list?.remove(timeoutNode)
         }
@@ -135,6 +152,24 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             return
         }
         sendError(408)
+    }
+
+    /// Whether the connection waits for its next request (an idle keep-alive connection).
+    var isIdle: Bool { timeoutNode.list === context.idleTimeouts }
+
+    /// Closes the connection to make room for a new client at the connection limit: an idle keep-alive one with a
+    /// FIN (HTTP/1.1 allows closing an idle connection at any time), a slow one with a reset (like nginx's
+    /// `reset_timedout_connection`: nothing is kept for it in the kernel).
+    func shed() {
+        if isClosed { return }
+        let idle = isIdle
+        if let notLogged = context.rejectionLog.admit(now: context.loop.now) {
+            let peer = socket.remoteAddress?.description ?? "?"
+            context.logger.info(
+                "connection limit: closing \(idle ? "an idle" : "a slow") connection for a new client",
+                metadata: ["peer": "\(peer)", "earlierRejectionsNotLogged": "\(notLogged)"])
+        }
+        if idle { socket.closeNow() } else { socket.abort() }
     }
 
     // MARK: decoder delegate
@@ -228,11 +263,17 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     private func continueDecoding() {
         decoder.resume(delegate: self)
         if isClosed { return }
-        if readStopped && !closeAfterFlush && !outputBackpressure && decoder.phase != .paused {
+        if peerHalfClosed && decoder.phase != .paused {
+            // Every request the half-closed peer sent is answered.
+            closeAfterFlush = true
+            socket.close()
+            return
+        }
+        if readStopped && !closeAfterFlush && !outputBackpressure && !peerHalfClosed && decoder.phase != .paused {
             readStopped = false
             socket.resumeReading()
         }
-        armReadTimeout(dataArrived: false)
+        armReadTimeout()
     }
 
     /// Ends an output backpressure pause once the output drained to the low-water mark.
@@ -254,7 +295,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             socket.close()  // once the answer is written
             if isClosed { return }
         }
-        armReadTimeout(dataArrived: false)
+        armReadTimeout()
     }
 
     // MARK: writing

@@ -28,6 +28,12 @@ package protocol HTTPRequestDecoderDelegate: AnyObject {
 }
 
 /// Incremental HTTP/1.x request decoder over http-parser.
+///
+/// Debian's http-parser is built without `HTTP_PARSER_STRICT`, so the strict RFC 9112 rules it skips are enforced
+/// here, in its callbacks: a field name must be a token (no whitespace before the colon: 400); only HTTP/1.0 and
+/// HTTP/1.1 (else 505); an HTTP/1.1 request has exactly one `Host` (400); chunk data must be followed by CRLF (400);
+/// a `Content-Length`, or a chunk size that would take the body past `maxBodyBytes`, is refused with 413 as soon as
+/// it is read. Both Content-Length and Transfer-Encoding: 400.
 package final class HTTPRequestDecoder {
     /// Where the decoder stands.
     enum Phase {
@@ -70,6 +76,13 @@ package final class HTTPRequestDecoder {
     private var continueHandled = false
     private var messageDone = false
     private var failureStatus = 0
+    /// Data bytes of the current chunk not yet seen (chunked bodies).
+    private var chunkRemaining: UInt64 = 0
+    /// Bytes of the CRLF that must follow a chunk's data and have not been checked yet (0, 1 or 2): http-parser's
+    /// non-strict build skips any two bytes there.
+    private var chunkCRLFPending = 0
+    /// End of the bytes given to the current `http_parser_execute` call.
+    private var chunkEnd: UnsafeRawPointer?
     /// The request body received so far.
     let body = ByteStorage(capacity: 256)
 
@@ -151,6 +164,8 @@ package final class HTTPRequestDecoder {
         continueHandled = false
         messageDone = false
         isUpgrade = false
+        chunkRemaining = 0
+        chunkCRLFPending = 0
         body.count = 0
     }
 
@@ -167,6 +182,12 @@ package final class HTTPRequestDecoder {
                 chunkHeadOffset = headStore.count
             }
             chunkBase = start
+            chunkEnd = base + count
+            if chunkCRLFPending > 0 && !checkChunkCRLF(start, count - offset) {
+                phase = .failed
+                delegate.decoderDidFail(self, status: 400)
+                return offset
+            }
             let n = http_parser_execute(
                 parser, decoderSettings, start.assumingMemoryBound(to: CChar.self), count - offset)
             let errno = cshims_http_parser_errno(parser)
@@ -250,6 +271,10 @@ package final class HTTPRequestDecoder {
     }
 
     fileprivate func onHeaderField(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
+        // RFC 9112 5.1 and RFC 9110 5.1: a field name is a token; no whitespace before the colon (http-parser's
+        // non-strict build takes `Content-Length : 5` and names with spaces). Checked in trailers too.
+        let name = UnsafeRawBufferPointer(start: at, count: length)
+        for byte in name where !isTokenByte(byte) { return fail(400) }
         if headersDone { return 0 }  // trailers are ignored
         let start = offsetOf(at)
         let end = start + length
@@ -288,14 +313,18 @@ package final class HTTPRequestDecoder {
         versionMajor = parser.pointee.http_major
         versionMinor = parser.pointee.http_minor
         isUpgrade = cshims_http_parser_upgrade(parser) != 0
+        // HTTP/1.0 and 1.1 only (RFC 9110 6.2): http-parser takes any digits.
+        if versionMajor != 1 || versionMinor > 1 { return fail(505) }
         // Which headers matter for framing: scan once (names are short).
         let base = chunkHeadBase()
         var sawLength = false
         var sawTransferEncoding = false
+        var hosts = 0
         for h in headers {
             let name = UnsafeRawBufferPointer(
                 start: base + Int(h.nameStart), count: Int(h.nameEnd - h.nameStart))
             switch name.count {
+            case 4 where equalsLowercase(name, "host"): hosts += 1
             case 14 where equalsLowercase(name, "content-length"): sawLength = true
             case 17 where equalsLowercase(name, "transfer-encoding"): sawTransferEncoding = true
             case 6 where equalsLowercase(name, "expect"):
@@ -306,6 +335,8 @@ package final class HTTPRequestDecoder {
             }
         }
         if sawLength && sawTransferEncoding { return fail(400) }
+        // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host field.
+        if hosts > 1 || (hosts == 0 && versionMinor == 1) { return fail(400) }
         let flags = cshims_http_parser_flags(parser)
         if flags & UInt32(F_CONTENTLENGTH.rawValue) != 0 {
             let length = cshims_http_parser_content_length(parser)
@@ -329,7 +360,37 @@ package final class HTTPRequestDecoder {
     fileprivate func onBody(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
         if body.count + length > limits.maxBodyBytes { return fail(413) }
         body.append(UnsafeRawPointer(at), count: length)
+        if chunkRemaining > 0 {
+            chunkRemaining -= UInt64(min(UInt64(length), chunkRemaining))
+            if chunkRemaining == 0 {
+                // The chunk's data ends here: CRLF must follow (RFC 9112 7.1), in this input or the next.
+                let end = UnsafeRawPointer(at) + length
+                chunkCRLFPending = 2
+                if !checkChunkCRLF(end, chunkEnd! - end) { return fail(400) }
+            }
+        }
         return 0
+    }
+
+    /// A chunk size line was read: refuses a chunk that would take the body over its limit before its data comes.
+    fileprivate func onChunkHeader() -> Int32 {
+        let size = cshims_http_parser_content_length(parser)
+        if size > UInt64(limits.maxBodyBytes - body.count) { return fail(413) }
+        chunkRemaining = size
+        return 0
+    }
+
+    /// Checks the pending bytes of the CRLF after a chunk's data against the first of `count` bytes at `start`.
+    /// - Returns: false if a byte there is not the CR or LF expected.
+    private func checkChunkCRLF(_ start: UnsafeRawPointer, _ count: Int) -> Bool {
+        var i = 0
+        while chunkCRLFPending > 0 && i < count {
+            let expected: UInt8 = chunkCRLFPending == 2 ? 13 : 10
+            if start.load(fromByteOffset: i, as: UInt8.self) != expected { return false }
+            chunkCRLFPending -= 1
+            i += 1
+        }
+        return true
     }
 
     fileprivate func onMessageComplete() -> Int32 {
@@ -347,6 +408,21 @@ package final class HTTPRequestDecoder {
 
     var methodName: MinervaHTTPMethod {
         Int(methodCode) < methodTable.count ? methodTable[Int(methodCode)] : MinervaHTTPMethod("UNKNOWN")
+    }
+}
+
+/// Whether `byte` may appear in a token (RFC 9110 5.6.2 tchar): a field name, a method.
+@inline(__always) private func isTokenByte(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+        UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+        UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+        UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+        return true
+    default:
+        return false
     }
 }
 
@@ -371,6 +447,7 @@ nonisolated(unsafe) private let decoderSettings: UnsafePointer<http_parser_setti
     s.on_headers_complete = { decoder($0).onHeadersComplete() }
     s.on_body = { decoder($0).onBody($1!, $2) }
     s.on_message_complete = { decoder($0).onMessageComplete() }
+    s.on_chunk_header = { decoder($0).onChunkHeader() }
     let pointer = UnsafeMutablePointer<http_parser_settings>.allocate(capacity: 1)
     pointer.initialize(to: s)
     return UnsafePointer(pointer)

@@ -60,7 +60,36 @@ package final class HTTPLoopContext {
                 socket: listening, loop: loop, logger: logger, name: "HTTP",
                 maxConnections: configuration.maxConnectionsPerLoop, options: socketOptions
             ) { [unowned self] socket in self.adopt(socket) }
+            if configuration.shedAtConnectionLimit {
+                acceptor?.shed = { [unowned self] in self.shedOne() }
+            }
         }
+    }
+
+    /// At the connection limit with a client waiting: closes the connection that can best be spared, in O(1) from
+    /// the heads of the deadline lists: the longest-idle keep-alive connection, else the connection that has spent
+    /// the longest (at least `shedSlowRequestsAfter` seconds) on an unfinished request head or body.
+    /// - Returns: whether a connection was closed.
+    func shedOne() -> Bool {
+        if let node = idleTimeouts.head, let connection = node.target as? HTTPConnection {
+            connection.shed()
+            return true
+        }
+        var oldest: DeadlineNode?
+        var startedAt = Double.infinity
+        if let node = headerTimeouts.head, node.deadline - headerTimeouts.duration < startedAt {
+            oldest = node
+            startedAt = node.deadline - headerTimeouts.duration
+        }
+        if let node = bodyTimeouts.head, node.deadline - bodyTimeouts.duration < startedAt {
+            oldest = node
+            startedAt = node.deadline - bodyTimeouts.duration
+        }
+        guard let oldest, loop.now - startedAt >= configuration.shedSlowRequestsAfter,
+            let connection = oldest.target as? HTTPConnection
+        else { return false }
+        connection.shed()
+        return true
     }
 
     private var tearingDown = false

@@ -22,9 +22,10 @@ public struct MinervaHTTPServerConfiguration: Sendable {
     /// Install SIGINT/SIGTERM handlers that start a graceful shutdown.
     public var handleSignals = false
     /// Most connections open at once, per server. Each loop enforces its share, `maxConnectionsPerLoop`, without
-    /// talking to the others. At its share a loop stops accepting (its listen watcher is off, so new clients wait
-    /// in the kernel's backlog, bounded by `backlog`) until one of its connections closes, and logs a warning (at
-    /// most one line per 10 s). The default is the process's open-files limit (`RLIMIT_NOFILE`, soft) minus
+    /// talking to the others. At its share, when a new client waits, a loop first closes an idle or slow connection
+    /// to make room (see `shedAtConnectionLimit`); when none can be spared it stops accepting (its listen watcher is
+    /// off, so new clients wait in the kernel's backlog, bounded by `backlog`) until one of its connections closes.
+    /// Reaching the share logs a warning (at most one line per 10 s). The default is the process's open-files limit (`RLIMIT_NOFILE`, soft) minus
     /// ``descriptorReserve(forLimit:)``: 19,000 under a 20,000 limit. A socket listener's connections, files and
     /// listening sockets come out of the reserve; if the process still runs out, accepting backs off for 100 ms.
     public var maxConnections = MinervaHTTPServerConfiguration.defaultMaxConnections
@@ -51,6 +52,16 @@ public struct MinervaHTTPServerConfiguration: Sendable {
         return Int(limit.rlim_cur)
     }
 
+    /// At the connection limit, make room for a waiting client instead of leaving it in the backlog: close the
+    /// longest-idle keep-alive connection, or else the connection that has spent the longest (at least
+    /// `shedSlowRequestsAfter`) on an unfinished request head or body (with a reset, like nginx's
+    /// `reset_timedout_connection`). Connections with a response in progress are never shed; when none can be,
+    /// accepting pauses as described under `maxConnections`. Each shed connection logs a rate-limited line.
+    public var shedAtConnectionLimit = true
+    /// Seconds a connection must have spent on an unfinished request head or body before it may be shed at the
+    /// connection limit (so that clients sending at normal speed are not cut off). See `shedAtConnectionLimit`.
+    public var shedSlowRequestsAfter = 1.0
+
     /// The share of `maxConnections` each of the `threads` loops enforces (rounded up, at least 1).
     public var maxConnectionsPerLoop: Int {
         let loops = max(1, threads)
@@ -63,16 +74,21 @@ public struct MinervaHTTPServerConfiguration: Sendable {
     public var maxHeaderCount = 100
     /// Longest request target, in bytes; beyond it: 414.
     public var maxURLBytes = 8 * 1024
-    /// Largest request body, in bytes; beyond it: 413.
+    /// Largest request body, in bytes; beyond it: 413. A `Content-Length`, or a chunk size that would take a chunked
+    /// body past it, is refused as soon as it is read, before the data it announces arrives.
     public var maxBodyBytes = 2 * 1024 * 1024
     /// Most bytes of pipelined input held while a response is in progress (reading pauses beyond it).
     public var maxBufferedInputBytes = 64 * 1024
 
-    /// Seconds allowed to receive a whole request head (slowloris guard); then 408 and close.
+    /// Seconds allowed to receive a whole request head, counted from its first byte (or from the connection's
+    /// start for its first request): a total, not reset by progress (slowloris guard); then 408 and close.
     public var headerTimeout = 10.0
-    /// Seconds an idle keep-alive connection stays open.
+    /// Seconds an idle keep-alive connection stays open waiting for its next request; then it is closed.
     public var idleTimeout = 75.0
-    /// Seconds without progress while receiving a request body; then 408 and close.
+    /// Seconds allowed to receive a whole request body, counted from the end of its head: a total, not reset by
+    /// progress, so a body trickled byte by byte cannot hold a connection (slow POST guard); then 408 and close.
+    /// It implies a minimum upload rate of `maxBodyBytes / bodyTimeout` for the largest body (70 KB/s with the
+    /// defaults): raise it if slow clients must upload large bodies.
     public var bodyTimeout = 30.0
     /// Seconds without progress while output is blocked; then the connection is closed.
     public var writeTimeout = 30.0

@@ -396,7 +396,8 @@ package protocol DeadlineTarget: AnyObject {
 
 /// A place in a `DeadlineList` (intrusive links, no allocation per insertion), owned by its target.
 package final class DeadlineNode {
-    fileprivate(set) var deadline = 0.0
+    /// When the node's timeout passes (loop time), while it is in a list.
+    package fileprivate(set) var deadline = 0.0
     fileprivate var previous: DeadlineNode?
     fileprivate var next: DeadlineNode?
     /// The list the node is in, if any.
@@ -413,8 +414,9 @@ package final class DeadlineNode {
 package final class DeadlineList {
     unowned let loop: MinervaEventLoop
     /// The timeout every node in the list waits.
-    let duration: Double
-    private(set) var head: DeadlineNode?
+    package let duration: Double
+    /// The node whose deadline comes first (the one that entered the list first).
+    package private(set) var head: DeadlineNode?
     private var tail: DeadlineNode?
     private(set) var count = 0
 

@@ -16,6 +16,8 @@ public protocol MinervaTCPConnectionHandler: AnyObject {
     /// Bytes arrived. - Warning: `bytes` points into the loop's shared read buffer and is valid only during the call.
     func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer)
     /// The peer closed its side (or the read failed). The default closes at once, dropping queued output.
+    /// `connection.peerHalfClosed` tells a clean end of the peer's data (a FIN: the peer may still read) from a
+    /// reset or read error. Reading is paused after this call if the connection is still open.
     func connectionPeerClosed(_ connection: MinervaTCPConnection)
     /// The connection is closed (by the peer, an error, the write-stall timeout, `close`, `closeNow` or `abort`).
     /// Called once; the handler is released right after.
@@ -86,6 +88,9 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     package private(set) var closeReason = TCPCloseReason.open
     /// Whether the connection is still open.
     public var isOpen: Bool { closeReason == .open }
+    /// Whether the peer ended its data cleanly (a read returned 0: it sent a FIN and may still be reading), as
+    /// opposed to a reset or a read error. Set before `connectionPeerClosed`.
+    public private(set) var peerHalfClosed = false
 
     /// Adopts a connected, non-blocking socket. Loop thread only.
     package init(fd: Int32, loop: MinervaEventLoop, options: MinervaTCPConnectionOptions) {
@@ -186,6 +191,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         if n > 0 {
             handler?.connection(self, didReceive: UnsafeRawBufferPointer(start: buffer.base, count: n))
         } else if n == 0 || (n != -Int(EAGAIN) && n != -Int(EWOULDBLOCK)) {
+            peerHalfClosed = n == 0
             if let handler { handler.connectionPeerClosed(self) } else { finish(.peer, abort: false) }
             if isOpen && !readPaused { pauseReading() }  // never spin on a readable EOF
         }
@@ -303,6 +309,11 @@ package final class Acceptor {
     /// Whether accepting is paused (at the limit, or by `pause()`).
     package private(set) var isPaused = false
     private var pausedByUser = false
+    /// Called when a client waits to be accepted while this acceptor is at its limit: closes one of the open
+    /// connections that can best be spared (idle or slow) and returns true, or returns false if none can be. While
+    /// it is set, the acceptor keeps watching the listening socket at the limit (each wake-up then means a client
+    /// is waiting), and pauses only when the hook finds nothing to close. Must be cheap (O(1)).
+    package var shed: (() -> Bool)?
 
     /// Takes over `socket` and accepts on `loop`.
     /// - Parameters:
@@ -362,13 +373,21 @@ package final class Acceptor {
     }
 
     private func acceptAll() {
+        if openConnections >= maxConnections {
+            // Woken at the limit, so a client is waiting: make room if an idle or slow connection can be spared.
+            guard let shed, shed(), openConnections < maxConnections else {
+                limitReached(pause: true)
+                return
+            }
+        }
         while !isPaused {
+            if openConnections >= maxConnections { return }  // shedding: the next wake-up says whether one waits
             let fd = cshims_accept(self.fd)
             if fd >= 0 {
                 let connection = MinervaTCPConnection(fd: fd, loop: loop, options: options)
                 connection.acceptor = self
                 openConnections += 1
-                if openConnections >= maxConnections { limitReached() }
+                if openConnections >= maxConnections { limitReached(pause: shed == nil) }
                 onAccept(connection)
                 continue
             }
@@ -394,11 +413,13 @@ package final class Acceptor {
         }
     }
 
-    private func limitReached() {
-        stopWatching()
+    /// At the limit: pauses accepting (without a `shed` hook, or when it found nothing to close) and warns.
+    private func limitReached(pause: Bool) {
+        if pause { stopWatching() }
         if let logger, let suppressed = limitLog.admit(now: loop.now) {
+            let what = pause ? "accepting paused" : "idle and slow connections are shed for new clients"
             logger.warning(
-                "\(name) connection limit reached: \(openConnections) open on this loop; accepting paused",
+                "\(name) connection limit reached: \(openConnections) open on this loop; \(what)",
                 metadata: [
                     "address": "\(address)", "limit": "\(maxConnections)", "earlierHitsNotLogged": "\(suppressed)",
                 ])

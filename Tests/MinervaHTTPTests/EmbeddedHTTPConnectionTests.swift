@@ -27,11 +27,12 @@ import Testing
 
     @Test func keepAliveAndPipeliningWithoutThreads() throws {
         let c = try EmbeddedHTTPConnection(router: makeRouter())
-        c.clientSend("GET /healthz HTTP/1.1\r\n\r\n")
+        c.clientSend("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         let first = receive(c, until: "\r\n\r\nok")
         #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"))
         #expect(first.hasSuffix("Content-Length: 2\r\n\r\nok"))
-        c.clientSend("GET /later HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        c.clientSend(
+            "GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         let rest = receive(c, until: "\r\n\r\nok")
         let parts = rest.split(separator: "HTTP/1.1 ").map(String.init)
         #expect(parts.count == 2)

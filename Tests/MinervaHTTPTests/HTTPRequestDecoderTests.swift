@@ -93,7 +93,7 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
     }
 
     @Test func contentLengthBodyAndExpectContinue() {
-        let input = Array("PUT /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc".utf8)
+        let input = Array("PUT /a HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc".utf8)
         // The head alone first: the decoder asks for 100 Continue, then takes the body.
         let d = decode([input[..<(input.count - 3)], input[(input.count - 3)...]])
         #expect(d.continues == 1)
@@ -103,8 +103,8 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
     @Test(arguments: [
         ("GET /\(String(repeating: "a", count: 1100)) HTTP/1.1\r\n\r\n", 414),
         ("GET / HTTP/1.1\r\nX: \(String(repeating: "b", count: 5000))\r\n\r\n", 431),
-        ("POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413),
-        ("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n", 413),
+        ("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         ("BLAH\u{1} / HTTP/1.1\r\n\r\n", 400),
         ("GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
     ])
@@ -120,7 +120,7 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
     @Test func chunkedBodyOverLimit() {
         let chunk = String(repeating: "z", count: 3000)
         let input =
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n\(chunk)\r\nbb8\r\n\(chunk)\r\n0\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nbb8\r\n\(chunk)\r\nbb8\r\n\(chunk)\r\n0\r\n\r\n"
         #expect(decode([Array(input.utf8)[...]]).failures == [413])
     }
 
@@ -133,7 +133,8 @@ private func decode(_ pieces: [ArraySlice<UInt8>], pause: Bool = false) -> Recor
 @Suite struct HTTPRequestDecoderProbeTests {
     @Test func countsRequestsAndReportsFailures() {
         let probe = HTTPRequestDecoderProbe()
-        let input = Array("GET / HTTP/1.1\r\n\r\nPOST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".utf8)
+        let input = Array(
+            "GET / HTTP/1.1\r\nHost: t\r\n\r\nPOST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".utf8)
         #expect(input.withUnsafeBytes { probe.feed($0) } == 2)
         #expect(probe.bodyByteCount == 3)
         #expect(probe.failureStatus == nil)

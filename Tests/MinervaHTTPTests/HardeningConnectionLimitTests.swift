@@ -26,7 +26,11 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
     }
 
     @Test func atTheLimitNewClientsWaitUntilAConnectionCloses() throws {
-        let s = try TestServer({ $0.maxConnections = 2 }, logLevel: .trace, routes: helloRoute)
+        let s = try TestServer(
+            {
+                $0.maxConnections = 2
+                $0.shedAtConnectionLimit = false  // else the idle connections make room (HardeningDeadlineTests)
+            }, logLevel: .trace, routes: helloRoute)
         defer { s.stop() }
         let a = try RawClient(port: s.port)
         let b = try RawClient(port: s.port)
@@ -82,6 +86,7 @@ private func helloRoute(_ router: MinervaHTTPRouter) {
             {
                 $0.maxConnections = 3
                 $0.threads = 2
+                $0.shedAtConnectionLimit = false
             }, logLevel: .trace, routes: helloRoute)
         defer { s.stop() }
         var clients: [RawClient] = []

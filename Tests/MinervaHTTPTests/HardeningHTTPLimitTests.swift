@@ -142,7 +142,7 @@ struct HardeningChunkedFloodTests {
         let s = try TestServer({ $0.maxHeaderBytes = 2048 }, logLevel: .trace, routes: { _ in })
         defer { s.stop() }
         let c = try RawClient(port: s.port, timeoutMillis: 2000)
-        try? c.send("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        try? c.send("POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
         #expect(try c.readResponse().status == 431)
         #expect(c.waitForClose())
     }
