@@ -21,8 +21,12 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var engine = ServerEngineConfiguration()
     /// Origins allowed to POST from other sites (CORS). Empty: no CORS headers at all. `*` allows any origin.
     public var allowedOrigins: [String] = []
-    /// The JavaScript client served at `<prefix>minerva-client.js`; nil or a missing file answers 404.
-    public var clientScriptPath: String? = MinervaEndpointConfiguration.defaultClientScriptPath
+    /// Whether `<prefix>minerva-client.js` serves the JavaScript client (false answers 404).
+    public var servesClientScript = true
+    /// A file to serve as the JavaScript client instead of the copy compiled into the library (nil, the default:
+    /// the compiled copy of `Client/minerva-client.js`, so a binary serves it wherever it runs). Set it while
+    /// editing the client to see changes without rebuilding; a missing file answers 404 and logs an error.
+    public var clientScriptPath: String? = nil
     /// The `Cache-Control` value of the JavaScript client (it also gets an `ETag`).
     public var clientScriptCacheControl = "public, max-age=300"
     /// Whether the application's ``TransportInfo`` carries the HTTP request headers (copied per request).
@@ -38,7 +42,8 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// transport). At the limit it stops accepting until one closes; the kernel queues new ones up to the backlog.
     public var maxSocketConnections = 4_096
 
-    /// `Client/minerva-client.js` of the source tree this library was built from.
+    /// `Client/minerva-client.js` of the source tree this library was built from (for ``clientScriptPath`` during
+    /// development; a deployed binary does not need it).
     public static let defaultClientScriptPath: String = {
         var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
         parts.removeLast(3)  // Sources/MinervaServer/MinervaEndpoint.swift
@@ -96,12 +101,17 @@ public final class MinervaEndpoint: Sendable {
         prefixBytes = Array(configuration.prefix.utf8)
         corsOrigins = Set(configuration.allowedOrigins)
         corsAnyOrigin = corsOrigins.contains("*")
-        if let path = configuration.clientScriptPath {
-            clientScript = try? MinervaStaticContent(
-                file: path, contentType: "text/javascript; charset=utf-8",
-                cacheControl: configuration.clientScriptCacheControl)
-        } else {
+        let javascript = "text/javascript; charset=utf-8"
+        if !configuration.servesClientScript {
             clientScript = nil
+        } else if let path = configuration.clientScriptPath {
+            clientScript = try? MinervaStaticContent(
+                file: path, contentType: javascript, cacheControl: configuration.clientScriptCacheControl)
+            if clientScript == nil { logger.error("cannot read the JavaScript client at \(path): answering 404") }
+        } else {
+            clientScript = MinervaStaticContent(
+                text: Self.embeddedClientScript, contentType: javascript,
+                cacheControl: configuration.clientScriptCacheControl)
         }
     }
 

@@ -44,11 +44,11 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "The most new Minerva streams per second from one remote address (0: no limit).")
     var maxNewStreamsPerSecond: Double = 0
 
-    @Option(help: "The JavaScript client file served at /_minerva/minerva-client.js.")
-    var clientScript = MinervaEndpointConfiguration.defaultClientScriptPath
+    @Option(help: "Serve this file at /_minerva/minerva-client.js instead of the client compiled into the binary.")
+    var clientScript: String?
 
-    @Option(help: "The chat page served at /chat (a placeholder is served while it or the client is missing).")
-    var chatPage = defaultChatPagePath
+    @Option(help: "Serve this file at /chat instead of the chat page compiled into the binary.")
+    var chatPage: String?
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
@@ -90,8 +90,9 @@ struct MinervaDemo: ParsableCommand {
             configuration: minerva, logger: Logger(label: "minerva"), handlerFactory: demo.handlerFactory)
         endpoint.mount(on: router)
         let html = "text/html; charset=utf-8"
-        let chatFile = endpoint.servesClientScript ? try? MinervaStaticContent(file: chatPage, contentType: html) : nil
-        let chat = chatFile ?? MinervaStaticContent(text: chatPlaceholderPage, contentType: html)
+        let chat =
+            try chatPage.map { try MinervaStaticContent(file: $0, contentType: html) }
+            ?? MinervaStaticContent(text: EmbeddedPages.chatPage, contentType: html)
         router.route("/chat", chat.handler)
 
         var configuration = MinervaHTTPServerConfiguration()
@@ -131,24 +132,3 @@ let homePage = """
     </html>
 
     """
-
-let chatPlaceholderPage = """
-    <!doctype html>
-    <html lang="en">
-    <head><meta charset="utf-8"><title>Minerva chat</title></head>
-    <body>
-    <h1>Minerva chat</h1>
-    <p>The chat needs the project's JavaScript client, which is coming (Client/minerva-client.js was not found when
-    this server started). The endpoint at <code>/_minerva/</code> already works with the original Minerva client.</p>
-    </body>
-    </html>
-
-    """
-
-/// `Client/demo/chat.html` of the source tree (the JavaScript client's chat demo, which speaks the demo protocol).
-let defaultChatPagePath: String = {
-    var parts = MinervaEndpointConfiguration.defaultClientScriptPath.split(
-        separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast()
-    return parts.joined(separator: "/") + "/demo/chat.html"
-}()

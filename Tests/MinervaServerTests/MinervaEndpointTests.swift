@@ -7,6 +7,7 @@ import Testing
 @testable import MinervaHTTP
 @testable import MinervaIO
 @testable import MinervaServer
+@testable import minerva_demo
 
 private let noCacheHeaders: [(String, String)] = [
     ("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"), ("Pragma", "no-cache"), ("Expires", "-1"),
@@ -290,7 +291,10 @@ struct MinervaEndpointTests {
         fputs(script, file)
         fclose(file)
         defer { unlink(path) }
-        let server = try MinervaTestServer(configure: { $0.clientScriptPath = path })
+        let server = try MinervaTestServer(configure: {
+            $0.servesClientScript = true
+            $0.clientScriptPath = path
+        })
         defer { server.stop() }
         let client = try RawClient(port: server.port)
         try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -304,20 +308,38 @@ struct MinervaEndpointTests {
         #expect(try client.readResponse().status == 304)
     }
 
-    @Test("by default the source tree's Client/minerva-client.js is served")
-    func defaultClientScript() throws {
-        let path = MinervaEndpointConfiguration.defaultClientScriptPath
-        #expect(path.hasSuffix("/Client/minerva-client.js"))
-        guard let file = fopen(path, "r") else { return }  // the JavaScript client is not in this checkout
-        fclose(file)
-        let server = try MinervaTestServer(configure: { $0.clientScriptPath = path })
+    @Test("by default the client compiled into the binary is served, byte for byte Client/minerva-client.js")
+    func embeddedClientScript() throws {
+        let source = try #require(readSourceFile("Client/minerva-client.js"))
+        #expect(Array(MinervaEndpoint.embeddedClientScript.utf8) == source, "run scripts/embed-client.py")
+        let server = try MinervaTestServer(configure: { $0.servesClientScript = true })
         defer { server.stop() }
         #expect(server.endpoint.servesClientScript)
         let client = try RawClient(port: server.port)
         try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\n\r\n")
         let reply = try client.readResponse()
         #expect(reply.status == 200)
-        #expect(reply.text.contains("Minerva"))
+        #expect(reply.body == source)
+        #expect(reply.header("Content-Type") == "text/javascript; charset=utf-8")
+    }
+
+    @Test("servesClientScript false, or a missing file, answers 404")
+    func noClientScript() throws {
+        for configure: @Sendable (inout MinervaEndpointConfiguration) -> Void in [
+            { $0.servesClientScript = false }, { $0.clientScriptPath = "/nonexistent/minerva-client.js" },
+        ] {
+            let server = try MinervaTestServer(configure: configure)
+            defer { server.stop() }
+            let client = try RawClient(port: server.port)
+            try client.send("GET /_minerva/minerva-client.js HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try client.readResponse().status == 404)
+        }
+    }
+
+    @Test("the demo's chat page compiled into the binary is Client/demo/chat.html")
+    func embeddedChatPage() throws {
+        let source = try #require(readSourceFile("Client/demo/chat.html"))
+        #expect(Array(EmbeddedPages.chatPage.utf8) == source, "run scripts/embed-client.py")
     }
 
     @Test("CORS: allowed origins get Access-Control-Allow-Origin and a preflight answer; others do not")
@@ -399,4 +421,21 @@ struct MinervaEndpointTests {
         }
         #expect(try client.readResponse().text == ";)]}^\nbye|1!\n")
     }
+}
+
+/// A file of this source tree, by its path from the repository root.
+private func readSourceFile(_ relative: String) -> [UInt8]? {
+    var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)  // Tests/MinervaServerTests/MinervaEndpointTests.swift
+    let path = parts.joined(separator: "/") + "/" + relative
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&buffer, 1, buffer.count, file)
+        if n <= 0 { break }
+        bytes += buffer[0..<n]
+    }
+    return bytes
 }

@@ -156,7 +156,7 @@ package final class MinervaTestServer {
         factory: MinervaEndpoint.HandlerFactory? = nil, routes: (MinervaHTTPRouter) -> Void = { _ in }
     ) throws {
         var configuration = MinervaEndpointConfiguration()
-        configuration.clientScriptPath = nil
+        configuration.servesClientScript = false  // most tests never ask for it; the client tests turn it on
         configure(&configuration)
         let logs = LogCapture()
         let recording = self.recording
