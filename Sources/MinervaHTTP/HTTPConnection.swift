@@ -19,24 +19,24 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// The connection's place in the read-side deadline lists (header, body, idle).
     private let timeoutNode = DeadlineNode()
     /// Position in `context.connections`.
-    var index = 0
+    @exclusivity(unchecked) var index = 0
 
     // Requests.
-    private var current: MinervaHTTPResponse?
-    private var spare: MinervaHTTPResponse?
-    private var dispatching = false
-    private var requestsSeen = 0
+    @exclusivity(unchecked) private var current: MinervaHTTPResponse?
+    @exclusivity(unchecked) private var spare: MinervaHTTPResponse?
+    @exclusivity(unchecked) private var dispatching = false
+    @exclusivity(unchecked) private var requestsSeen = 0
     /// The connection closes once its output is written (no more requests are read).
-    private(set) var closeAfterFlush = false
+    @exclusivity(unchecked) private(set) var closeAfterFlush = false
     /// Reading is paused because pipelined input ran too far ahead of the responses.
-    private var readStopped = false
+    @exclusivity(unchecked) private var readStopped = false
     /// Decoding (and reading) is paused because the output reached the high-water mark: a client that pipelines
     /// requests without reading the answers must not make the server buffer them without bound.
-    private var outputBackpressure = false
+    @exclusivity(unchecked) private var outputBackpressure = false
     /// The peer ended its data cleanly (FIN) while requests it sent were still being answered: they are answered
     /// in full, then the connection closes.
-    private var peerHalfClosed = false
-    private(set) var isClosed = false
+    @exclusivity(unchecked) private var peerHalfClosed = false
+    @exclusivity(unchecked) private(set) var isClosed = false
 
     init(socket: MinervaTCPConnection, context: HTTPLoopContext) {
         self.socket = socket

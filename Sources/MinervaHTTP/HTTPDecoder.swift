@@ -58,48 +58,48 @@ package final class HTTPRequestDecoder {
 
     let limits: HTTPDecoderLimits
     private let parser = UnsafeMutablePointer<http_parser>.allocate(capacity: 1)
-    private(set) var phase = Phase.idle
+    @exclusivity(unchecked) private(set) var phase = Phase.idle
 
     // Current message.
-    private(set) var headers: [HeaderRange] = []
-    private var lastWasValue = false
-    private(set) var urlStart = 0
-    private(set) var urlEnd = 0
-    private var maxTokenEnd = 0
-    private var headersDone = false
-    private(set) var methodCode: UInt32 = 0
-    private(set) var versionMajor: UInt16 = 1
-    private(set) var versionMinor: UInt16 = 1
-    private(set) var keepAlive = false
-    private(set) var isUpgrade = false
-    private(set) var expectsContinue = false
-    private var continueHandled = false
-    private var messageDone = false
-    private var failureStatus = 0
+    @exclusivity(unchecked) private(set) var headers: [HeaderRange] = []
+    @exclusivity(unchecked) private var lastWasValue = false
+    @exclusivity(unchecked) private(set) var urlStart = 0
+    @exclusivity(unchecked) private(set) var urlEnd = 0
+    @exclusivity(unchecked) private var maxTokenEnd = 0
+    @exclusivity(unchecked) private var headersDone = false
+    @exclusivity(unchecked) private(set) var methodCode: UInt32 = 0
+    @exclusivity(unchecked) private(set) var versionMajor: UInt16 = 1
+    @exclusivity(unchecked) private(set) var versionMinor: UInt16 = 1
+    @exclusivity(unchecked) private(set) var keepAlive = false
+    @exclusivity(unchecked) private(set) var isUpgrade = false
+    @exclusivity(unchecked) private(set) var expectsContinue = false
+    @exclusivity(unchecked) private var continueHandled = false
+    @exclusivity(unchecked) private var messageDone = false
+    @exclusivity(unchecked) private var failureStatus = 0
     /// Data bytes of the current chunk not yet seen (chunked bodies).
-    private var chunkRemaining: UInt64 = 0
+    @exclusivity(unchecked) private var chunkRemaining: UInt64 = 0
     /// Bytes of the CRLF that must follow a chunk's data and have not been checked yet (0, 1 or 2): http-parser's
     /// non-strict build skips any two bytes there.
-    private var chunkCRLFPending = 0
+    @exclusivity(unchecked) private var chunkCRLFPending = 0
     /// End of the bytes given to the current `http_parser_execute` call.
-    private var chunkEnd: UnsafeRawPointer?
+    @exclusivity(unchecked) private var chunkEnd: UnsafeRawPointer?
     /// The request body received so far.
     let body = ByteStorage(capacity: 256)
 
     // Where the head's bytes are.
     private let headStore = ByteStorage(capacity: 256)
-    private var headInStore = false
-    private var chunkBase: UnsafeRawPointer?
-    private var chunkHeadOffset = 0
+    @exclusivity(unchecked) private var headInStore = false
+    @exclusivity(unchecked) private var chunkBase: UnsafeRawPointer?
+    @exclusivity(unchecked) private var chunkHeadOffset = 0
     /// Base of the head bytes while a request is delivered.
-    private(set) var headBase: UnsafeRawPointer?
+    @exclusivity(unchecked) private(set) var headBase: UnsafeRawPointer?
 
     // Unparsed input kept while paused.
     private let pending = ByteStorage(capacity: 0)
-    private var pendingStart = 0
+    @exclusivity(unchecked) private var pendingStart = 0
 
     /// Increases with every delivered request (lets `MinervaHTTPRequest` views detect misuse).
-    private(set) var generation: UInt64 = 0
+    @exclusivity(unchecked) private(set) var generation: UInt64 = 0
 
     init(limits: HTTPDecoderLimits) {
         self.limits = limits
@@ -478,12 +478,12 @@ nonisolated(unsafe) private let decoderSettings: UnsafePointer<http_parser_setti
 /// response reaches its reader without waiting for its end; nothing is copied.
 @_spi(MinervaTools) public final class HTTPResponseDecoder {
     private let parser = UnsafeMutablePointer<http_parser>.allocate(capacity: 1)
-    private var sink: ((HTTPResponseEvent) -> Void)?
-    private var informational = false
-    private var inMessage = false
-    private var headersDone = false
+    @exclusivity(unchecked) private var sink: ((HTTPResponseEvent) -> Void)?
+    @exclusivity(unchecked) private var informational = false
+    @exclusivity(unchecked) private var inMessage = false
+    @exclusivity(unchecked) private var headersDone = false
     /// Set when the request being answered was HEAD (its response has no body).
-    public var requestWasHead = false
+    @exclusivity(unchecked) public var requestWasHead = false
 
     /// Creates a decoder waiting for a response.
     public init() {

@@ -31,30 +31,30 @@ public final class MinervaHTTPResponse {
         case closeDelimited
     }
 
-    package var connection: HTTPConnection?
+    @exclusivity(unchecked) package var connection: HTTPConnection?
     /// The loop this response lives on; use `eventLoop.execute` to reach it from other threads.
     public let eventLoop: MinervaEventLoop
     /// The status code to send (default 200); ignored once the head was written.
-    public var status = 200
+    @exclusivity(unchecked) public var status = 200
     let extraHeaders = ByteStorage(capacity: 128)
-    var isHeadRequest = false
-    var requestMinor: UInt16 = 1
-    var keepAlive = true
-    var framing = Framing.none
-    var remaining = 0
+    @exclusivity(unchecked) var isHeadRequest = false
+    @exclusivity(unchecked) var requestMinor: UInt16 = 1
+    @exclusivity(unchecked) var keepAlive = true
+    @exclusivity(unchecked) var framing = Framing.none
+    @exclusivity(unchecked) var remaining = 0
     /// Whether the status line and headers were written.
-    public private(set) var headSent = false
+    @exclusivity(unchecked) public private(set) var headSent = false
     /// Whether `end` was called (or the connection closed).
-    public private(set) var isFinished = false
+    @exclusivity(unchecked) public private(set) var isFinished = false
     /// Called once if the connection closes before the response is finished (client gone, timeout, shutdown).
-    public var onClose: (() -> Void)?
+    @exclusivity(unchecked) public var onClose: (() -> Void)?
     /// Called when buffered output falls below the low-water mark after `isWritable` had turned false.
-    public var onWritable: (() -> Void)?
+    @exclusivity(unchecked) public var onWritable: (() -> Void)?
     /// Hears the same events as `onClose` and `onWritable`, with ``delegateTag`` (no closure per request). Cleared
     /// when the response finishes or is reused.
     package weak var delegate: (any HTTPResponseDelegate)?
     /// The delegate's name for this response.
-    package var delegateTag = 0
+    @exclusivity(unchecked) package var delegateTag = 0
 
     init(connection: HTTPConnection, eventLoop: MinervaEventLoop) {
         self.connection = connection

@@ -19,18 +19,18 @@ package final class HTTPLoopContext {
     let logger: Logger
     /// Weak: the server may be going away while loops drain (its deinit shuts them down).
     weak var server: MinervaHTTPServer?
-    private(set) var connections: [HTTPConnection] = []
+    @exclusivity(unchecked) private(set) var connections: [HTTPConnection] = []
     let headerTimeouts: DeadlineList
     let bodyTimeouts: DeadlineList
     let idleTimeouts: DeadlineList
     private let date = ByteStorage(capacity: 64)
-    private var dateSecond = -1
+    @exclusivity(unchecked) private var dateSecond = -1
     private let serverLine: [UInt8]
-    var acceptor: Acceptor?
-    private(set) var draining = false
-    private var drainTimer: MinervaLoopTimer?
+    @exclusivity(unchecked) var acceptor: Acceptor?
+    @exclusivity(unchecked) private(set) var draining = false
+    @exclusivity(unchecked) private var drainTimer: MinervaLoopTimer?
     /// Rejected requests (4xx answers, timeouts) logged per second at most; the rest are counted.
-    var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
+    @exclusivity(unchecked) var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
     /// The socket options of this server's connections.
     var socketOptions: MinervaTCPConnectionOptions {
@@ -92,7 +92,7 @@ package final class HTTPLoopContext {
         return true
     }
 
-    private var tearingDown = false
+    @exclusivity(unchecked) private var tearingDown = false
 
     deinit {
         tearingDown = true

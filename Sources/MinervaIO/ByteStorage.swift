@@ -8,10 +8,10 @@
 
 /// A growable, manually managed byte buffer.
 package final class ByteStorage {
-    package private(set) var base: UnsafeMutableRawPointer
-    package private(set) var capacity: Int
+    @exclusivity(unchecked) package private(set) var base: UnsafeMutableRawPointer
+    @exclusivity(unchecked) package private(set) var capacity: Int
     /// Number of valid bytes from `base`.
-    package var count: Int = 0
+    @exclusivity(unchecked) package var count: Int = 0
 
     package init(capacity: Int) {
         self.capacity = max(capacity, 16)

@@ -18,24 +18,24 @@ public final class MinervaEventLoop: @unchecked Sendable {
     // `preconditionInEventLoop` where it matters); the inbox is behind a Mutex and the owner thread is atomic.
     package let raw: OpaquePointer
     private let inbox = Mutex<[@Sendable () -> Void]>([])
-    private var draining: [@Sendable () -> Void] = []
+    @exclusivity(unchecked) private var draining: [@Sendable () -> Void] = []
     private let ownerThread = Atomic<UInt>(0)
-    private var async: AsyncWatcher!
-    private var prepare: PrepareWatcher!
-    private var timerWatcher: TimerWatcher!
-    private var armedDeadline = Double.infinity
-    private var timerHeap: [MinervaLoopTimer] = []
-    private var cancelledInHeap = 0
-    private var timerSequence: UInt64 = 0
-    private var deadlineLists: [DeadlineList] = []
-    private var graveyard: [AnyObject] = []
+    @exclusivity(unchecked) private var async: AsyncWatcher!
+    @exclusivity(unchecked) private var prepare: PrepareWatcher!
+    @exclusivity(unchecked) private var timerWatcher: TimerWatcher!
+    @exclusivity(unchecked) private var armedDeadline = Double.infinity
+    @exclusivity(unchecked) private var timerHeap: [MinervaLoopTimer] = []
+    @exclusivity(unchecked) private var cancelledInHeap = 0
+    @exclusivity(unchecked) private var timerSequence: UInt64 = 0
+    @exclusivity(unchecked) private var deadlineLists: [DeadlineList] = []
+    @exclusivity(unchecked) private var graveyard: [AnyObject] = []
     /// End-of-turn hooks, sorted by `order` (lowest first), run just before the loop blocks.
-    private var hooks: [(order: Int, hook: () -> Void)] = []
+    @exclusivity(unchecked) private var hooks: [(order: Int, hook: () -> Void)] = []
     /// Hooks run on the loop when the HTTP server starts a graceful shutdown of it, before its connections drain
     /// (the Minerva endpoint closes its transports gently there, so clients reconnect at once).
-    package var willDrain: [() -> Void] = []
-    private var endOfTurn: [any EndOfTurnTask] = []
-    private var runningEndOfTurn: [any EndOfTurnTask] = []
+    @exclusivity(unchecked) package var willDrain: [() -> Void] = []
+    @exclusivity(unchecked) private var endOfTurn: [any EndOfTurnTask] = []
+    @exclusivity(unchecked) private var runningEndOfTurn: [any EndOfTurnTask] = []
     /// Most buffers one writev takes.
     static let maxIovecs = 64
     /// Scratch iovec array shared by every socket of this loop.
@@ -43,12 +43,12 @@ public final class MinervaEventLoop: @unchecked Sendable {
     /// Read buffer shared by every TCP connection of this loop.
     package let readBuffer: ByteStorage
     /// Open TCP connections (kept alive until closed).
-    var openConnections: [MinervaTCPConnection] = []
-    private var deadlineListsByDuration: [Double: DeadlineList] = [:]
-    private var signalWatchers: [SignalWatcher] = []
-    private var stopRequested = false
+    @exclusivity(unchecked) var openConnections: [MinervaTCPConnection] = []
+    @exclusivity(unchecked) private var deadlineListsByDuration: [Double: DeadlineList] = [:]
+    @exclusivity(unchecked) private var signalWatchers: [SignalWatcher] = []
+    @exclusivity(unchecked) private var stopRequested = false
     /// Per-loop state of higher layers (e.g. each Minerva endpoint's driver), held weakly, keyed by its owner.
-    private var slots: [(key: ObjectIdentifier, value: Weak)] = []
+    @exclusivity(unchecked) private var slots: [(key: ObjectIdentifier, value: Weak)] = []
 
     private struct Weak {
         weak var object: AnyObject?
@@ -366,12 +366,12 @@ private final class ClosureTask: EndOfTurnTask {
 public final class MinervaLoopTimer {
     private weak var loop: MinervaEventLoop?
     let interval: Double?
-    var callback: (() -> Void)?
-    var deadline = 0.0
-    var sequence: UInt64 = 0
-    var inHeap = false
+    @exclusivity(unchecked) var callback: (() -> Void)?
+    @exclusivity(unchecked) var deadline = 0.0
+    @exclusivity(unchecked) var sequence: UInt64 = 0
+    @exclusivity(unchecked) var inHeap = false
     /// True once cancelled (or, for a one-shot timer, once fired).
-    public fileprivate(set) var isCancelled = false
+    @exclusivity(unchecked) public fileprivate(set) var isCancelled = false
 
     init(loop: MinervaEventLoop, interval: Double?, callback: @escaping () -> Void) {
         self.loop = loop
@@ -397,9 +397,9 @@ package protocol DeadlineTarget: AnyObject {
 /// A place in a `DeadlineList` (intrusive links, no allocation per insertion), owned by its target.
 package final class DeadlineNode {
     /// When the node's timeout passes (loop time), while it is in a list.
-    package fileprivate(set) var deadline = 0.0
-    fileprivate var previous: DeadlineNode?
-    fileprivate var next: DeadlineNode?
+    @exclusivity(unchecked) package fileprivate(set) var deadline = 0.0
+    @exclusivity(unchecked) fileprivate var previous: DeadlineNode?
+    @exclusivity(unchecked) fileprivate var next: DeadlineNode?
     /// The list the node is in, if any.
     package fileprivate(set) weak var list: DeadlineList?
     /// Told when the deadline passes; the target owns the node, so it outlives it.
@@ -416,9 +416,9 @@ package final class DeadlineList {
     /// The timeout every node in the list waits.
     package let duration: Double
     /// The node whose deadline comes first (the one that entered the list first).
-    package private(set) var head: DeadlineNode?
-    private var tail: DeadlineNode?
-    private(set) var count = 0
+    @exclusivity(unchecked) package private(set) var head: DeadlineNode?
+    @exclusivity(unchecked) private var tail: DeadlineNode?
+    @exclusivity(unchecked) private(set) var count = 0
 
     package init(loop: MinervaEventLoop, duration: Double) {
         self.loop = loop

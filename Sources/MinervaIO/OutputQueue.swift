@@ -17,10 +17,10 @@ package struct OutputSegment {
 
 /// Bytes queued for one socket.
 package final class OutputQueue {
-    private var segments: [OutputSegment] = []
+    @exclusivity(unchecked) private var segments: [OutputSegment] = []
     private let scratch: ByteStorage
     /// Bytes queued and not yet written.
-    package private(set) var count = 0
+    @exclusivity(unchecked) package private(set) var count = 0
 
     package init(capacity: Int) {
         scratch = ByteStorage(capacity: capacity)

@@ -2,6 +2,10 @@
 // marks, a write watcher only while output is pending, a write-stall timeout) and closes. HTTP, Minerva's socket
 // mode and the Swift client are handlers on it that hold protocol state only. `Acceptor` is the one accept loop
 // (accept until EAGAIN, back off when out of descriptors, pause at a connection limit).
+//
+// Stored properties of the loop-confined classes of MinervaIO and MinervaHTTP are `@exclusivity(unchecked)`: they are
+// only touched on their loop, never while another access to the same property is in progress, and the runtime's
+// dynamic exclusivity checks were ~20% of the instructions of a request (callgrind).
 internal import CShims
 import Logging
 
@@ -67,30 +71,30 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     /// The loop this connection lives on.
     public let eventLoop: MinervaEventLoop
     /// Receives the connection's events; released when the connection closes.
-    public var handler: (any MinervaTCPConnectionHandler)?
+    @exclusivity(unchecked) public var handler: (any MinervaTCPConnectionHandler)?
     /// The socket descriptor (-1 once closed).
-    package private(set) var fd: Int32
+    @exclusivity(unchecked) package private(set) var fd: Int32
     private let options: MinervaTCPConnectionOptions
-    private var watcher: IOWatcher!
+    @exclusivity(unchecked) private var watcher: IOWatcher!
     private let output = OutputQueue(capacity: 1024)
-    private var writeBlocked = false
-    private var flushScheduled = false
-    private var closeAfterFlush = false
-    private var readPaused = false
-    private var producerPaused = false
+    @exclusivity(unchecked) private var writeBlocked = false
+    @exclusivity(unchecked) private var flushScheduled = false
+    @exclusivity(unchecked) private var closeAfterFlush = false
+    @exclusivity(unchecked) private var readPaused = false
+    @exclusivity(unchecked) private var producerPaused = false
     private let writeTimeouts: DeadlineList
     private let timeoutNode = DeadlineNode()
     /// The acceptor that counts this connection against its limit, if any.
     package weak var acceptor: Acceptor?
     /// Position in the loop's list of open connections.
-    var index = 0
+    @exclusivity(unchecked) var index = 0
     /// Why the connection closed (`.open` while it is open).
-    package private(set) var closeReason = TCPCloseReason.open
+    @exclusivity(unchecked) package private(set) var closeReason = TCPCloseReason.open
     /// Whether the connection is still open.
     public var isOpen: Bool { closeReason == .open }
     /// Whether the peer ended its data cleanly (a read returned 0: it sent a FIN and may still be reading), as
     /// opposed to a reset or a read error. Set before `connectionPeerClosed`.
-    public private(set) var peerHalfClosed = false
+    @exclusivity(unchecked) public private(set) var peerHalfClosed = false
 
     /// Adopts a connected, non-blocking socket. Loop thread only.
     package init(fd: Int32, loop: MinervaEventLoop, options: MinervaTCPConnectionOptions) {
@@ -292,28 +296,28 @@ package struct ListeningSocket: Sendable {
 /// clients up to the backlog) with a rate-limited warning. Closes the listening socket when released. Loop thread.
 package final class Acceptor {
     private let fd: Int32
-    private var watcher: IOWatcher!
+    @exclusivity(unchecked) private var watcher: IOWatcher!
     private unowned let loop: MinervaEventLoop
     private let logger: Logger?
     private let name: String
     private let address: MinervaSocketAddress
     private let options: MinervaTCPConnectionOptions
     private let onAccept: (MinervaTCPConnection) -> Void
-    private var retryTimer: MinervaLoopTimer?
-    private var exhaustionLog = RateLimitedLog(window: 10, linesPerWindow: 1)
-    private var limitLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    @exclusivity(unchecked) private var retryTimer: MinervaLoopTimer?
+    @exclusivity(unchecked) private var exhaustionLog = RateLimitedLog(window: 10, linesPerWindow: 1)
+    @exclusivity(unchecked) private var limitLog = RateLimitedLog(window: 10, linesPerWindow: 1)
     /// The most connections of this acceptor open at once.
     package let maxConnections: Int
     /// Connections accepted and not yet closed.
-    package private(set) var openConnections = 0
+    @exclusivity(unchecked) package private(set) var openConnections = 0
     /// Whether accepting is paused (at the limit, or by `pause()`).
-    package private(set) var isPaused = false
-    private var pausedByUser = false
+    @exclusivity(unchecked) package private(set) var isPaused = false
+    @exclusivity(unchecked) private var pausedByUser = false
     /// Called when a client waits to be accepted while this acceptor is at its limit: closes one of the open
     /// connections that can best be spared (idle or slow) and returns true, or returns false if none can be. While
     /// it is set, the acceptor keeps watching the listening socket at the limit (each wake-up then means a client
     /// is waiting), and pauses only when the hook finds nothing to close. Must be cheap (O(1)).
-    package var shed: (() -> Bool)?
+    @exclusivity(unchecked) package var shed: (() -> Bool)?
 
     /// Takes over `socket` and accepts on `loop`.
     /// - Parameters:
@@ -429,7 +433,7 @@ package final class Acceptor {
 
 /// A listening TCP socket on one event loop that hands each accepted connection to a closure.
 public final class MinervaTCPListener {
-    private var acceptor: Acceptor?
+    @exclusivity(unchecked) private var acceptor: Acceptor?
     /// The bound address.
     public let localAddress: MinervaSocketAddress
 
