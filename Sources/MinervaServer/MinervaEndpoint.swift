@@ -240,7 +240,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     let engine: MinervaServerEngine
     // Per-request tables without dynamic exclusivity checks: loop-confined, never touched while one of them is being
     // mutated (see the note in MinervaServerEngine).
-    @exclusivity(unchecked) private var responses: [Int: MinervaHTTPResponse] = [:]
+    @exclusivity(unchecked) var responses: [Int: MinervaHTTPResponse] = [:]
     @exclusivity(unchecked) var sockets: [Int: MinervaSocketConnection] = [:]
     private var nextHandle = 0
     private var timer: MinervaLoopTimer?
@@ -256,6 +256,21 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
                 + "Content-Type: text/plain\r\nX-XSS-Protection: 1; mode=block\r\nX-Content-Type-Options: nosniff\r\n")
         return block
     }()
+    /// The server's loops when there are several (empty for one loop: nothing is handed off), and this loop's index.
+    let peers: [MinervaEventLoop]
+    let loopIndex: Int
+    /// Receiving side of hand-offs: transports of this loop whose stream another loop owns (handle -> proxy).
+    @exclusivity(unchecked) var proxied: [Int: ProxiedTransport] = [:]
+    /// Owning side: transports this engine runs for another loop's connection (negative handle -> where it lives),
+    /// and the way back from that loop's handle.
+    @exclusivity(unchecked) var remoteTransports: [Int: RemoteTransport] = [:]
+    @exclusivity(unchecked) var remoteHandles: [RemoteKey: Int] = [:]
+    var nextRemoteHandle = 0
+    /// Actions for other loops' connections, gathered during `perform` and sent once per target loop.
+    var outbox: [[RemoteAction]] = []
+    var outboxPending = false
+    /// Reused bytes for peeking at a hello.
+    var peekScratch: [UInt8] = []
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
@@ -271,6 +286,14 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         self.endpoint = endpoint
         let factory = endpoint.handlerFactory
         let logger = endpoint.logger
+        if let group = loop.group, group.count > 1 {
+            peers = group.loops
+            loopIndex = loop.indexInGroup
+        } else {
+            peers = []
+            loopIndex = 0
+        }
+        outbox = Array(repeating: [], count: peers.count)
         engine = MinervaServerEngine(configuration: endpoint.configuration.engine, now: loop.now) {
             [unowned loop] stream in
             logger.debug("stream \(stream.streamID.redacted) started")
@@ -321,7 +344,6 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
 
     func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         let handle = newHandle()
-        let now = self.now
         response.appendHeaderBlock(postHeaders)
         if let origin = endpoint.allowedOrigin(request) {
             response.setHeader("Access-Control-Allow-Origin", origin)
@@ -337,6 +359,11 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             info.peerAddress = entry.peer
             info.rateLimitKey = entry.rateLimitKey
         }
+        if !peers.isEmpty, let owner = owner(ofBody: request.body) {
+            handOffPost(request, handle: handle, info: info, to: owner)
+            return
+        }
+        let now = self.now
         if endpoint.configuration.includeRequestHeaders {
             // Copied as bytes into the transport's reused storage; Strings only if the application reads them.
             engine.openTransport(handle, kind: .http, connection: info, now: now) { headers in
@@ -351,11 +378,13 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
 
     func responseClosed(_ response: MinervaHTTPResponse, tag: Int) {
         guard responses.removeValue(forKey: tag) != nil else { return }
+        if !proxied.isEmpty, proxiedClosed(tag) { return }
         engine.transportClosed(TransportHandle(tag), now: now)
         perform()
     }
 
     func responseWritable(_ response: MinervaHTTPResponse, tag: Int) {
+        if !proxied.isEmpty, proxiedWritable(tag, true) { return }
         engine.transportWritable(TransportHandle(tag), true)
         perform()
     }
@@ -389,9 +418,11 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         while engine.hasActions {
             engine.drainBorrowedActions({ self.execute($0) })
         }
+        if outboxPending { sendOutbox() }
     }
 
     private func execute(_ action: BorrowedServerAction) {
+        if !remoteTransports.isEmpty, forwardIfRemote(action) { return }
         switch action {
         case .write(let handle, let bytes, let kind):
             switch kind {
