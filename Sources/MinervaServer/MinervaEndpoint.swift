@@ -17,7 +17,7 @@ import Synchronization
 public struct MinervaEndpointConfiguration: Sendable {
     /// The path the endpoint is mounted at; must start and end with `/` (default `/_minerva/`).
     public var prefix = "/_minerva/"
-    /// The engine's limits and timings (idle timeout, stream limits, socket grace period...).
+    /// The engine's limits and timings (idle timeout, stream limits, socket grace period...), for each loop's engine.
     public var engine = ServerEngineConfiguration()
     /// Origins allowed to POST from other sites (CORS). Empty: no CORS headers at all. `*` allows any origin.
     public var allowedOrigins: [String] = []
@@ -56,10 +56,12 @@ public struct MinervaEndpointConfiguration: Sendable {
 /// endpoint.mount(on: router)
 /// ```
 ///
-/// Each event loop of the server gets its own ``MinervaServerEngine`` (streams live on the loop that created
-/// them, so run a single loop thread unless clients are pinned to a loop). `Sendable`: share it between loops; what
-/// it keeps per loop lives on that loop. Keep the endpoint alive as long as the server runs (mounting it on a router
-/// does).
+/// Each event loop of the server gets its own ``MinervaServerEngine``. With several loops, each stream is owned by
+/// one of them, computed from its id alone (``ownerIndex(of:loopCount:)``): a request or socket that arrives on
+/// another loop is handed to the owner as messages (the receiving loop keeps the connection and carries the bytes
+/// the owner's engine produces), so the stream's handler always runs on its owner loop. The engine's limits
+/// (``MinervaEndpointConfiguration/engine``) apply per loop. `Sendable`: share it between loops; what it keeps per
+/// loop lives on that loop. Keep the endpoint alive as long as the server runs (mounting it on a router does).
 public final class MinervaEndpoint: Sendable {
     /// Builds the application handler of a new stream; called on the stream's event loop (any loop of the server,
     /// hence `@Sendable`).

@@ -243,6 +243,8 @@ struct MinervaMultiLoopTests {
         defer { server.stop() }
         let ids = ids(ownedBy: 0, of: 2, count: 3, prefix: "c0") + ids(ownedBy: 1, of: 2, count: 3, prefix: "c1")
         let clients = try ids.map { try socketStream(server, id: $0) }
+        let perLoop = server.http.server.eventLoops.map { loop in server.withEngine(on: loop) { $0.streamCount } }
+        #expect(perLoop == [3, 3])  // the listener runs on loop 0: half the streams were handed to loop 1
         for client in clients {
             try client.sendFrames(["begin_chat "])
             #expect(try client.readFrames(1) == ["|0A"])
