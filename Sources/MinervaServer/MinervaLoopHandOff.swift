@@ -82,8 +82,9 @@ extension MinervaLoopDriver {
     /// The index of the loop owning the stream named by the hello that opens `body`, if that is another loop; nil
     /// when it is this loop or the body does not start with a readable hello (this engine then answers it).
     func owner(ofBody body: UnsafeRawBufferPointer) -> Int? {
-        guard let newline = body.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
-        return owner(ofFrame: UnsafeRawBufferPointer(rebasing: body[..<newline]))
+        guard var end = body.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+        if end > 0 && body[end - 1] == UInt8(ascii: "\r") { end -= 1 }  // as the frame decoder does
+        return owner(ofFrame: UnsafeRawBufferPointer(rebasing: body[..<end]))
     }
 
     /// ``owner(ofBody:)`` for one frame (a socket's first int32 frame).
@@ -275,6 +276,7 @@ extension MinervaLoopDriver {
     private func send(to index: Int, _ work: @escaping @Sendable (MinervaLoopDriver) -> Void) {
         let loop = peers[index]
         let endpoint = self.endpoint
-        loop.execute { work(endpoint.driver(for: loop)) }
+        // Unowned: the closure lives in `loop`'s own inbox (a strong capture would keep a stopped loop alive).
+        loop.execute { [unowned loop] in work(endpoint.driver(for: loop)) }
     }
 }

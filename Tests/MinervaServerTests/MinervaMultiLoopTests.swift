@@ -164,7 +164,9 @@ struct MinervaMultiLoopTests {
                 let tnum = via * 2
                 var edits = ["eeds:null", "id:\"\(id)\"", "tnum:\(tnum)"]
                 if via > 0 { edits += ["-new", "sack:\"|0\""] }
-                try client.post(hsList(["format:2", "ming:1"] + edits) + "\n\(via)N\nhello\(via) \n")
+                // CRLF line ends (tolerated, PROTOCOL.md 3.1) on the second request: the owner is still found.
+                let end = via == 0 ? "\n" : "\r\n"
+                try client.post(hsList(["format:2", "ming:1"] + edits) + "\(end)\(via)N\(end)hello\(via) \(end)")
                 let head = try client.readHead()
                 #expect(head.status == 200)
                 let prefix = via == 0 ? ";)]}^\nC\n" : ";)]}^\n|0A\n"
