@@ -1,6 +1,7 @@
 // The Minerva socket listener (PROTOCOL.md 3.2): a separate TCP port whose connections choose their mode with their
 // first bytes (Flash policy file, `<int32/>\n`, or abort), then carry int32-framed frames both ways. Each int32
-// connection is one socket transport of the loop's engine.
+// connection is one socket transport of the engine of the loop owning its stream: this loop's, or (several loops)
+// another's, to which the connection then only carries bytes (MinervaLoopHandOff.swift).
 import Logging
 import MinervaCore
 import MinervaHTTP
