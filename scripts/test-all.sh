@@ -18,6 +18,10 @@ echo "== swift test"
 swift build --build-tests
 swift test --skip-build 2>&1 | tee "$LOGS/swift.log"
 
+echo "== swift test, Minerva server and client suites again on 2 event loops (MINERVA_TEST_THREADS=2)"
+MINERVA_TEST_THREADS=2 swift test --skip-build --filter 'MinervaServerTests|MinervaClientTests' 2>&1 \
+    | tee "$LOGS/swift-2-loops.log"
+
 echo "== JavaScript client (node --test)"
 ensure_node
 Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
@@ -25,22 +29,23 @@ Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
 echo "== JavaScript client in headless Chromium (Selenium, pytest)"
 Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser.log"
 
-python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" <<'PY'
+python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" <<'PY'
 import re, sys
-swift = open(sys.argv[1], errors="replace").read()
 node = open(sys.argv[2], errors="replace").read()
 browser = open(sys.argv[3], errors="replace").read()
 passed = failed = 0
-m = re.search(r"Test run with (\d+) tests? in \d+ suites? (passed|failed)", swift)
-if m:
-    total = int(m.group(1))
-    bad = len(re.findall(r"^✘ Test .* (failed|recorded an issue)", swift, re.M))
-    passed += total - bad
-    failed += bad
-xc = re.search(r"Executed (\d+) tests?, with (\d+) failures?", swift)
-if xc:
-    passed += int(xc.group(1)) - int(xc.group(2))
-    failed += int(xc.group(2))
+for log in (sys.argv[1], sys.argv[4]):
+    swift = open(log, errors="replace").read()
+    m = re.search(r"Test run with (\d+) tests? in \d+ suites? (passed|failed)", swift)
+    if m:
+        total = int(m.group(1))
+        bad = len(set(re.findall(r"^✘ Test (.*?) (?:failed|recorded an issue)", swift, re.M)))
+        passed += total - bad
+        failed += bad
+    xc = re.search(r"Executed (\d+) tests?, with (\d+) failures?", swift)
+    if xc:
+        passed += int(xc.group(1)) - int(xc.group(2))
+        failed += int(xc.group(2))
 p = re.search(r"^ℹ pass (\d+)", node, re.M)
 f = re.search(r"^ℹ fail (\d+)", node, re.M)
 if p:

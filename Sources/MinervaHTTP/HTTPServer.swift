@@ -198,6 +198,7 @@ public final class MinervaHTTPServer: @unchecked Sendable {
     private struct State {
         var started = false
         var loops: [MinervaEventLoop] = []
+        var group: MinervaLoopGroup?
         var contexts: [MinervaLoopBound<HTTPLoopContext>] = []
         var threads: [PosixThread] = []
         var runningLoops = 0
@@ -269,9 +270,12 @@ public final class MinervaHTTPServer: @unchecked Sendable {
         }
         if configuration.handleSignals { contexts[0].installSignalHandlers() }
         let loops = contexts.map(\.loop)
+        // Before the threads run: every loop can name every other (the Minerva endpoint finds a stream's owner).
+        let group = MinervaLoopGroup(loops)
         let bound = contexts.map { MinervaLoopBound(handingOver: $0, to: $0.loop) }
         state.withLock { state in
             state.loops = loops
+            state.group = group
             state.contexts = bound
             state.boundAddress = sockets[0].address
             state.runningLoops = loops.count

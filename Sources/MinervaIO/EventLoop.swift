@@ -53,6 +53,22 @@ public final class MinervaEventLoop: @unchecked Sendable {
     private struct Weak {
         weak var object: AnyObject?
     }
+    // Written once, before the loop threads run (MinervaLoopGroup.init), then only read.
+    private weak var _group: MinervaLoopGroup?
+    private var _indexInGroup = 0
+
+    /// The group of loops this loop belongs to (e.g. its HTTP server's), or nil for a loop on its own. Thread-safe
+    /// once the group is set up (it is set before the loop threads run and never changes).
+    public var group: MinervaLoopGroup? { _group }
+
+    /// This loop's index in ``group`` (0 for a loop on its own).
+    public var indexInGroup: Int { _indexInGroup }
+
+    /// Records the group (MinervaLoopGroup.init only).
+    func joinGroup(_ group: MinervaLoopGroup, index: Int) {
+        _group = group
+        _indexInGroup = index
+    }
 
     /// Creates a loop (`ev_loop_new` with `EVFLAG_NOSIGMASK`).
     /// - Parameter readBufferSize: the size of the read buffer every connection of the loop shares.

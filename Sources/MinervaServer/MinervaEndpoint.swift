@@ -17,7 +17,7 @@ import Synchronization
 public struct MinervaEndpointConfiguration: Sendable {
     /// The path the endpoint is mounted at; must start and end with `/` (default `/_minerva/`).
     public var prefix = "/_minerva/"
-    /// The engine's limits and timings (idle timeout, stream limits, socket grace period...).
+    /// The engine's limits and timings (idle timeout, stream limits, socket grace period...), for each loop's engine.
     public var engine = ServerEngineConfiguration()
     /// Origins allowed to POST from other sites (CORS). Empty: no CORS headers at all. `*` allows any origin.
     public var allowedOrigins: [String] = []
@@ -61,10 +61,12 @@ public struct MinervaEndpointConfiguration: Sendable {
 /// endpoint.mount(on: router)
 /// ```
 ///
-/// Each event loop of the server gets its own ``MinervaServerEngine`` (streams live on the loop that created
-/// them, so run a single loop thread unless clients are pinned to a loop). `Sendable`: share it between loops; what
-/// it keeps per loop lives on that loop. Keep the endpoint alive as long as the server runs (mounting it on a router
-/// does).
+/// Each event loop of the server gets its own ``MinervaServerEngine``. With several loops, each stream is owned by
+/// one of them, computed from its id alone (``ownerIndex(of:loopCount:)``): a request or socket that arrives on
+/// another loop is handed to the owner as messages (the receiving loop keeps the connection and carries the bytes
+/// the owner's engine produces), so the stream's handler always runs on its owner loop. The engine's limits
+/// (``MinervaEndpointConfiguration/engine``) apply per loop. `Sendable`: share it between loops; what it keeps per
+/// loop lives on that loop. Keep the endpoint alive as long as the server runs (mounting it on a router does).
 public final class MinervaEndpoint: Sendable {
     /// Builds the application handler of a new stream; called on the stream's event loop (any loop of the server,
     /// hence `@Sendable`).
@@ -250,7 +252,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     let engine: MinervaServerEngine
     // Per-request tables without dynamic exclusivity checks: loop-confined, never touched while one of them is being
     // mutated (see the note in MinervaServerEngine).
-    @exclusivity(unchecked) private var responses: [Int: MinervaHTTPResponse] = [:]
+    @exclusivity(unchecked) var responses: [Int: MinervaHTTPResponse] = [:]
     @exclusivity(unchecked) var sockets: [Int: MinervaSocketConnection] = [:]
     private var nextHandle = 0
     private var timer: MinervaLoopTimer?
@@ -266,6 +268,21 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
                 + "Content-Type: text/plain\r\nX-XSS-Protection: 1; mode=block\r\nX-Content-Type-Options: nosniff\r\n")
         return block
     }()
+    /// The server's loops when there are several (empty for one loop: nothing is handed off), and this loop's index.
+    let peers: [MinervaEventLoop]
+    let loopIndex: Int
+    /// Receiving side of hand-offs: transports of this loop whose stream another loop owns (handle -> proxy).
+    @exclusivity(unchecked) var proxied: [Int: ProxiedTransport] = [:]
+    /// Owning side: transports this engine runs for another loop's connection (negative handle -> where it lives),
+    /// and the way back from that loop's handle.
+    @exclusivity(unchecked) var remoteTransports: [Int: RemoteTransport] = [:]
+    @exclusivity(unchecked) var remoteHandles: [RemoteKey: Int] = [:]
+    var nextRemoteHandle = 0
+    /// Actions for other loops' connections, gathered during `perform` and sent once per target loop.
+    var outbox: [[RemoteAction]] = []
+    var outboxPending = false
+    /// Reused bytes for peeking at a hello.
+    var peekScratch: [UInt8] = []
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
@@ -281,6 +298,14 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         self.endpoint = endpoint
         let factory = endpoint.handlerFactory
         let logger = endpoint.logger
+        if let group = loop.group, group.count > 1 {
+            peers = group.loops
+            loopIndex = loop.indexInGroup
+        } else {
+            peers = []
+            loopIndex = 0
+        }
+        outbox = Array(repeating: [], count: peers.count)
         engine = MinervaServerEngine(configuration: endpoint.configuration.engine, now: loop.now) {
             [unowned loop] stream in
             logger.debug("stream \(stream.streamID.redacted) started")
@@ -331,7 +356,6 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
 
     func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
         let handle = newHandle()
-        let now = self.now
         response.appendHeaderBlock(postHeaders)
         if let origin = endpoint.allowedOrigin(request) {
             response.setHeader("Access-Control-Allow-Origin", origin)
@@ -347,6 +371,11 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             info.peerAddress = entry.peer
             info.rateLimitKey = entry.rateLimitKey
         }
+        if !peers.isEmpty, let owner = owner(ofBody: request.body) {
+            handOffPost(request, handle: handle, info: info, to: owner)
+            return
+        }
+        let now = self.now
         if endpoint.configuration.includeRequestHeaders {
             // Copied as bytes into the transport's reused storage; Strings only if the application reads them.
             engine.openTransport(handle, kind: .http, connection: info, now: now) { headers in
@@ -361,11 +390,13 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
 
     func responseClosed(_ response: MinervaHTTPResponse, tag: Int) {
         guard responses.removeValue(forKey: tag) != nil else { return }
+        if !proxied.isEmpty, proxiedClosed(tag) { return }
         engine.transportClosed(TransportHandle(tag), now: now)
         perform()
     }
 
     func responseWritable(_ response: MinervaHTTPResponse, tag: Int) {
+        if !proxied.isEmpty, proxiedWritable(tag, true) { return }
         engine.transportWritable(TransportHandle(tag), true)
         perform()
     }
@@ -399,9 +430,11 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         while engine.hasActions {
             engine.drainBorrowedActions({ self.execute($0) })
         }
+        if outboxPending { sendOutbox() }
     }
 
     private func execute(_ action: BorrowedServerAction) {
+        if !remoteTransports.isEmpty, forwardIfRemote(action) { return }
         switch action {
         case .write(let handle, let bytes, let kind):
             switch kind {

@@ -1,6 +1,7 @@
 // The Minerva socket listener (PROTOCOL.md 3.2): a separate TCP port whose connections choose their mode with their
 // first bytes (Flash policy file, `<int32/>\n`, or abort), then carry int32-framed frames both ways. Each int32
-// connection is one socket transport of the loop's engine.
+// connection is one socket transport of the engine of the loop owning its stream: this loop's, or (several loops)
+// another's, to which the connection then only carries bytes (MinervaLoopHandOff.swift).
 import Logging
 import MinervaCore
 import MinervaHTTP
@@ -101,7 +102,7 @@ public final class MinervaSocketListener: @unchecked Sendable {
 /// The protocol state of one accepted socket (a handler on the loop's one socket type): mode detection, then an
 /// int32 transport of the engine.
 final class MinervaSocketConnection: MinervaTCPConnectionHandler {
-    private enum State { case detecting, policyServed, int32, closed }
+    private enum State { case detecting, policyServed, peeking, int32, closed }
 
     let tcp: MinervaTCPConnection
     let handle: TransportHandle
@@ -111,6 +112,11 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
     private var detector: SocketModeDetector
     private var detectionTimer: MinervaLoopTimer?
     private var backedUp = false
+    /// Several loops: the bytes after the mode prefix, kept until the first frame (the hello) names the stream.
+    private var peeked: [UInt8] = []
+    private var info = ConnectionInfo()
+    /// Whether another loop's engine runs this transport (this connection only carries its bytes).
+    private var proxied = false
 
     init(tcp: MinervaTCPConnection, listener: MinervaSocketListener, driver: MinervaLoopDriver) {
         self.tcp = tcp
@@ -134,6 +140,7 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
                 self.listener.logAbort(.timeout, peer: self.peerAddress)
                 self.tcp.abort()
             case .policyServed: self.tcp.close()  // the Flash player should have closed it by now
+            case .peeking: self.settle(owner: nil)  // no whole first frame in time: this engine decides
             case .int32, .closed: break
             }
         }
@@ -154,19 +161,62 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
                 listener.logAbort(reason, peer: peerAddress)
                 tcp.abort()
             case .int32(let remainder):
-                state = .int32
-                cancelDetectionTimer()
                 let peer = peerAddress
-                let info = ConnectionInfo(
+                info = ConnectionInfo(
                     localAddress: tcp.localAddress?.description ?? "", peerAddress: peer,
                     rateLimitKey: hostPart(of: peer))
-                driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
-                framesArrived(remainder)
+                if driver.peers.isEmpty {
+                    state = .int32
+                    cancelDetectionTimer()
+                    driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
+                    framesArrived(remainder)
+                } else {
+                    state = .peeking  // the detection timer bounds the wait for the first frame
+                    peek(remainder)
+                }
             }
+        case .peeking:
+            peek(bytes)
         case .int32:
-            framesArrived(bytes)
+            if proxied {
+                driver.forwardSocketBytes(handle, Array(bytes))
+            } else {
+                framesArrived(bytes)
+            }
         case .policyServed, .closed:
             return  // PROTOCOL.md 3.2: input after the policy answer is ignored
+        }
+    }
+
+    /// Several loops: waits for the first int32 frame, whose hello names the stream and so the loop that owns it.
+    private func peek(_ bytes: some Sequence<UInt8>) {
+        peeked.append(contentsOf: bytes)
+        guard peeked.count >= 4 else { return }
+        let length = Int(peeked[0]) << 24 | Int(peeked[1]) << 16 | Int(peeked[2]) << 8 | Int(peeked[3])
+        guard length > 0, length <= driver.engine.maxFrameLength else {
+            settle(owner: nil)  // not a frame this engine accepts: it answers
+            return
+        }
+        guard peeked.count >= 4 + length else { return }
+        let owner = peeked.withUnsafeBytes {
+            driver.owner(ofFrame: UnsafeRawBufferPointer(rebasing: $0[4..<(4 + length)]))
+        }
+        settle(owner: owner)
+    }
+
+    /// Opens the transport on the owner's engine: this loop's (nil), or another's, for which this connection then
+    /// only carries bytes.
+    private func settle(owner: Int?) {
+        state = .int32
+        cancelDetectionTimer()
+        let bytes = peeked
+        peeked = []
+        if let owner {
+            proxied = true
+            driver.handOffSocket(handle, info: info, bytes: bytes, to: owner)
+        } else {
+            driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
+            framesArrived(bytes)
         }
     }
 
@@ -179,6 +229,10 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
     func connectionBecameWritable(_ connection: MinervaTCPConnection) {
         guard backedUp else { return }
         backedUp = false
+        if proxied {
+            _ = driver.proxiedWritable(handle.rawValue, true)
+            return
+        }
         driver.engine.transportWritable(handle, true)
         driver.perform()
     }
@@ -189,7 +243,9 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         cancelDetectionTimer()
         driver.sockets[handle.rawValue] = nil
         listener.connectionClosed(self)
-        if wasTransport {
+        if wasTransport && proxied {
+            _ = driver.proxiedClosed(handle.rawValue)
+        } else if wasTransport {
             driver.engine.transportClosed(handle, now: driver.now)
             driver.perform()
         }
@@ -209,7 +265,11 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         tcp.write(bytes)
         if !backedUp && !tcp.isWritable && tcp.isOpen {
             backedUp = true
-            driver.engine.transportWritable(handle, false)
+            if proxied {
+                _ = driver.proxiedWritable(handle.rawValue, false)
+            } else {
+                driver.engine.transportWritable(handle, false)
+            }
         }
     }
 

@@ -20,7 +20,10 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
-    @Option(help: "Event-loop threads (more than one uses SO_REUSEPORT).")
+    @Option(
+        help:
+            "Event-loop threads, each accepting on the port with SO_REUSEPORT; a stream lives on the loop its id maps to."
+    )
     var threads = 1
 
     @Option(help: "The most HTTP connections open at once (shared by the loops; accepting pauses at the limit).")
@@ -110,9 +113,6 @@ struct MinervaDemo: ParsableCommand {
             socketListener = try MinervaSocketListener(
                 endpoint: endpoint, host: host, port: socketPort, on: server.eventLoops[0])
             logger.info("Minerva socket listener on \(host):\(socketListener?.port ?? 0)")
-        }
-        if threads > 1 {
-            logger.warning("streams live on one loop each: with --threads > 1 a client may miss its stream")
         }
         server.waitUntilStopped()
         socketListener = nil

@@ -85,7 +85,7 @@ struct MinervaClientStreamTests {
             #expect(recorded.resets.get().first?.0 == "done here")
             #expect(recorded.resets.get().first?.1 == true)
             #expect(waitUntil(10) { recorded.disconnected.get() })
-            #expect(waitUntil(5) { server.withEngine { $0.streamCount } == 0 })
+            #expect(waitUntil(5) { server.total(\.streamCount) == 0 })
         }
     }
 

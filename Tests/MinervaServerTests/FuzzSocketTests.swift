@@ -45,7 +45,7 @@ final class FuzzTarget {
 
     /// The engine's transport and stream counts, read on the loop (nil if the loop does not answer in time).
     func engineCounts() -> (transports: Int, streams: Int)? {
-        server.withEngine { ($0.transportCount, $0.streamCount) }
+        (server.total(\.transportCount), server.total(\.streamCount))
     }
 
     /// Whether a fresh connection gets `ok` from GET /healthz.

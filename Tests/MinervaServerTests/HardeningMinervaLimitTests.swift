@@ -24,7 +24,7 @@ struct HardeningMinervaLimitTests {
         let second = try RawClient(port: server.port)
         try second.post(hh("eeds:null", "id:\"\(streamID("y"))\"") + "\n")
         #expect(try second.readResponse().text == ";)]}^\nstream_attach_failureK\n")
-        #expect(server.withEngine { $0.streamCount } == 1)
+        #expect(server.total(\.streamCount) == 1)
     }
 
     @Test func maxTransportsPerStreamRefusesOneMore() throws {
@@ -79,7 +79,7 @@ struct HardeningMinervaLimitTests {
         }
         #expect(thrown == true)
         #expect(waitUntil(2) { server.recording.all.contains("reset send queue limit exceeded false") })
-        #expect(server.withEngine { $0.streamCount } == 0)
+        #expect(server.total(\.streamCount) == 0)
     }
 
     @Test func aBodyOverTheHTTPLimitIsA413NotAKillFrame() throws {
@@ -89,6 +89,6 @@ struct HardeningMinervaLimitTests {
         let body = Array((hh("-eeds") + "\n").utf8) + [UInt8](repeating: 0x20, count: 2 * 1_048_576 + 1)
         try? client.post(body)
         #expect(try client.readResponse().status == 413)
-        #expect(server.withEngine { $0.transportCount } == 0)
+        #expect(server.total(\.transportCount) == 0)
     }
 }

@@ -46,7 +46,7 @@ struct MinervaDemoProtocolTests {
         let client = try demoStream(server)
         try client.sendFrames(["reset_me:bye now "])
         #expect(try client.readFrames(3) == ["|0A", "bye now|1!", "Y"])
-        #expect(server.withEngine { $0.streamCount } == 0)
+        #expect(server.total(\.streamCount) == 0)
         let other = try demoStream(server, id: "yyyyyyyyyyyyyyyyyyyyyyyyyy")
         try other.sendFrames(["string_then_reset_me:R "])
         #expect(try other.readFrames(3) == ["|0A", "R|1!", "Y"])

@@ -164,7 +164,7 @@ struct MinervaEndpointTests {
         client.abort()
         #expect(waitUntil { server.recording.all.contains("destroyed 0") })
         #expect(server.withStream { $0.transportCount } == 0)
-        #expect(server.withEngine { $0.transportCount } == 0)
+        #expect(server.total(\.transportCount) == 0)
     }
 
     @Test("84: a transport that does not want strings is closed at once (Content-Length 16)")
@@ -226,7 +226,7 @@ struct MinervaEndpointTests {
         let reply = try client.readResponse()
         #expect(reply.text == ";)]}^\nframe_corruptionK\n")
         #expect(server.recording.all.isEmpty)
-        #expect(server.withEngine { $0.streamCount } == 0)
+        #expect(server.total(\.streamCount) == 0)
     }
 
     @Test("89: {}H is invalid_frame_type_or_arguments (Content-Length 39)")

@@ -79,7 +79,7 @@ struct MinervaLoopIntegrationTests {
         try client.post(hh("eeds:null") + "\n")
         #expect(try client.readResponse().text == ";)]}^\nC\n|-1A\n|-1T\n")
         #expect(waitUntil(3) { server.recording.all.last == "reset no activity from peer false" })
-        #expect(server.withEngine { $0.streamCount } == 0)
+        #expect(server.total(\.streamCount) == 0)
         try client.post(hh("-new", "eeds:null") + "\n")
         #expect(try client.readResponse().text == ";)]}^\nstream_attach_failureK\n")
     }

@@ -179,8 +179,8 @@ struct MinervaSoakTests {
         }
         #expect(aborts > requests / 20)
         // Every aborted or finished request has detached; the streams are still there, idle.
-        #expect(waitUntil(5) { server.withEngine { $0.transportCount } == 0 })
-        #expect(server.withEngine { $0.streamCount } == streamCount)
+        #expect(waitUntil(5) { server.total(\.transportCount) == 0 })
+        #expect(server.total(\.streamCount) == streamCount)
         // The last acknowledgements empty every send queue; resetting the streams leaves nothing behind.
         let last = total - 1
         for stream in streams {
@@ -190,8 +190,10 @@ struct MinervaSoakTests {
             )
             #expect(try client.readResponse().text == ";)]}^\n|\(last)A\n|\(last)T\n")
         }
-        let queued = server.withEngine { engine in
-            streams.map { engine.stream(StreamID($0.id)!)?.queuedCount ?? -1 }
+        let queued = streams.map { stream in
+            server.withEngine(on: server.ownerLoop(of: stream.id)) { engine in
+                engine.stream(StreamID(stream.id)!)?.queuedCount ?? -1
+            } ?? -2
         }
         #expect(queued == Array(repeating: 0, count: streamCount))
         for stream in streams {
@@ -200,9 +202,9 @@ struct MinervaSoakTests {
                 hh("-new", "-eeds", "id:\"\(stream.id)\"", "seenack:\"|\(last)\"") + "\ndone|1!\n")
             #expect(try client.readResponse().text == ";)]}^\n|\(last)A\n|\(last)T\n")
         }
-        #expect(server.withEngine { $0.streamCount } == 0)
+        #expect(server.total(\.streamCount) == 0)
         #expect(waitUntil(5) { server.http.server.connectionCount == 0 })
-        #expect(server.withEngine { _ in demo.room(for: server.loop).memberCount } == 0)
+        #expect(server.total { _, loop in demo.room(for: loop).memberCount } == 0)
     }
 }
 
@@ -329,7 +331,7 @@ struct MinervaSocketSoakTests {
             #expect(stream.received == expected)
         }
         #expect(streams.map(\.connections).reduce(0, +) > streamCount * 4)
-        #expect(server.withEngine { $0.streamCount } == 0)
-        #expect(waitUntil(5) { server.withEngine { $0.transportCount } == 0 })
+        #expect(server.total(\.streamCount) == 0)
+        #expect(waitUntil(5) { server.total(\.transportCount) == 0 })
     }
 }

@@ -193,7 +193,7 @@ struct MinervaSocketTests {
         let second = try server.int32Client()
         try second.sendFrames([hs()])
         #expect(try second.readFrames(1) == ["C"])
-        #expect(server.withEngine { $0.streamCount } == 1)
+        #expect(server.total(\.streamCount) == 1)
         #expect(server.withStream { $0.transportCount } == 2)
     }
 
@@ -294,7 +294,7 @@ struct MinervaSocketTests {
         #expect(try client.readFrames(1) == ["C"])
         client.abort()
         #expect(waitUntil { server.recording.all.contains("destroyed 0") })
-        #expect(server.withEngine { $0.transportCount } == 0)
+        #expect(server.total(\.transportCount) == 0)
     }
 
     @Test("HTTP and socket transports share streams: an HTTP upload reaches the socket primary's stream")

@@ -6,6 +6,12 @@ import MinervaHTTP
 import MinervaIO
 import MinervaServer
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
 /// Moves a value into a `@Sendable` closure that runs on the loop the value belongs to.
 private struct LoopTransfer<Value>: @unchecked Sendable {
     // @unchecked: the value is used only on the loop it is handed to, while the sender waits.
@@ -139,7 +145,25 @@ package final class MinervaTestServer {
     package var port: Int { http.port }
     /// The socket listener's port (the server must have been made with `socket: true`).
     package var socketPort: Int { socketListener!.port }
+    /// The server's first loop (the socket listener's).
     package var loop: MinervaEventLoop { http.loop }
+    /// The loop that owns the test stream (`testStreamID`): its engine runs the stream.
+    package var ownerLoop: MinervaEventLoop { ownerLoop(of: testStreamID) }
+    /// How many loop threads the server runs.
+    package var threads: Int { http.server.eventLoops.count }
+
+    /// The loop threads of test servers unless a test says otherwise: `MINERVA_TEST_THREADS`, default 1.
+    package static var defaultThreads: Int {
+        guard let text = getenv("MINERVA_TEST_THREADS"), let count = Int(String(cString: text)), count >= 1 else {
+            return 1
+        }
+        return count
+    }
+
+    /// The loop that owns the stream `id`.
+    package func ownerLoop(of id: String) -> MinervaEventLoop {
+        endpoint.ownerLoop(of: StreamID(id)!, from: loop)
+    }
 
     /// - Parameters:
     ///   - configure: endpoint settings.
@@ -152,6 +176,7 @@ package final class MinervaTestServer {
     package init(
         configure: (inout MinervaEndpointConfiguration) -> Void = { _ in },
         http configureHTTP: (inout MinervaHTTPServerConfiguration) -> Void = { _ in }, socket: Bool = false,
+        threads: Int = MinervaTestServer.defaultThreads,
         logLevel: Logger.Level = .critical, makeHandler: ((RecordingHandler) -> Void)? = nil,
         factory: MinervaEndpoint.HandlerFactory? = nil, routes: (MinervaHTTPRouter) -> Void = { _ in }
     ) throws {
@@ -170,7 +195,12 @@ package final class MinervaTestServer {
                 return handler
             })
         self.endpoint = endpoint
-        let http = try TestServer(configureHTTP, logLevel: logLevel, logs: logs) { router in
+        let http = try TestServer(
+            { configuration in
+                configuration.threads = threads
+                configureHTTP(&configuration)
+            }, logLevel: logLevel, logs: logs
+        ) { router in
             routes(router)
             endpoint.mount(on: router)
         }
@@ -208,11 +238,27 @@ package final class MinervaTestServer {
         return client
     }
 
-    /// Runs `body` with the loop's engine on the loop thread and returns its result.
-    package func withEngine<T>(_ body: @escaping (MinervaServerEngine) -> T) -> T? {
+    /// Runs `body` with the engine of the loop owning the test stream (or of `loop`), on that loop's thread, and
+    /// returns its result.
+    package func withEngine<T>(on loop: MinervaEventLoop? = nil, _ body: @escaping (MinervaServerEngine) -> T) -> T? {
         let endpoint = LoopTransfer(value: self.endpoint)
-        let loop = self.loop
-        return http.onLoop { body(endpoint.value.engine(on: loop)) }
+        let loop = loop ?? ownerLoop
+        return try? runOnLoop(loop) { body(endpoint.value.engine(on: loop)) }
+    }
+
+    /// The sum of `count` over every loop's engine (each read on its own loop); -1 if a loop does not answer.
+    package func total(_ count: @escaping (MinervaServerEngine, MinervaEventLoop) -> Int) -> Int {
+        var sum = 0
+        for loop in http.server.eventLoops {
+            guard let value = withEngine(on: loop, { count($0, loop) }) else { return -1 }
+            sum += value
+        }
+        return sum
+    }
+
+    /// The sum of an engine property over every loop.
+    package func total(_ count: KeyPath<MinervaServerEngine, Int> & Sendable) -> Int {
+        total { engine, _ in engine[keyPath: count] }
     }
 
     /// Runs `body` with the test stream on the loop thread (nil if it does not exist).
