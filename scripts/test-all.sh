@@ -29,10 +29,13 @@ Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
 echo "== JavaScript client in headless Chromium (Selenium, pytest)"
 Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser.log"
 
-python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" <<'PY'
+echo "== the same browser suite against minerva-demo --threads 2"
+MINERVA_DEMO_THREADS=2 Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser-2-loops.log"
+
+python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
+    "$LOGS/browser-2-loops.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
-browser = open(sys.argv[3], errors="replace").read()
 passed = failed = 0
 for log in (sys.argv[1], sys.argv[4]):
     swift = open(log, errors="replace").read()
@@ -52,9 +55,11 @@ if p:
     passed += int(p.group(1))
 if f:
     failed += int(f.group(1))
-m = re.search(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M)
-if m:
-    passed += int(m.group(2))
-    failed += int(m.group(1) or 0)
+for log in (sys.argv[3], sys.argv[5]):
+    browser = open(log, errors="replace").read()
+    m = re.search(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M)
+    if m:
+        passed += int(m.group(2))
+        failed += int(m.group(1) or 0)
 print(f"total: {passed} passed, {failed} failed")
 PY

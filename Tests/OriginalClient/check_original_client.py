@@ -4,6 +4,7 @@ echo_twice and an unknown command, a chat between two streams, reset_me, and the
 
 Setup (Debian 12): apt-get install chromium chromium-driver python3-selenium; swift build --product minerva-demo.
 Run: /usr/bin/python3 Tests/OriginalClient/check_original_client.py /path/to/original/minerva-client.js
+(MINERVA_DEMO_THREADS=2 runs the demo with two event loops.)
 """
 
 import json
@@ -36,8 +37,9 @@ def main():
     shutil.copy(client, os.path.join(static, 'minerva-client.js'))
     shutil.copy(os.path.join(HERE, 'check.html'), os.path.join(static, 'orig.html'))
     port = free_port()
+    threads = os.environ.get('MINERVA_DEMO_THREADS', '1')
     demo = subprocess.Popen([os.path.join(REPO, '.build', 'debug', 'minerva-demo'), '--port', str(port),
-                             '--static-dir', static], stderr=subprocess.DEVNULL)
+                             '--static-dir', static, '--threads', threads], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while True:

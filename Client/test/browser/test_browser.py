@@ -49,13 +49,15 @@ def wait_for_http(url, timeout=30.0):
 
 
 class Demo:
-    """The release minerva-demo on a free loopback port (flags per issue 4; --static-dir is assumed)."""
+    """The release minerva-demo on a free loopback port (flags per issue 4; --static-dir is assumed), with
+    MINERVA_DEMO_THREADS event loops (default 1)."""
 
     def __init__(self):
         self.port = free_port()
         binary = os.environ.get('MINERVA_DEMO_BINARY') or os.path.join(REPO, '.build', 'release', 'minerva-demo')
+        threads = os.environ.get('MINERVA_DEMO_THREADS', '1')  # the suite runs with 1 and with 2 event loops
         self.process = subprocess.Popen(
-            [binary, '--host', '127.0.0.1', '--port', str(self.port), '--static-dir', HERE],
+            [binary, '--host', '127.0.0.1', '--port', str(self.port), '--static-dir', HERE, '--threads', threads],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.base = f'http://127.0.0.1:{self.port}'
         wait_for_http(self.base + '/healthz')
