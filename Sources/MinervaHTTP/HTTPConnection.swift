@@ -225,12 +225,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             return
         }
         socket.withOutput { out in
-            out.append("HTTP/1.1 ")
-            out.appendDecimal(status)
-            out.append(byte: 32)
-            out.append(reasonPhrase(status))
-            out.append("\r\n")
-            out.append(context.dateLine().bytes)
+            context.appendStatusLineAndDate(status, to: out)
             out.append("Content-Type: text/plain\r\nConnection: close\r\nContent-Length: ")
             let reason = reasonPhrase(status)
             out.appendDecimal(reason.utf8CodeUnitCount + 1)

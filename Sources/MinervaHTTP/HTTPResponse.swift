@@ -136,12 +136,7 @@ public final class MinervaHTTPResponse {
         if connection.context.draining { keepAlive = false }
         let status = self.status
         connection.withOutput { out in
-            out.append("HTTP/1.1 ")
-            out.appendDecimal(status)
-            out.append(byte: 32)
-            out.append(reasonPhrase(status))
-            out.append("\r\n")
-            out.append(connection.context.dateLine().bytes)
+            connection.context.appendStatusLineAndDate(status, to: out)
             out.append(extraHeaders.bytes)
             switch framing {
             case .length:

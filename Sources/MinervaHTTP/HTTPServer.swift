@@ -110,6 +110,16 @@ package final class HTTPLoopContext {
         }
     }
 
+    /// Appends `HTTP/1.1 <status> <reason>` and the `Date` (and `Server`) lines.
+    @inline(__always) func appendStatusLineAndDate(_ status: Int, to out: ByteStorage) {
+        out.append("HTTP/1.1 ")
+        out.appendDecimal(status)
+        out.append(byte: 32)
+        out.append(reasonPhrase(status))
+        out.append("\r\n")
+        out.append(dateLine().bytes)
+    }
+
     /// The `Date` header line (and `Server`, if configured), reformatted at most once per second.
     func dateLine() -> ByteStorage {
         let second = Int(loop.now)
