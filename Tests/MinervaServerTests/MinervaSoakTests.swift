@@ -119,7 +119,9 @@ private final class SoakStream: @unchecked Sendable {
                     client.abort()
                     continue
                 }
-                handle(try client.readResponse(timeout: 5).text, from: "poll")
+                // maxt:2 makes the server answer within about 2 s; 20 s only catches an answer that never comes, not a
+                // loop thread starved for a few seconds while every suite runs in parallel on two cores.
+                handle(try client.readResponse(timeout: 20).text, from: "poll")
             } catch {
                 return fail("poll: \(error)")
             }
