@@ -84,12 +84,16 @@ final class MinervaDemoHandler: MinervaStreamHandler {
         self.stream = stream
     }
 
+    private static let echoPrefix = Array("echo:".utf8)
+
     /// Runs one command.
     func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws {
+        if string.starts(with: Self.echoPrefix) {  // the hot command: echoed from the borrowed bytes, no String
+            try stream.send(string.dropFirst(Self.echoPrefix.count))
+            return
+        }
         let text = String(decoding: string, as: UTF8.self)
-        if let x = text.dropPrefix("echo:") {
-            try stream.send(x)
-        } else if let x = text.dropPrefix("echo_twice:") {
+        if let x = text.dropPrefix("echo_twice:") {
             try stream.send(x)
             loop.schedule(after: 0) { [weak stream] in  // a later turn
                 guard let stream, !stream.isReset else { return }
