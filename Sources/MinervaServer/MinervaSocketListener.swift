@@ -93,6 +93,15 @@ public final class MinervaSocketListener: @unchecked Sendable {
         driver.endpoint.logger.notice("socket aborted in mode detection: \(reason)", metadata: metadata)
     }
 
+    /// Logs a connection aborted because its first frame did not arrive whole in time, rate-limited (the same budget
+    /// as mode-detection aborts).
+    func logFirstFrameTimeout(peer: String, bytes: Int) {
+        guard let suppressed = abortLog.admit(now: eventLoop.now) else { return }
+        var metadata: Logger.Metadata = ["peer": "\(peer)", "bytesReceived": "\(bytes)"]
+        if suppressed > 0 { metadata["earlierAbortsNotLogged"] = "\(suppressed)" }
+        driver.endpoint.logger.notice("socket aborted: no whole first frame in time", metadata: metadata)
+    }
+
     /// One of this listener's connections closed.
     func connectionClosed(_ connection: MinervaSocketConnection) {
         connections[ObjectIdentifier(connection)] = nil
@@ -112,7 +121,8 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
     private var detector: SocketModeDetector
     private var detectionTimer: MinervaLoopTimer?
     private var backedUp = false
-    /// Several loops: the bytes after the mode prefix, kept until the first frame (the hello) names the stream.
+    /// The bytes after the mode prefix, kept until the first frame (the hello) is whole (and, with several loops,
+    /// names the stream).
     private var peeked: [UInt8] = []
     private var info = ConnectionInfo()
     /// Whether another loop's engine runs this transport (this connection only carries its bytes).
@@ -140,7 +150,11 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
                 self.listener.logAbort(.timeout, peer: self.peerAddress)
                 self.tcp.abort()
             case .policyServed: self.tcp.close()  // the Flash player should have closed it by now
-            case .peeking: self.settle(owner: nil)  // no whole first frame in time: this engine decides
+            case .peeking:
+                // `<int32/>` and then no whole first frame in time (nothing, a partial length or a partial hello):
+                // such connections would otherwise stay open for as long as the peer likes.
+                self.listener.logFirstFrameTimeout(peer: self.peerAddress, bytes: self.peeked.count)
+                self.tcp.abort()
             case .int32, .closed: break
             }
         }
@@ -165,15 +179,8 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
                 info = ConnectionInfo(
                     localAddress: tcp.localAddress?.description ?? "", peerAddress: peer,
                     rateLimitKey: hostPart(of: peer))
-                if driver.peers.isEmpty {
-                    state = .int32
-                    cancelDetectionTimer()
-                    driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
-                    framesArrived(remainder)
-                } else {
-                    state = .peeking  // the detection timer bounds the wait for the first frame
-                    peek(remainder)
-                }
+                state = .peeking  // the detection timer bounds the wait for the first whole frame (the hello)
+                peek(remainder)
             }
         case .peeking:
             peek(bytes)
@@ -188,7 +195,8 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         }
     }
 
-    /// Several loops: waits for the first int32 frame, whose hello names the stream and so the loop that owns it.
+    /// Waits for the first whole int32 frame (within the detection deadline); with several loops its hello names the
+    /// stream and so the loop that owns it.
     private func peek(_ bytes: some Sequence<UInt8>) {
         peeked.append(contentsOf: bytes)
         guard peeked.count >= 4 else { return }
@@ -198,6 +206,10 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
             return
         }
         guard peeked.count >= 4 + length else { return }
+        if driver.peers.isEmpty {
+            settle(owner: nil)  // one loop: this engine owns every stream
+            return
+        }
         let owner = peeked.withUnsafeBytes {
             driver.owner(ofFrame: UnsafeRawBufferPointer(rebasing: $0[4..<(4 + length)]))
         }

@@ -121,6 +121,28 @@ struct MinervaHardeningTests {
         #expect(server.logs.lines(containing: "socket aborted").allSatisfy { $0.level == .notice })
     }
 
+    @Test("issue 12: after <int32/> the first frame must arrive whole within the detection deadline")
+    func aSocketWithoutAWholeFirstFrameIsAborted() throws {
+        let server = try loggedServer { $0.socketModeTimeout = 0.3 }
+        defer { server.stop() }
+        // Nothing, part of a length prefix, a whole prefix and part of the frame.
+        for tail: [UInt8] in [[], [0, 0], [0, 0, 0, 40, 123, 34]] {
+            let client = try RawClient(port: server.socketPort)
+            try client.sendModePrefix()
+            try client.send(tail)
+            #expect(client.waitForClose(within: 3), "tail \(tail)")
+            #expect(client.buffer.isEmpty)
+        }
+        #expect(server.logs.lines(containing: "socket aborted: no whole first frame in time").count == 3)
+        // A whole hello in time is answered, and the connection outlives the deadline.
+        let client = try RawClient(port: server.socketPort)
+        try client.sendModePrefix()
+        try client.sendFrames([hs()])
+        #expect(try client.readFrames(1) == ["C"])
+        #expect(client.receivesNothing(for: 0.6))
+        #expect(server.withEngine { $0.streamCount } == 1)
+    }
+
     @Test func rejectionLinesAreRateLimitedAndCountWhatTheyHoldBack() throws {
         let server = try loggedServer()
         defer { server.stop() }
