@@ -29,7 +29,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("ev"), .linkedLibrary("http_parser")]
         ),
         // The Minerva protocol, pure: no sockets, no clocks, no Foundation, no CShims.
-        .target(name: "MinervaCore"),
+        .target(name: "MinervaCore", swiftSettings: swift6),
         // Event loops, timers, the one TCP connection type, listeners, cross-loop messages. No HTTP, no Minerva.
         .target(
             name: "MinervaIO",
@@ -68,7 +68,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: swift6
         ),
         // Helpers shared by the test targets (seeded RNG, test hellos, raw client, test servers), written once.
         .target(

@@ -38,7 +38,7 @@ let package = Package(
             name: "minerva-load",
             dependencies: ["CEpoll", .product(name: "MinervaHTTP", package: "Minerva")],
             path: "Tools/minerva-load",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]
 )

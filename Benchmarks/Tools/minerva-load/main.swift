@@ -18,14 +18,14 @@ var prefix = "/_minerva/"
 var holdCount: Int?
 
 var arguments = CommandLine.arguments.dropFirst()
-func value(_ name: String) -> String {
+@MainActor func value(_ name: String) -> String {
     guard let next = arguments.popFirst() else {
         printError("\(name) needs a value")
         exitProcess(2)
     }
     return next
 }
-func number<T: LosslessStringConvertible>(_ name: String, _: T.Type) -> T {
+@MainActor func number<T: LosslessStringConvertible>(_ name: String, _: T.Type) -> T {
     let text = value(name)
     guard let parsed = T(text) else {
         printError("bad value for \(name): \(text)")
@@ -117,7 +117,7 @@ for stream in streams { stream.stopped = true }
 let elapsed = Double(monotonicNanos() - countFrom) / 1e9
 var sorted = stats.latencies
 sorted.sort()
-func percentile(_ fraction: Double) -> Double {
+@MainActor func percentile(_ fraction: Double) -> Double {
     guard !sorted.isEmpty else { return 0 }
     let index = min(sorted.count - 1, Int(Double(sorted.count) * fraction))
     return Double(sorted[index]) / 1000
