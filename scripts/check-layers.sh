@@ -89,8 +89,16 @@ while IFS='|' read -r name kind path deps; do
     printf '%-20s %-6s imports: %-50s Package.swift: %s\n' "$name" "$kind" "${imported[*]:--}" "${deps//,/ }"
 done <<<"$TARGETS"
 
+# Every target of both packages compiles in Swift 6 language mode (the concurrency contract is checked there).
+for manifest in Package.swift Benchmarks/Package.swift; do
+    if grep -n 'swiftLanguageMode(\.v[345])' "$manifest"; then
+        echo "FAIL $manifest: a target is not in Swift 6 language mode"
+        failures=$((failures + 1))
+    fi
+done
+
 if [ "$failures" -gt 0 ]; then
-    echo "layer check: $failures arrow(s) pointing up or sideways"
+    echo "layer check: $failures arrow(s) pointing up or sideways, or targets outside Swift 6 mode"
     exit 1
 fi
 echo "layer check: ok (arrows point down only)"
