@@ -57,9 +57,6 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// Whether buffered output is above the high-water mark.
     var producerPaused: Bool { !socket.isWritable }
 
-    /// Whether a response is in progress (a handler owns it).
-    var hasResponseInFlight: Bool { current != nil }
-
     private func stopReading() {
         if readStopped { return }
         readStopped = true

@@ -213,11 +213,12 @@ public final class MinervaHTTPServer: @unchecked Sendable {
         var threads: [PosixThread] = []
         var runningLoops = 0
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
-        var openConnections = 0
         var boundAddress: MinervaSocketAddress?
     }
 
     private let state = Mutex(State())
+    /// Connections open across all loops (an atomic: loops never wait on each other for it).
+    private let openConnections = Atomic<Int>(0)
 
     /// Creates a server; nothing is bound until `start`.
     /// - Parameters:
@@ -335,10 +336,10 @@ public final class MinervaHTTPServer: @unchecked Sendable {
     }
 
     /// Connections currently open across all loops. Thread-safe.
-    public var connectionCount: Int { state.withLock { $0.openConnections } }
+    public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
 
-    func connectionOpened() { state.withLock { $0.openConnections += 1 } }
-    func connectionClosed() { state.withLock { $0.openConnections -= 1 } }
+    func connectionOpened() { openConnections.add(1, ordering: .relaxed) }
+    func connectionClosed() { openConnections.subtract(1, ordering: .relaxed) }
 
     /// Waits (without blocking a thread) until every loop has stopped.
     private func stopped() async {

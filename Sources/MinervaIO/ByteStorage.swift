@@ -116,24 +116,6 @@ package final class ByteStorage {
     }
 }
 
-/// A pthread mutex at a fixed address.
-package final class Lock {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-
-    package init() { pthread_mutex_init(mutex, nil) }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    @inline(__always) package func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body()
-    }
-}
-
 /// Lowercases an ASCII byte.
 @inline(__always) package func asciiLower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
 
@@ -143,12 +125,5 @@ package final class Lock {
     if bytes.count != n { return false }
     let l = lower.utf8Start
     for i in 0..<n where asciiLower(bytes[i]) != l[i] { return false }
-    return true
-}
-
-/// Case-insensitive ASCII comparison of raw bytes with lowercase bytes.
-@inline(__always) package func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: [UInt8]) -> Bool {
-    if bytes.count != lower.count { return false }
-    for i in 0..<lower.count where asciiLower(bytes[i]) != lower[i] { return false }
     return true
 }

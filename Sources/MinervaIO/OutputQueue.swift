@@ -89,12 +89,6 @@ package final class OutputQueue {
         }
     }
 
-    /// One writev of as much as fits in the loop's scratch iovec array.
-    /// - Returns: bytes written (>= 0) or a negated errno.
-    package func writeOnce(fd: Int32, loop: MinervaEventLoop) -> Int {
-        writeOnce(fd: fd, iovecs: loop.iovecs, maxIovecs: MinervaEventLoop.maxIovecs)
-    }
-
     /// Drops everything queued.
     package func removeAll() {
         segments.removeAll(keepingCapacity: true)

@@ -124,9 +124,6 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     /// Whether the kernel is not taking output right now.
     package var isWriteBlocked: Bool { writeBlocked }
 
-    /// Whether `close()` was called and the connection waits for its output to drain.
-    package var isClosing: Bool { closeAfterFlush }
-
     /// Queues bytes; they are written at the end of the loop turn.
     public func write(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
