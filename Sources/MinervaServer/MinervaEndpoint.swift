@@ -86,6 +86,8 @@ public final class MinervaEndpoint: Sendable {
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
     let corsAnyOrigin: Bool
+    /// `configuration.engine.maxStreams`, counted across every loop's engine.
+    public let streamBudget: MinervaStreamBudget
 
     /// Creates an endpoint.
     /// - Parameters:
@@ -103,6 +105,7 @@ public final class MinervaEndpoint: Sendable {
         prefixBytes = Array(configuration.prefix.utf8)
         corsOrigins = Set(configuration.allowedOrigins)
         corsAnyOrigin = corsOrigins.contains("*")
+        streamBudget = MinervaStreamBudget(limit: configuration.engine.maxStreams)
         let javascript = "text/javascript; charset=utf-8"
         if !configuration.servesClientScript {
             clientScript = nil
@@ -311,6 +314,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             logger.debug("stream \(stream.streamID.redacted) started")
             return factory(stream, loop)
         }
+        engine.streamBudget = endpoint.streamBudget
         engine.errorReporter = { error, callback in
             logger.error("application callback \(callback) failed: \(error)")
         }

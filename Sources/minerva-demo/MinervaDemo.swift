@@ -22,14 +22,14 @@ struct MinervaDemo: ParsableCommand {
 
     @Option(
         help:
-            "Event-loop threads, each accepting on the port with SO_REUSEPORT; a stream lives on the loop its id maps to."
+            "Event-loop threads (default: the CPUs this process may use), each accepting with SO_REUSEPORT; a stream lives on the loop its id maps to."
     )
-    var threads = 1
+    var threads = MinervaHTTPServerConfiguration.availableCores()
 
     @Option(help: "The most HTTP connections open at once (shared by the loops; accepting pauses at the limit).")
     var maxConnections = MinervaHTTPServerConfiguration().maxConnections
 
-    @Option(help: "The most Minerva streams open at once (per loop); new streams beyond it are refused.")
+    @Option(help: "The most Minerva streams open at once (all loops together); new streams beyond it are refused.")
     var maxStreams = ServerEngineConfiguration().maxStreams
 
     @Option(help: "Serve files from this directory under /static/.")

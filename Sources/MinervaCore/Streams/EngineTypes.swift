@@ -240,11 +240,18 @@ public struct ServerEngineConfiguration: Sendable {
     public var receiveWindow = ReceiveWindowLimits.server
     /// Default idle time after which a stream without transports is reset (original: 120).
     public var maxIdleTime: Double = 120
-    /// Period of the idle check (original: 60); 0 or less disables the automatic check (call
+    /// Period of the housekeeping that forgets expired reset ids and rate-limit buckets (original: 60, its idle
+    /// check). Above 0, idle streams are also reset as they expire, exactly `maxIdleTime` after their last activity (the
+    /// original checked every 60 s, so up to 180 s); 0 or less disables both (call
     /// ``MinervaServerEngine/resetIdleStreams()`` yourself).
     public var idleCheckInterval: Double = 60
-    /// The most streams at once; a `new` hello beyond it gets `stream_attach_failure`.
-    public var maxStreams = 100_000
+    /// The most idle streams reset by one timer run; the rest wait for the next event-loop turn, so that many
+    /// streams expiring together do not stall the loop (about 1-3 µs each, plus the application's `streamReset`).
+    public var maxIdleResetsPerTurn = 1_000
+    /// The most streams at once; a `new` hello beyond it gets `stream_attach_failure`. An endpoint applies it to all
+    /// its event loops together (``MinervaStreamBudget``). The default holds a million idle streams (about
+    /// 0.6 GB); lower it on a smaller machine.
+    public var maxStreams = 1_000_000
     /// The most new streams per second per ``ConnectionInfo/rateLimitKey`` (a token bucket holding one second's
     /// worth); a `new` hello beyond it gets `stream_attach_failure`. 0 disables the limit.
     public var maxNewStreamsPerKeyPerSecond: Double = 0

@@ -12,7 +12,17 @@ public final class ServerStream {
     /// Whether the stream was reset; afterwards nothing can be sent.
     public internal(set) var isReset = false
     /// Seconds without transports and without received data after which the stream is reset.
-    public var maxIdleTime: Double
+    public var maxIdleTime: Double {
+        didSet {
+            // Queued at the old time: a shorter time needs an earlier entry (the old one is dropped when popped).
+            if maxIdleTime < oldValue, idleQueued, let engine {
+                idleQueued = false
+                engine.queueIfIdle(self)
+            }
+        }
+    }
+    /// Whether the stream is in its engine's idle queue.
+    var idleQueued = false
     /// The engine's time of the last received chunk or transport detach (PROTOCOL.md 6.7, 10.10).
     public internal(set) var lastReceived: Double
 
