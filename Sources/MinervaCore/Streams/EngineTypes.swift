@@ -257,7 +257,8 @@ public struct ServerEngineConfiguration: Sendable {
     public var maxNewStreamsPerKeyPerSecond: Double = 0
     /// The most transports attached to one stream; a hello beyond it gets `invalid_frame_type_or_arguments`.
     public var maxTransportsPerStream = 16
-    /// The most bytes queued for sending on one stream; exceeding it resets the stream (PROTOCOL.md 10.13).
+    /// The most memory the strings queued for sending on one stream may hold, counted as their bytes plus
+    /// ``SendQueue/costPerString`` (80) each; exceeding it resets the stream (PROTOCOL.md 10.13).
     public var maxQueuedBytesPerStream = 16 * 1_048_576
     /// Seconds after writing `Y` before the engine closes a socket the peer did not close (PROTOCOL.md 10.9).
     public var socketCloseGracePeriod: Double = 30

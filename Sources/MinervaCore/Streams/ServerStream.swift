@@ -94,10 +94,10 @@ public final class ServerStream {
     private func enqueue(_ string: [UInt8]) throws {
         guard !isReset else { throw MinervaStreamError.streamIsReset }
         queue.append(string)
-        if let engine, queue.queuedBytes > engine.configuration.maxQueuedBytesPerStream {
+        if let engine, queue.queuedMemory > engine.configuration.maxQueuedBytesPerStream {
             engine.reportReset(
                 self, reason: "send queue limit exceeded", limit: "maxQueuedBytesPerStream",
-                detail: "\(queue.queuedBytes) bytes queued")
+                detail: "\(queue.count) strings, \(queue.queuedBytes) bytes queued")
             resetInternal(reason: "send queue limit exceeded")
             throw MinervaStreamError.sendQueueFull
         }
