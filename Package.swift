@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // The only C the Swift code sees: libev + http-parser (Debian libev-dev, libhttp-parser-dev)
@@ -51,6 +53,7 @@ let package = Package(
             dependencies: [
                 "MinervaCore", "MinervaIO", "MinervaHTTP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6
         ),
@@ -67,6 +70,8 @@ let package = Package(
                 "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swift6
         ),
@@ -108,6 +113,7 @@ let package = Package(
             dependencies: [
                 "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo", "MinervaTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swift6
         ),

@@ -2,6 +2,7 @@
 // MinervaServerEngine and carries out its actions on the HTTP responses; `GET <prefix>minerva-client.js` serves the
 // JavaScript client; optional CORS. One engine per event loop, driven by MinervaLoopDriver.
 import Logging
+import Metrics
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
@@ -41,6 +42,11 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// The most connections one ``MinervaSocketListener`` keeps open at once (in mode detection or carrying a
     /// transport). At the limit it stops accepting until one closes; the kernel queues new ones up to the backlog.
     public var maxSocketConnections = 4_096
+    /// Seconds between two reports of each loop's counters to swift-metrics (streams, transports by kind, strings in,
+    /// out and retransmitted, SACK holes, kills and resets by reason, queued bytes); 0 turns metrics off.
+    public var metricsInterval: Double = 1
+    /// Where metrics go: nil (the default) for the factory bootstrapped in `MetricsSystem`.
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     /// `Client/minerva-client.js` of the source tree this library was built from (for ``clientScriptPath`` during
     /// development; a deployed binary does not need it).
@@ -286,6 +292,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     var outboxPending = false
     /// Reused bytes for peeking at a hello.
     var peekScratch: [UInt8] = []
+    private var metrics: MinervaEngineMetrics?
+    private var metricsTimer: MinervaLoopTimer?
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
@@ -329,6 +337,16 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             self.perform()
         }
         rearm()
+        let interval = endpoint.configuration.metricsInterval
+        if interval > 0 {
+            let metrics = MinervaEngineMetrics(
+                loop: loopIndex, factory: endpoint.configuration.metricsFactory ?? MetricsSystem.factory)
+            self.metrics = metrics
+            metricsTimer = loop.schedule(after: interval, repeating: interval) { [weak self] in
+                guard let self else { return }
+                self.metrics?.report(self.engine)
+            }
+        }
     }
 
     var now: Double { loop?.now ?? engine.now }

@@ -1,10 +1,12 @@
 // minerva-demo: a home page and /healthz on the Minerva HTTP server. Thin wiring only.
 import ArgumentParser
 import Logging
+import Metrics
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
 import MinervaServer
+import Prometheus
 
 @main
 struct MinervaDemo: ParsableCommand {
@@ -53,6 +55,9 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Serve this file at /chat instead of the chat page compiled into the binary.")
     var chatPage: String?
 
+    @Flag(inversion: .prefixedNo, help: "Serve Prometheus metrics at /metrics.")
+    var metrics = true
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -73,6 +78,8 @@ struct MinervaDemo: ParsableCommand {
         let logger = Logger(label: "minerva-demo")
 
         let router = MinervaHTTPRouter()
+        let registry = PrometheusCollectorRegistry()
+        if metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let health = MinervaStaticContent(text: "ok", contentType: "text/plain", cacheControl: "no-store")
         router.route("/healthz", health.handler)
         let home = MinervaStaticContent(text: homePage, contentType: "text/html; charset=utf-8")
@@ -105,6 +112,15 @@ struct MinervaDemo: ParsableCommand {
         configuration.maxConnections = maxConnections
         configuration.handleSignals = true
         let server = MinervaHTTPServer(configuration: configuration, router: router, logger: logger)
+        if metrics {
+            let connections = Gauge(label: "minerva_http_connections")
+            router.route("/metrics") { [server] _, response in
+                connections.record(server.connectionCount)
+                response.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                response.setHeader("Cache-Control", "no-store")
+                response.end(registry.emitToBuffer())
+            }
+        }
         try server.start()
         let address = server.localAddress.contains(":") ? "[\(server.localAddress)]" : server.localAddress
         logger.info("minerva-demo listening on http://\(address):\(server.localPort)/ (\(threads) loop thread(s))")

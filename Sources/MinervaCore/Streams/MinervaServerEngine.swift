@@ -37,6 +37,8 @@ public final class MinervaServerEngine {
     /// The stream limit shared with other engines (several event loops); when set it replaces
     /// ``ServerEngineConfiguration/maxStreams`` for this engine. Set it before the first stream.
     public var streamBudget: MinervaStreamBudget?
+    /// What this engine has done so far (streams, transports, strings, kills, resets), for metrics.
+    public internal(set) var counters = EngineCounters()
     /// The frame limit in force: ``ServerEngineConfiguration/maxFrameLength`` clamped to 1...1,048,576.
     public let maxFrameLength: Int
     /// The time of the event being processed.
@@ -203,6 +205,7 @@ public final class MinervaServerEngine {
         hasRequestHeaders: Bool, _ requestHeaders: (inout RawRequestHeaders) -> Void
     ) {
         self.now = now
+        if kind == .http { counters.httpTransportsOpened += 1 } else { counters.socketTransportsOpened += 1 }
         if let previous = transports[handle] {
             // A socket waiting for its grace-period close may be replaced; anything else is an I/O-layer bug.
             precondition(previous.phase == .closing, "transport handle reused while open")
@@ -504,6 +507,7 @@ public final class MinervaServerEngine {
             }
             stream = ServerStream(streamID: hello.streamID, engine: self, now: now)
             streams[hello.streamID] = stream
+            counters.streamsCreated += 1
             queueIfIdle(stream)  // so that a stream whose first transport is refused below still expires
         }
         // 3. Initial frames.
@@ -622,6 +626,7 @@ public final class MinervaServerEngine {
     /// Kill with reason R: `[SACK StreamStatus] R K [Y]`, reported to ``rejectionReporter``.
     func kill(_ transport: ServerTransport, _ reason: KillReason, _ detail: String, limit: String? = nil) {
         guard transport.phase == .open, !transport.terminating else { return }
+        counters.countKill(reason)
         if let rejectionReporter {
             rejectionReporter(
                 EngineRejection(
@@ -790,7 +795,8 @@ public final class MinervaServerEngine {
             budget -= 1
             _ = idleStreams.pop()
             stream.idleQueued = false
-            stream.resetInternal(reason: "no activity from peer")
+            counters.resetsIdle += 1
+            stream.resetInternal(reason: "no activity from peer", counted: true)
         }
     }
 
