@@ -75,6 +75,12 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
+        // Fuzz targets over the parsers of untrusted bytes: libFuzzer with `./dev.sh fuzz`, seeded inputs otherwise.
+        .executableTarget(
+            name: "minerva-fuzz",
+            dependencies: ["MinervaHTTP", "MinervaCore"],
+            swiftSettings: swift6
+        ),
         // Helpers shared by the test targets (seeded RNG, test hellos, raw client, test servers), written once.
         .target(
             name: "MinervaTestSupport",

@@ -16,6 +16,7 @@ declare -A ALLOWED=(
     [MinervaServer]="MinervaHTTP MinervaIO MinervaCore"
     [MinervaClient]="MinervaCore MinervaIO MinervaHTTP"
     [minerva-demo]="MinervaServer MinervaHTTP MinervaIO MinervaCore MinervaClient"
+    [minerva-fuzz]="MinervaHTTP MinervaCore"
     [MinervaTestSupport]="MinervaServer MinervaHTTP MinervaIO MinervaCore"
     [MinervaCoreTests]="MinervaCore MinervaTestSupport"
     [MinervaIOTests]="MinervaIO CShims MinervaTestSupport"

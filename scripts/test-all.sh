@@ -22,6 +22,9 @@ echo "== swift test, Minerva server and client suites again on 2 event loops (MI
 MINERVA_TEST_THREADS=2 swift test --skip-build --filter 'MinervaServerTests|MinervaClientTests' 2>&1 \
     | tee "$LOGS/swift-2-loops.log"
 
+echo "== fuzz targets: 20,000 seeded inputs each, then libFuzzer (coverage-guided, ASan) for 8 s each"
+{ .build/debug/minerva-fuzz 20000 && scripts/fuzz.sh all 8; } 2>&1 | tee "$LOGS/fuzz.log"
+
 echo "== JavaScript client (node --test)"
 ensure_node
 Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
@@ -33,7 +36,7 @@ echo "== the same browser suite against minerva-demo --threads 2"
 MINERVA_DEMO_THREADS=2 Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser-2-loops.log"
 
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
-    "$LOGS/browser-2-loops.log" <<'PY'
+    "$LOGS/browser-2-loops.log" "$LOGS/fuzz.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -61,5 +64,8 @@ for log in (sys.argv[3], sys.argv[5]):
     if m:
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
+fuzz = open(sys.argv[6], errors="replace").read()
+passed += len(re.findall(r"no invariant broken$|^fuzz \w+: ok", fuzz, re.M))
+failed += len(re.findall(r"^fuzz \w+: FAILED", fuzz, re.M))
 print(f"total: {passed} passed, {failed} failed")
 PY
