@@ -45,6 +45,11 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// Seconds between two reports of each loop's counters to swift-metrics (streams, transports by kind, strings in,
     /// out and retransmitted, SACK holes, kills and resets by reason, queued bytes); 0 turns metrics off.
     public var metricsInterval: Double = 1
+    /// Decides whether a new stream may be created, seeing the hello and the request (headers with cookies and
+    /// `Authorization`, peer address) before the stream exists: return nil to allow it, or a reason to refuse it; the
+    /// client then gets `reason|1!` (its `streamReset(reason, true)`) and no handler is built. Called on the loop that
+    /// would own the stream.
+    public var authorizeStream: (@Sendable (StreamAuthorizationRequest) -> String?)? = nil
     /// Where metrics go: nil (the default) for the factory bootstrapped in `MetricsSystem`.
     public var metricsFactory: (any MetricsFactory)? = nil
 
@@ -323,6 +328,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             return factory(stream, loop)
         }
         engine.streamBudget = endpoint.streamBudget
+        engine.streamAuthorizer = endpoint.configuration.authorizeStream
         engine.errorReporter = { error, callback in
             logger.error("application callback \(callback) failed: \(error)")
         }

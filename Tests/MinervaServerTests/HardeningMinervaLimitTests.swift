@@ -47,6 +47,23 @@ struct HardeningMinervaLimitTests {
         #expect(server.endpoint.streamBudget.inUse == 2)
     }
 
+    @Test func theAuthorizerSeesTheCookieAndRefusesWithAReason() throws {
+        let server = try MinervaTestServer(configure: {
+            $0.authorizeStream = { request in
+                request.header("cookie") == "session=ok" ? nil : "login required"
+            }
+        })
+        defer { server.stop() }
+        let refused = try RawClient(port: server.port)
+        try refused.post(hh("eeds:null") + "\n")
+        #expect(try refused.readResponse().text == ";)]}^\nlogin required|1!\n")
+        #expect(server.total(\.streamCount) == 0)
+        let allowed = try RawClient(port: server.port)
+        try allowed.post(hh("eeds:null") + "\n", extraHeaders: "Cookie: session=ok\r\n")
+        #expect(try allowed.readResponse().text.hasPrefix(";)]}^\nC\n"))
+        #expect(server.total(\.streamCount) == 1)
+    }
+
     @Test func maxTransportsPerStreamRefusesOneMore() throws {
         let server = try MinervaTestServer(configure: { $0.engine.maxTransportsPerStream = 1 })
         defer { server.stop() }

@@ -5,6 +5,8 @@
 public struct EngineCounters: Sendable, Equatable {
     /// Streams created.
     public var streamsCreated = 0
+    /// New streams the application's authorizer refused.
+    public var streamsRefused = 0
     /// Streams reset by the application (``ServerStream/reset(reason:)``).
     public var resetsByApplication = 0
     /// Streams reset by the peer (a ResetFrame from the client).

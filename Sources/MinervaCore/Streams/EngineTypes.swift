@@ -234,6 +234,23 @@ public struct MinervaStreamError: Error, Hashable, Sendable, CustomStringConvert
     }
 }
 
+/// What an application sees when it decides whether a new stream may be created (``MinervaServerEngine/streamAuthorizer``).
+public struct StreamAuthorizationRequest: Sendable {
+    /// The hello of the transport that would create the stream (its stream id is a secret: log it redacted).
+    public let hello: HelloFrame
+    /// The connection: addresses, the HTTP request headers (cookies, `Authorization`, `Origin`; nil for int32 sockets),
+    /// the rate-limit key.
+    public let connection: ConnectionInfo
+    /// HTTP or socket (int32 or WebSocket).
+    public let kind: TransportKind
+
+    /// The first value of a request header (case-insensitive name), if the request had headers.
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return connection.requestHeaders?.first { $0.name.lowercased() == lower }?.value
+    }
+}
+
 /// The engine's limits and timings. Times are seconds.
 public struct ServerEngineConfiguration: Sendable {
     /// Receive window limits per stream (original: 50 strings, 1 MiB, estimate 30 + bytes).
@@ -284,6 +301,8 @@ public struct EngineRejection: Sendable, CustomStringConvertible {
         case transportKilled(KillReason)
         /// It reset the stream with this reason (the send queue limit).
         case streamReset(String)
+        /// It refused to create a stream for this reason (the application's authorizer said no).
+        case streamRefused(String)
     }
 
     /// What the engine did.
@@ -318,6 +337,7 @@ public struct EngineRejection: Sendable, CustomStringConvertible {
         switch action {
         case .transportKilled(let reason): return "\(reason.rawValue): \(detail)"
         case .streamReset(let reason): return "reset (\(reason)): \(detail)"
+        case .streamRefused(let reason): return "refused (\(reason)): \(detail)"
         }
     }
 }

@@ -34,6 +34,11 @@ public final class MinervaServerEngine {
     /// stream and rate limits) and every stream it resets for its send queue limit, for logging. Called
     /// synchronously inside engine calls; it must not call back into the engine.
     public var rejectionReporter: ((EngineRejection) -> Void)?
+    /// Decides whether a new stream may be created, before anything of it exists: nil allows it; a reason refuses it,
+    /// and the transport gets `reason|1!` (an application-level reset the client reports, PROTOCOL.md 6.8) then
+    /// ends. A reason that is not a restricted string of at most 255 bytes is sent as `not authorized`. Runs on the
+    /// engine's thread; the application handler is never built for a refused stream.
+    public var streamAuthorizer: ((StreamAuthorizationRequest) -> String?)?
     /// The stream limit shared with other engines (several event loops); when set it replaces
     /// ``ServerEngineConfiguration/maxStreams`` for this engine. Set it before the first stream.
     public var streamBudget: MinervaStreamBudget?
@@ -489,6 +494,13 @@ public final class MinervaServerEngine {
                 kill(transport, .streamAttachFailure, "new stream with the id of a recently reset stream")
                 return
             }
+            if let streamAuthorizer,
+                let refusal = streamAuthorizer(
+                    StreamAuthorizationRequest(hello: hello, connection: transport.connection, kind: transport.kind))
+            {
+                refuse(transport, reason: refusal)
+                return
+            }
             if let streamBudget {
                 guard streamBudget.take() else {
                     kill(transport, .streamAttachFailure, "stream limit reached", limit: "maxStreams")
@@ -636,6 +648,21 @@ public final class MinervaServerEngine {
         }
         transport.appendSACKAndStatus()
         transport.append(.transportKill(reason))
+        if transport.kind == .socket { transport.append(.youCloseIt) }
+        transport.terminating = true
+        flushIfIdle(transport)
+    }
+
+    /// Refuses the stream a transport's hello would create: `reason|1!` then `[Y]`; no stream exists.
+    private func refuse(_ transport: ServerTransport, reason: String) {
+        let reason = RestrictedString.isValidResetReason(reason.utf8) ? reason : "not authorized"
+        counters.streamsRefused += 1
+        rejectionReporter?(
+            EngineRejection(
+                action: .streamRefused(reason), transport: transport.handle, peerAddress: transport.connection.peerAddress,
+                redactedStreamID: transport.hello?.streamID.redacted, limit: nil, detail: "refused by the authorizer"))
+        let bytes = Array(reason.utf8)
+        transport.append(.reset(reason: bytes[...], applicationLevel: true))
         if transport.kind == .socket { transport.append(.youCloseIt) }
         transport.terminating = true
         flushIfIdle(transport)
