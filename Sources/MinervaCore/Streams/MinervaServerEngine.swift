@@ -659,7 +659,8 @@ public final class MinervaServerEngine {
         counters.streamsRefused += 1
         rejectionReporter?(
             EngineRejection(
-                action: .streamRefused(reason), transport: transport.handle, peerAddress: transport.connection.peerAddress,
+                action: .streamRefused(reason), transport: transport.handle,
+                peerAddress: transport.connection.peerAddress,
                 redactedStreamID: transport.hello?.streamID.redacted, limit: nil, detail: "refused by the authorizer"))
         let bytes = Array(reason.utf8)
         transport.append(.reset(reason: bytes[...], applicationLevel: true))
