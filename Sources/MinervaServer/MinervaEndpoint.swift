@@ -50,6 +50,16 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// client then gets `reason|1!` (its `streamReset(reason, true)`) and no handler is built. Called on the loop that
     /// would own the stream.
     public var authorizeStream: (@Sendable (StreamAuthorizationRequest) -> String?)? = nil
+    /// Addresses of reverse proxies (exact IP addresses, e.g. `127.0.0.1`) whose `X-Forwarded-For` is believed: a
+    /// request from one of them is attributed to the right-most forwarded address that is not itself a trusted proxy,
+    /// for the per-address stream limit and the application's ``ConnectionInfo/peerAddress``. Empty (the default):
+    /// `X-Forwarded-For` is ignored.
+    public var trustedProxies: [String] = []
+    /// Whether peers on a loopback address (127.0.0.0/8, ::1) are subject to
+    /// ``ServerEngineConfiguration/maxNewStreamsPerKeyPerSecond``. Off by default: local processes (a reverse proxy
+    /// that does not forward the client's address, load tests) are not one client. Behind a local proxy, list it in
+    /// ``trustedProxies`` so that each client is limited by its own address.
+    public var rateLimitsLoopback = false
     /// Where metrics go: nil (the default) for the factory bootstrapped in `MetricsSystem`.
     public var metricsFactory: (any MetricsFactory)? = nil
 
@@ -97,6 +107,7 @@ public final class MinervaEndpoint: Sendable {
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
     let corsAnyOrigin: Bool
+    let trustedProxies: Set<String>
     /// `configuration.engine.maxStreams`, counted across every loop's engine.
     public let streamBudget: MinervaStreamBudget
 
@@ -116,6 +127,7 @@ public final class MinervaEndpoint: Sendable {
         prefixBytes = Array(configuration.prefix.utf8)
         corsOrigins = Set(configuration.allowedOrigins)
         corsAnyOrigin = corsOrigins.contains("*")
+        trustedProxies = Set(configuration.trustedProxies)
         streamBudget = MinervaStreamBudget(limit: configuration.engine.maxStreams)
         let javascript = "text/javascript; charset=utf-8"
         if !configuration.servesClientScript {
@@ -306,7 +318,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         weak var connection: HTTPConnection?
         let local: String
         let peer: String
-        let rateLimitKey: String
+        let host: String
+        let rateLimitKey: String?
     }
 
     init(endpoint: MinervaEndpoint, loop: MinervaEventLoop) {
@@ -398,6 +411,12 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             info.localAddress = entry.local
             info.peerAddress = entry.peer
             info.rateLimitKey = entry.rateLimitKey
+            if !endpoint.trustedProxies.isEmpty, endpoint.trustedProxies.contains(entry.host),
+                let client = endpoint.forwardedClient(request)
+            {
+                info.peerAddress = client
+                info.rateLimitKey = client
+            }
         }
         if !peers.isEmpty, let owner = owner(ofBody: request.body) {
             handOffPost(request, handle: handle, info: info, to: owner)
@@ -436,9 +455,10 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             return entry
         }
         let peer = connection.socket.remoteAddress?.description ?? ""
+        let host = hostPart(of: peer)
         let entry = AddressCacheEntry(
-            connection: connection, local: connection.socket.localAddress?.description ?? "", peer: peer,
-            rateLimitKey: hostPart(of: peer))
+            connection: connection, local: connection.socket.localAddress?.description ?? "", peer: peer, host: host,
+            rateLimitKey: endpoint.rateLimitKey(forHost: host))
         addressCache[key] = entry
         addressCacheInsertions += 1
         if addressCacheInsertions >= max(1024, addressCache.count) {
@@ -517,6 +537,35 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
 }
 
 /// The host part of an address written as `host:port` or `[v6]:port`: the key for per-address limits.
+extension MinervaEndpoint {
+    /// The per-address rate-limit key of a peer host: the host, or nil (no limit) for loopback unless
+    /// ``MinervaEndpointConfiguration/rateLimitsLoopback``.
+    func rateLimitKey(forHost host: String) -> String? {
+        if !configuration.rateLimitsLoopback && isLoopback(host) { return nil }
+        return host
+    }
+
+    /// The client a trusted proxy forwarded the request for: the right-most `X-Forwarded-For` address that is not a
+    /// trusted proxy (each proxy appends the address it got the request from), if any.
+    func forwardedClient(_ request: MinervaHTTPRequest) -> String? {
+        guard let header = request.header("X-Forwarded-For") else { return nil }
+        for part in header.split(separator: ",").reversed() {
+            let address = String(part.trimmingPrefix(while: { $0 == " " }).prefix(while: { $0 != " " }))
+            if address.isEmpty { continue }
+            if !trustedProxies.contains(address) { return address }
+        }
+        return nil
+    }
+}
+
+/// Whether a host is a loopback address (127.0.0.0/8, ::1, or either mapped into IPv6).
+func isLoopback(_ host: String) -> Bool {
+    var host = Substring(host)
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+    if host.hasPrefix("::ffff:") { host = host.dropFirst(7) }
+    return host == "::1" || host.hasPrefix("127.")
+}
+
 func hostPart(of address: String) -> String {
     guard let colon = address.lastIndex(of: ":") else { return address }
     return String(address[..<colon])

@@ -47,7 +47,10 @@ struct MinervaDemo: ParsableCommand {
     var idleTimeout: Double = 120
 
     @Option(help: "The most new Minerva streams per second from one remote address (0: no limit).")
-    var maxNewStreamsPerSecond: Double = 0
+    var maxNewStreamsPerSecond = ServerEngineConfiguration().maxNewStreamsPerKeyPerSecond
+
+    @Option(help: "A reverse proxy (IP address) whose X-Forwarded-For names the client; repeatable.")
+    var trustedProxy: [String] = []
 
     @Option(help: "Serve this file at /_minerva/minerva-client.js instead of the client compiled into the binary.")
     var clientScript: String?
@@ -91,6 +94,7 @@ struct MinervaDemo: ParsableCommand {
 
         var minerva = MinervaEndpointConfiguration()
         minerva.allowedOrigins = allowedOrigin
+        minerva.trustedProxies = trustedProxy
         minerva.engine.maxIdleTime = idleTimeout
         minerva.engine.maxStreams = maxStreams
         minerva.engine.maxNewStreamsPerKeyPerSecond = maxNewStreamsPerSecond

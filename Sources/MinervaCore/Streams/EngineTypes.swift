@@ -271,7 +271,7 @@ public struct ServerEngineConfiguration: Sendable {
     public var maxStreams = 1_000_000
     /// The most new streams per second per ``ConnectionInfo/rateLimitKey`` (a token bucket holding one second's
     /// worth); a `new` hello beyond it gets `stream_attach_failure`. 0 disables the limit.
-    public var maxNewStreamsPerKeyPerSecond: Double = 0
+    public var maxNewStreamsPerKeyPerSecond: Double = 100
     /// The most transports attached to one stream; a hello beyond it gets `invalid_frame_type_or_arguments`.
     public var maxTransportsPerStream = 16
     /// The most memory the strings queued for sending on one stream may hold, counted as their bytes plus
