@@ -22,6 +22,14 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var engine = ServerEngineConfiguration()
     /// Origins allowed to POST from other sites (CORS). Empty: no CORS headers at all. `*` allows any origin.
     public var allowedOrigins: [String] = []
+    /// Whether a request whose `Origin` is neither the request's own (`http://` or `https://` + `Host`) nor in
+    /// ``allowedOrigins`` is refused with 403 before it reaches a stream (`Origin: null` too, unless listed). Requests
+    /// without `Origin` (native clients) pass. CORS headers only stop a browser from reading the answer; this stops a
+    /// hostile page from writing into a stream.
+    public var enforcesOrigins = true
+    /// Whether CORS answers say `Access-Control-Allow-Credentials: true`, so that a page of an allowed origin may send
+    /// cookies (the JavaScript client's `credentials: 'include'`). Off by default.
+    public var allowsCredentials = false
     /// Whether `<prefix>minerva-client.js` serves the JavaScript client (false answers 404).
     public var servesClientScript = true
     /// A file to serve as the JavaScript client instead of the copy compiled into the library (nil, the default:
@@ -237,7 +245,46 @@ public final class MinervaEndpoint: Sendable {
     /// The allowed origin to echo for this request, if CORS is configured and the origin is allowed.
     func allowedOrigin(_ request: MinervaHTTPRequest) -> String? {
         guard !corsOrigins.isEmpty, let origin = request.header("Origin") else { return nil }
+        if origin == "null" { return corsOrigins.contains(origin) ? origin : nil }
         return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
+    }
+
+    /// Whether the request's `Origin` may use the endpoint: absent (a native client), the request's own origin
+    /// (`http://` or `https://` followed by its `Host`, so a TLS-terminating proxy in front changes nothing), or
+    /// allowed by ``MinervaEndpointConfiguration/allowedOrigins``.
+    public func originPermitted(_ request: MinervaHTTPRequest) -> Bool {
+        guard let origin = request.headerBytes("Origin") else { return true }
+        if let host = request.headerBytes("Host"), Self.isOrigin(origin, ofHost: host) { return true }
+        return allowedOrigin(request) != nil
+    }
+
+    /// Whether `origin` is `http://HOST` or `https://HOST` (ASCII case-insensitive scheme and host).
+    static func isOrigin(_ origin: UnsafeRawBufferPointer, ofHost host: UnsafeRawBufferPointer) -> Bool {
+        for scheme in ["http://", "https://"] {
+            let schemeBytes = Array(scheme.utf8)
+            guard origin.count == schemeBytes.count + host.count else { continue }
+            var equal = true
+            for (index, byte) in origin.enumerated() {
+                let expected = index < schemeBytes.count ? schemeBytes[index] : host[index - schemeBytes.count]
+                if lowercased(byte) != lowercased(expected) {
+                    equal = false
+                    break
+                }
+            }
+            if equal { return true }
+        }
+        return false
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
+
+    /// Adds the CORS headers of an answer to an allowed cross-origin request.
+    func addCORSHeaders(_ origin: String, _ response: MinervaHTTPResponse) {
+        response.setHeader("Access-Control-Allow-Origin", origin)
+        response.setHeader("Vary", "Origin")
+        if configuration.allowsCredentials { response.setHeader("Access-Control-Allow-Credentials", "true") }
     }
 
     private func answerPreflight(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
@@ -255,8 +302,7 @@ public final class MinervaEndpoint: Sendable {
             return
         }
         response.status = 204
-        response.setHeader("Access-Control-Allow-Origin", origin)
-        response.setHeader("Vary", "Origin")
+        addCORSHeaders(origin, response)
         response.setHeader("Access-Control-Allow-Methods", "POST, OPTIONS")
         let requested = request.header("Access-Control-Request-Headers") ?? "Content-Type"
         response.setHeader("Access-Control-Allow-Headers", requested.isEmpty ? "Content-Type" : requested)
@@ -313,6 +359,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     private var metricsTimer: MinervaLoopTimer?
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
+    /// POSTs refused for their origin, logged per second at most.
+    private var originLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
     private struct AddressCacheEntry {
         weak var connection: HTTPConnection?
@@ -396,12 +444,13 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     // MARK: HTTP
 
     func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
+        if endpoint.configuration.enforcesOrigins && !endpoint.originPermitted(request) {
+            refuseOrigin(request, response)
+            return
+        }
         let handle = newHandle()
         response.appendHeaderBlock(postHeaders)
-        if let origin = endpoint.allowedOrigin(request) {
-            response.setHeader("Access-Control-Allow-Origin", origin)
-            response.setHeader("Vary", "Origin")
-        }
+        if let origin = endpoint.allowedOrigin(request) { endpoint.addCORSHeaders(origin, response) }
         responses[handle.rawValue] = response
         response.delegate = self
         response.delegateTag = handle.rawValue
@@ -433,6 +482,18 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         }
         engine.httpBodyReceived(handle, body: request.body, now: now)
         perform()
+    }
+
+    /// 403 for a POST from an origin that may not use the endpoint, and a rate-limited notice.
+    private func refuseOrigin(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
+        response.status = 403
+        response.setHeader("Content-Type", "text/plain")
+        response.end("Origin not allowed\n")
+        guard let suppressed = originLog.admit(now: now) else { return }
+        var metadata: Logger.Metadata = ["origin": "\(request.header("Origin") ?? "")"]
+        if let peer = response.connection?.socket.remoteAddress { metadata["peer"] = "\(peer)" }
+        if suppressed > 0 { metadata["earlierRefusalsNotLogged"] = "\(suppressed)" }
+        endpoint.logger.notice("minerva refused a POST from a foreign origin", metadata: metadata)
     }
 
     func responseClosed(_ response: MinervaHTTPResponse, tag: Int) {
