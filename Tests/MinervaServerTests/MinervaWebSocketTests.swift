@@ -483,3 +483,76 @@ struct MinervaWebSocketTests {
         #expect(try second.readMessages(3) == ["|0A", "0N", "still here "])
     }
 }
+
+// MARK: - Several loops
+
+/// A 26-character stream id owned by loop `owner` of a two-loop server.
+private func id(ownedBy owner: Int, _ prefix: String) -> String {
+    (0..<10_000).lazy.map { prefix + String(repeating: "w", count: 26 - prefix.count - String($0).count) + String($0) }
+        .first { MinervaEndpoint.ownerIndex(of: StreamID($0)!, loopCount: 2) == owner }!
+}
+
+/// A keep-alive connection the server serves on loop `index` (new connections until the kernel picks it).
+private func connection(onLoop index: Int, of server: MinervaTestServer) throws -> RawClient {
+    for _ in 0..<200 {
+        let client = try RawClient(port: server.port)
+        if try client.request(get("/loop")).text == "\(index)" { return client }
+        client.abort()
+    }
+    throw TestError("no connection landed on loop \(index)")
+}
+
+@Suite("WebSocket transport on several loops", .serialized)
+struct MinervaWebSocketMultiLoopTests {
+    private func server() throws -> MinervaTestServer {
+        let demo = MinervaDemoApplication()
+        return try MinervaTestServer(threads: 2, factory: demo.handlerFactory) { router in
+            router.route("/loop") { _, response in
+                response.send(status: 200, body: "\(response.eventLoop.indexInGroup)")
+            }
+        }
+    }
+
+    @Test(
+        "a WebSocket on one loop for a stream of the other: echo, takeover by HTTP, close",
+        arguments: [(0, 1), (1, 0), (0, 0)])
+    func handedOver(_ connectionLoop: Int, _ owner: Int) throws {
+        let server = try server()
+        defer { server.stop() }
+        let stream = id(ownedBy: owner, "ws\(connectionLoop)")
+        let client = try connection(onLoop: connectionLoop, of: server)
+        #expect(try client.webSocketHandshake().status == 101)
+        try client.sendMessages([hs("eeds:null", "id:\"\(stream)\""), "0N", "echo:one "])
+        #expect(try client.readMessages(4) == ["C", "|0A", "0N", "one "])
+        try client.sendMessages(["echo_twice:two "])
+        #expect(try client.readMessages(3) == ["|1A", "two ", "two "])
+        let reply = try server.post(hh("-new", "eeds:null", "tnum:1", "id:\"\(stream)\"", "sack:\"|2\"") + "\n")
+        #expect(reply.text == ";)]}^\n|1A\n|1A\n|2T\n")
+        #expect(try client.readMessagesUntilClose() == ["|1A", "|2T", "Y", "close 1000"])
+        try client.send(wsClose(1000))
+        #expect(client.waitForClose(within: 5))
+        #expect(waitUntil(5) { server.total(\.transportCount) == 0 })
+        #expect(server.total(\.streamCount) == 1)
+    }
+
+    @Test("WebSocket-level errors and over-long messages on a handed-over WebSocket")
+    func errorsHandedOver() throws {
+        let server = try server()
+        defer { server.stop() }
+        let first = try connection(onLoop: 0, of: server)
+        #expect(try first.webSocketHandshake().status == 101)
+        try first.sendMessages([hs("eeds:null", "id:\"\(id(ownedBy: 1, "e"))\"")])
+        #expect(try first.readMessages(1) == ["C"])
+        try first.send(wsFrameBytes(opcode: 2, [1]))
+        #expect(try first.readMessages(1) == ["close 1003"])
+        #expect(waitUntil(5) { server.total(\.transportCount) == 0 })
+        let second = try connection(onLoop: 0, of: server)
+        #expect(try second.webSocketHandshake().status == 101)
+        try second.sendMessages([hs("eeds:null", "id:\"\(id(ownedBy: 1, "f"))\"")])
+        #expect(try second.readMessages(1) == ["C"])
+        try second.send(wsFrameBytes(opcode: 1, [UInt8](repeating: 65, count: 1_048_577)))
+        #expect(try second.readMessagesUntilClose() == ["|-1A", "|-1T", "frame_corruptionK", "Y", "close 1009"])
+        second.abort()
+        #expect(waitUntil(5) { server.total(\.transportCount) == 0 })
+    }
+}
