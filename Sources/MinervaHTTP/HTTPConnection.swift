@@ -332,6 +332,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         precondition(response === current && upgraded == nil, "upgrade outside the current request")
         upgraded = handler
         current = nil
+        spare = nil
         response.connection = nil
         timeoutNode.list?.remove(timeoutNode)
         if readStopped {

@@ -144,6 +144,13 @@ package final class HTTPRequestDecoder {
         if count > 0 { body(UnsafeRawBufferPointer(start: pending.base + start, count: count)) }
         pending.count = 0
         pendingStart = 0
+        // The decoder is done: its buffers go back (an idle WebSocket keeps as little as possible).
+        self.body.count = 0
+        self.body.shrinkIfEmpty()
+        headStore.count = 0
+        headStore.shrinkIfEmpty()
+        pending.shrinkIfEmpty()
+        headers = []
     }
 
     /// Continues after a paused request was answered: parses the bytes kept meanwhile.

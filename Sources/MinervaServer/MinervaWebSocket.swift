@@ -237,8 +237,16 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
 
     func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
         guard state != .closed else { return }
+        let wasAwaitingHello = state == .awaitingHello
         decoder.feed(bytes) { event in self.received(event) }
         deliverInbound()
+        if wasAwaitingHello && state != .awaitingHello {
+            // The hello was the largest message so far and the handshake the largest output: an idle WebSocket
+            // keeps only what its later, usually small, messages need.
+            decoder.releaseBuffers()
+            inbound = []
+            tcp.shrinkOutputWhenDrained()
+        }
         if restartDecoder {
             restartDecoder = false
             decoder = MinervaWebSocketFrameDecoder(maxMessageLength: 0, expectsMaskedFrames: true)

@@ -101,6 +101,12 @@ package struct MinervaWebSocketFrameDecoder {
     /// Whether a data message is partly received.
     package var isInsideMessage: Bool { messageOpcode != 0 }
 
+    /// Gives the reassembly buffers' memory back (between messages; they grow again as needed).
+    package mutating func releaseBuffers() {
+        if !isInsideMessage { message = [] }
+        control = []
+    }
+
     /// Stops decoding: further input is ignored.
     package mutating func stop() { state = .failed }
 
