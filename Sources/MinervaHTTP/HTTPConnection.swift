@@ -328,8 +328,10 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// Switches the connection to another protocol after its current request (whose response wrote the 101 head):
     /// from now on `handler` gets the socket's events, starting with the bytes that followed the request. No HTTP
     /// timeout applies any more; the connection still counts against the loop's connection limit.
-    func upgrade(to handler: any MinervaTCPConnectionHandler, response: MinervaHTTPResponse) {
-        precondition(response === current && upgraded == nil, "upgrade outside the current request")
+    /// - Returns: false (and nothing changes) if `response` is not the current request's or the connection was
+    ///   already switched.
+    func upgrade(to handler: any MinervaTCPConnectionHandler, response: MinervaHTTPResponse) -> Bool {
+        guard response === current, upgraded == nil, !isClosed else { return false }
         upgraded = handler
         current = nil
         spare = nil
@@ -339,6 +341,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             readStopped = false
             socket.resumeReading()
         }
+        return true
     }
 
     /// Hands the bytes received after the upgrade request to the new handler (once, after the decoder stopped).

@@ -247,7 +247,9 @@ public final class MinervaHTTPResponse {
     /// - Returns: the socket, or nil if the connection is gone or the head was already written.
     @discardableResult
     public func upgrade(to handler: any MinervaTCPConnectionHandler) -> MinervaTCPConnection? {
-        guard !headSent, !isFinished, let connection, connection.decoder.isUpgrade else { return nil }
+        guard !headSent, !isFinished, let connection, connection.decoder.isUpgrade,
+            connection.upgrade(to: handler, response: self)
+        else { return nil }
         headSent = true
         isFinished = true
         onClose = nil
@@ -258,7 +260,6 @@ public final class MinervaHTTPResponse {
             out.append(extraHeaders.bytes)
             out.append("\r\n")
         }
-        connection.upgrade(to: handler, response: self)
         return connection.socket
     }
 
