@@ -70,6 +70,14 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var rateLimitsLoopback = false
     /// Where metrics go: nil (the default) for the factory bootstrapped in `MetricsSystem`.
     public var metricsFactory: (any MetricsFactory)? = nil
+    /// Whether `GET <prefix>ws` accepts WebSocket upgrades (PROTOCOL.md 11.1; false answers 404). A WebSocket is one
+    /// of the HTTP server's connections: the HTTP connection limit covers it. Its largest message is the engine's
+    /// ``ServerEngineConfiguration/maxFrameLength``; origins are checked against ``allowedOrigins``.
+    public var webSockets = true
+    /// Seconds the server waits for the client's close frame after sending its own before it closes the TCP
+    /// connection (PROTOCOL.md 11.1). A WebSocket that sends no first message within ``socketModeTimeout`` is
+    /// closed (1008).
+    public var webSocketCloseTimeout = 5.0
 
     /// `Client/minerva-client.js` of the source tree this library was built from (for ``clientScriptPath`` during
     /// development; a deployed binary does not need it).
@@ -197,13 +205,14 @@ public final class MinervaEndpoint: Sendable {
 
     // MARK: Routing
 
-    private enum Child { case io, clientScript, other }
+    private enum Child { case io, clientScript, webSocket, other }
 
     private func child(of request: MinervaHTTPRequest) -> Child {
         let path = request.pathBytes
         let rest = UnsafeRawBufferPointer(rebasing: path[prefixBytes.count...])
         if rest.elementsEqual("io/".utf8) || rest.elementsEqual("io".utf8) { return .io }
         if rest.elementsEqual("minerva-client.js".utf8) { return .clientScript }
+        if rest.elementsEqual("ws".utf8) { return .webSocket }
         return .other
     }
 
@@ -231,6 +240,12 @@ public final class MinervaEndpoint: Sendable {
             } else {
                 notFound(response)
             }
+        case .webSocket:
+            if configuration.webSockets {
+                driver(for: response.eventLoop).handleWebSocketUpgrade(request, response)
+            } else {
+                notFound(response)
+            }
         case .other:
             notFound(response)
         }
@@ -244,7 +259,8 @@ public final class MinervaEndpoint: Sendable {
 
     /// The allowed origin to echo for this request, if CORS is configured and the origin is allowed.
     func allowedOrigin(_ request: MinervaHTTPRequest) -> String? {
-        guard !corsOrigins.isEmpty, let origin = request.header("Origin") else { return nil }
+        guard !corsOrigins.isEmpty, let raw = request.headerBytes("Origin") else { return nil }
+        let origin = String(decoding: MinervaWebSocketHandshake.trimmed(raw), as: UTF8.self)
         if origin == "null" { return corsOrigins.contains(origin) ? origin : nil }
         return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
     }
@@ -252,9 +268,16 @@ public final class MinervaEndpoint: Sendable {
     /// Whether the request's `Origin` may use the endpoint: absent (a native client), the request's own origin
     /// (`http://` or `https://` followed by its `Host`, so a TLS-terminating proxy in front changes nothing), or
     /// allowed by ``MinervaEndpointConfiguration/allowedOrigins``.
+    /// `Origin: null` (sandboxed pages, files) passes only if `null` is listed. The rule of `io/` and of WebSockets
+    /// (PROTOCOL.md 11.1).
     public func originPermitted(_ request: MinervaHTTPRequest) -> Bool {
-        guard let origin = request.headerBytes("Origin") else { return true }
-        if let host = request.headerBytes("Host"), Self.isOrigin(origin, ofHost: host) { return true }
+        guard let raw = request.headerBytes("Origin") else { return true }
+        let origin = MinervaWebSocketHandshake.trimmed(raw)
+        if let host = request.headerBytes("Host").map(MinervaWebSocketHandshake.trimmed), !host.isEmpty,
+            Self.isOrigin(origin, ofHost: host)
+        {
+            return true
+        }
         return allowedOrigin(request) != nil
     }
 
@@ -325,7 +348,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     // Per-request tables without dynamic exclusivity checks: loop-confined, never touched while one of them is being
     // mutated (see the note in MinervaServerEngine).
     @exclusivity(unchecked) var responses: [Int: MinervaHTTPResponse] = [:]
-    @exclusivity(unchecked) var sockets: [Int: MinervaSocketConnection] = [:]
+    /// Connections carrying socket transports (int32 sockets and WebSockets), by handle.
+    @exclusivity(unchecked) var sockets: [Int: any MinervaSocketTransportConnection] = [:]
     private var nextHandle = 0
     private var timer: MinervaLoopTimer?
     private var armedDeadline = Double.infinity
@@ -361,6 +385,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
     /// POSTs refused for their origin, logged per second at most.
     private var originLog = RateLimitedLog(window: 1, linesPerWindow: 20)
+    /// Refused upgrades and WebSockets closed for bad input, logged per second at most.
+    var webSocketLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
     private struct AddressCacheEntry {
         weak var connection: HTTPConnection?
