@@ -75,7 +75,8 @@ extension MinervaLoopDriver {
 
         let peer = request.remoteAddress?.description ?? ""
         let info = ConnectionInfo(
-            localAddress: request.localAddress?.description ?? "", peerAddress: peer, rateLimitKey: endpoint.rateLimitKey(forHost: hostPart(of: peer)))
+            localAddress: request.localAddress?.description ?? "", peerAddress: peer,
+            rateLimitKey: endpoint.rateLimitKey(forHost: hostPart(of: peer)))
         var headers: [([UInt8], [UInt8])]?
         if endpoint.configuration.includeRequestHeaders {
             var list: [([UInt8], [UInt8])] = []
