@@ -32,8 +32,14 @@ Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser.log"
 echo "== the same browser suite against minerva-demo --threads 2"
 MINERVA_DEMO_THREADS=2 Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser-2-loops.log"
 
+echo "== WebSocket transport with a client we did not write (Python websockets, pytest)"
+scripts/run-websocket-python-tests.sh 2>&1 | tee "$LOGS/websocket.log"
+
+echo "== the same WebSocket checks against minerva-demo --threads 2"
+MINERVA_DEMO_THREADS=2 scripts/run-websocket-python-tests.sh 2>&1 | tee "$LOGS/websocket-2-loops.log"
+
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
-    "$LOGS/browser-2-loops.log" <<'PY'
+    "$LOGS/browser-2-loops.log" "$LOGS/websocket.log" "$LOGS/websocket-2-loops.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -55,7 +61,7 @@ if p:
     passed += int(p.group(1))
 if f:
     failed += int(f.group(1))
-for log in (sys.argv[3], sys.argv[5]):
+for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7]):
     browser = open(log, errors="replace").read()
     m = re.search(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M)
     if m:

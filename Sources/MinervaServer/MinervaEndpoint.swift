@@ -41,6 +41,14 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// The most connections one ``MinervaSocketListener`` keeps open at once (in mode detection or carrying a
     /// transport). At the limit it stops accepting until one closes; the kernel queues new ones up to the backlog.
     public var maxSocketConnections = 4_096
+    /// Whether `GET <prefix>ws` accepts WebSocket upgrades (PROTOCOL.md 11.1; false answers 404). A WebSocket is one
+    /// of the HTTP server's connections: the HTTP connection limit covers it. Its largest message is the engine's
+    /// ``ServerEngineConfiguration/maxFrameLength``; origins are checked against ``allowedOrigins``.
+    public var webSockets = true
+    /// Seconds the server waits for the client's close frame after sending its own before it closes the TCP
+    /// connection (PROTOCOL.md 11.1). A WebSocket that sends no first message within ``socketModeTimeout`` is
+    /// closed (1008).
+    public var webSocketCloseTimeout = 5.0
 
     /// `Client/minerva-client.js` of the source tree this library was built from (for ``clientScriptPath`` during
     /// development; a deployed binary does not need it).
@@ -163,13 +171,14 @@ public final class MinervaEndpoint: Sendable {
 
     // MARK: Routing
 
-    private enum Child { case io, clientScript, other }
+    private enum Child { case io, clientScript, webSocket, other }
 
     private func child(of request: MinervaHTTPRequest) -> Child {
         let path = request.pathBytes
         let rest = UnsafeRawBufferPointer(rebasing: path[prefixBytes.count...])
         if rest.elementsEqual("io/".utf8) || rest.elementsEqual("io".utf8) { return .io }
         if rest.elementsEqual("minerva-client.js".utf8) { return .clientScript }
+        if rest.elementsEqual("ws".utf8) { return .webSocket }
         return .other
     }
 
@@ -194,6 +203,12 @@ public final class MinervaEndpoint: Sendable {
                 response.setHeader("Allow", "GET, HEAD")
                 response.setHeader("Content-Type", "text/plain")
                 response.end("Method Not Allowed\n")
+            } else {
+                notFound(response)
+            }
+        case .webSocket:
+            if configuration.webSockets {
+                driver(for: response.eventLoop).handleWebSocketUpgrade(request, response)
             } else {
                 notFound(response)
             }
@@ -253,7 +268,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     // Per-request tables without dynamic exclusivity checks: loop-confined, never touched while one of them is being
     // mutated (see the note in MinervaServerEngine).
     @exclusivity(unchecked) var responses: [Int: MinervaHTTPResponse] = [:]
-    @exclusivity(unchecked) var sockets: [Int: MinervaSocketConnection] = [:]
+    /// Connections carrying socket transports (int32 sockets and WebSockets), by handle.
+    @exclusivity(unchecked) var sockets: [Int: any MinervaSocketTransportConnection] = [:]
     private var nextHandle = 0
     private var timer: MinervaLoopTimer?
     private var armedDeadline = Double.infinity
@@ -285,6 +301,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     var peekScratch: [UInt8] = []
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
+    /// Refused upgrades and WebSockets closed for bad input, logged per second at most.
+    var webSocketLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
     private struct AddressCacheEntry {
         weak var connection: HTTPConnection?
