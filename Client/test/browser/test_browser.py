@@ -108,6 +108,7 @@ class WebSocketKillingProxy:
         self.target_port = target_port
         self.refusing = False
         self.upgraded = set()
+        self.tasks = set()
         self.stats = {'connections': 0, 'upgrades': 0, 'killed': 0, 'refused': 0}
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -135,6 +136,13 @@ class WebSocketKillingProxy:
             writer.transport.abort()
 
     async def _handle(self, reader, writer):
+        self.tasks.add(asyncio.current_task())
+        try:
+            await self._proxy(reader, writer)
+        finally:
+            self.tasks.discard(asyncio.current_task())
+
+    async def _proxy(self, reader, writer):
         self.stats['connections'] += 1
         head = b''
         try:
@@ -180,13 +188,19 @@ class WebSocketKillingProxy:
     def allow_websockets(self):
         self.loop.call_soon_threadsafe(lambda: setattr(self, 'refusing', False))
 
+    async def _shutdown(self):
+        self.server.close()
+        self._kill()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
     def stop(self):
-        def shutdown():
-            self._kill()
-            self.server.close()
-            self.loop.stop()
-        self.loop.call_soon_threadsafe(shutdown)
+        """Stops the proxy (every connection aborted) and returns its counters."""
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
         return dict(self.stats)
 
 
