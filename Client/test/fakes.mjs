@@ -168,7 +168,9 @@ export function makeStream(options = {}) {
 export class FakeWebSockets {
     constructor() {
         this.sockets = [];
+        this.onsocket = null; // optional hook, called with each new socket
         const all = this.sockets;
+        const hooks = this;
         this.WebSocket = class {
             constructor(url, protocol) {
                 this.url = url;
@@ -176,14 +178,21 @@ export class FakeWebSockets {
                 this.sent = []; // messages the client sent
                 this.closedByClient = null; // the code given to close()
                 this.readyState = 0;
+                this.onsend = null; // optional hooks for a connected fake server
+                this.onclientclose = null;
                 all.push(this);
+                if (hooks.onsocket) hooks.onsocket(this);
             }
             send(data) {
                 if (this.readyState !== 1) throw new Error('send on a WebSocket that is not open');
                 this.sent.push(data);
+                if (this.onsend) this.onsend(data);
             }
             close(code) {
-                if (this.readyState < 2) this.closedByClient = code;
+                if (this.readyState < 2) {
+                    this.closedByClient = code;
+                    if (this.onclientclose) this.onclientclose();
+                }
                 this.readyState = 3;
             }
             /** The upgrade succeeded. */
