@@ -411,6 +411,45 @@ struct MinervaWebSocketTests {
         #expect(echoed.payload.count == 1_048_576 - 5)
     }
 
+    // MARK: Server limits and shutdown
+
+    @Test("WebSockets count against the HTTP connection limit and are never shed as idle")
+    func connectionLimit() throws {
+        let demo = MinervaDemoApplication()
+        let server = try MinervaTestServer(
+            http: {
+                $0.maxConnections = 2
+                $0.threads = 1
+            }, factory: demo.handlerFactory)
+        defer { server.stop() }
+        let first = try primary(server)
+        let second = try RawClient.webSocket(port: server.port)
+        #expect(server.http.server.connectionCount == 2)
+        // The third connect succeeds (the kernel's backlog) but is not served while both WebSockets are open.
+        let third = try RawClient(port: server.port, timeoutMillis: 300)
+        try third.send(get("/healthz"))
+        #expect(third.receivesNothing(for: 0.5))
+        try first.sendMessages(["0N", "echo:alive "])
+        #expect(try first.readMessages(3) == ["|0A", "0N", "alive "])
+        try second.send(wsClose(1000))
+        #expect(try second.readMessages(1) == ["close 1000"])
+        #expect(second.waitForClose(within: 5))
+        #expect(waitUntil(5) { !third.buffer.isEmpty || third.fill(timeout: 0.1) })  // its turn came
+    }
+
+    @Test("a graceful shutdown ends each WebSocket's transport gently: SACK, StreamStatus, Y, close 1000")
+    func shutdown() throws {
+        let server = try demoServer()
+        defer { server.stop() }
+        let client = try primary(server)
+        let start = monotonicNow()
+        server.http.server.shutdown(gracePeriod: 30)
+        #expect(try client.readMessagesUntilClose() == ["|-1A", "|-1T", "Y", "close 1000"])
+        try client.send(wsClose(1000))
+        #expect(client.waitForClose(within: 5))
+        #expect(monotonicNow() - start < 5)
+    }
+
     // MARK: Closing
 
     @Test("a client close is answered with the same code and detaches the transport; the stream lives on")
