@@ -7,8 +7,9 @@ extension MinervaEndpoint {
 /*
  * Minerva client: a reliable, ordered stream of strings between a web page and a Minerva server, over
  * WebSocket, HTTP streaming (fetch with a streaming body reader) or HTTP long-polling, switching between them
- * without losing a string. No dependencies, no build step (2-space indents keep it in its size budget). Loaded as a classic <script>, it defines the global `Minerva`; `minerva-client.mjs`
- * re-exports it as an ES module. The wire protocol is described in PROTOCOL.md (Minerva version 2).
+ * without losing a string. No dependencies, no build step (2-space indents keep it in its size budget).
+ * Loaded as a classic <script>, it defines the global `Minerva`; `minerva-client.mjs` re-exports it as an ES
+ * module. The wire protocol is described in PROTOCOL.md (Minerva version 2; WebSocket: section 11.1).
  */
 (function (root) {
 'use strict';
