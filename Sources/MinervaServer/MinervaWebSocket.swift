@@ -150,11 +150,10 @@ extension MinervaLoopDriver {
         while i + 4 <= bytes.count {
             let length = Int(bytes[i]) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
             if length > engine.maxFrameLength || i + 4 + length > bytes.count {
-                engine.framesReceived(
-                    handle, frames: EmptyCollection<ArraySlice<UInt8>>(), frameCorruption: true, now: now)
+                engine.messageTooLong(handle, length: length, now: now)
                 return
             }
-            engine.framesReceived(handle, frames: CollectionOfOne(bytes[(i + 4)..<(i + 4 + length)]), now: now)
+            engine.messageReceived(handle, frame: bytes[(i + 4)..<(i + 4 + length)], now: now)
             i += 4 + length
         }
     }

@@ -240,6 +240,30 @@ public final class MinervaServerEngine {
         receive(handle, frames, corruption: frameCorruption ? "frame longer than the frame limit" : nil, now: now)
     }
 
+    /// One message of a message-framed socket transport (a WebSocket, PROTOCOL.md 11.1) arrived: it carries exactly
+    /// one frame and is processed as a batch of its own. Not generic, so the I/O layer's per-message call costs no
+    /// unspecialised generic code.
+    /// - Parameters:
+    ///   - handle: the transport, opened with ``TransportKind/socket``.
+    ///   - frame: the frame (the whole message).
+    ///   - now: the current time.
+    public func messageReceived(_ handle: TransportHandle, frame: ArraySlice<UInt8>, now: Double) {
+        receive(handle, CollectionOfOne(frame), corruption: nil, now: now)
+    }
+
+    /// A message-framed socket transport announced a message of `length` bytes, over ``maxFrameLength``, of which
+    /// nothing was kept: `frame_corruption` (PROTOCOL.md 11.1, W11).
+    /// - Parameters:
+    ///   - handle: the transport.
+    ///   - length: the announced length.
+    ///   - now: the current time.
+    public func messageTooLong(_ handle: TransportHandle, length: Int, now: Double) {
+        receive(
+            handle, DecodedFrames.empty,
+            corruption: "message of \(length) bytes over the frame limit of \(maxFrameLength)",
+            now: now)
+    }
+
     /// ``framesReceived(_:frames:frameCorruption:now:)`` with the framing failure's explanation, for the log.
     private func receive<Frames: Collection<ArraySlice<UInt8>>>(
         _ handle: TransportHandle, _ frames: Frames, corruption: String?, now: Double

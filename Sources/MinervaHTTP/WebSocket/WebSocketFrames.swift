@@ -130,10 +130,11 @@ package struct MinervaWebSocketFrameDecoder {
             case .payload:
                 let take = min(payloadLength - payloadDone, n - i)
                 let chunk = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)])
+                let key = masked ? maskKey : nil
                 if opcode >= 8 {
-                    appendUnmasked(chunk, to: &control)
+                    Self.appendUnmasked(chunk, to: &control, key: key, offset: payloadDone)
                 } else if !skippingMessage {
-                    appendUnmasked(chunk, to: &message)
+                    Self.appendUnmasked(chunk, to: &message, key: key, offset: payloadDone)
                 }
                 payloadDone += take
                 i += take
@@ -288,13 +289,15 @@ package struct MinervaWebSocketFrameDecoder {
         }
     }
 
-    /// Appends `chunk` to `buffer`, unmasking it (the chunk starts at payload offset `payloadDone`).
-    private func appendUnmasked(_ chunk: UnsafeRawBufferPointer, to buffer: inout [UInt8]) {
+    /// Appends `chunk` to `buffer`, unmasking it with `key` (nil: unmasked) from payload offset `offset`. Static: a
+    /// method reading `self` while one of its arrays is passed `inout` would copy `self`, and the array's storage
+    /// would no longer be unique (a copy per message).
+    private static func appendUnmasked(
+        _ chunk: UnsafeRawBufferPointer, to buffer: inout [UInt8], key: (UInt8, UInt8, UInt8, UInt8)?, offset: Int
+    ) {
         let start = buffer.count
         buffer.append(contentsOf: chunk)
-        guard masked else { return }
-        let key = maskKey
-        let offset = payloadDone
+        guard let key else { return }
         buffer.withUnsafeMutableBytes { raw in
             minervaWebSocketMask(UnsafeMutableRawBufferPointer(rebasing: raw[start...]), key: key, offset: offset)
         }
