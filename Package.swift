@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MinervaHTTP", targets: ["MinervaHTTP"]),
         .library(name: "MinervaServer", targets: ["MinervaServer"]),
         .library(name: "MinervaClient", targets: ["MinervaClient"]),
+        .library(name: "MinervaJSON", targets: ["MinervaJSON"]),
         .executable(name: "minerva-demo", targets: ["minerva-demo"]),
     ],
     dependencies: [
@@ -65,6 +66,8 @@ let package = Package(
             dependencies: ["MinervaCore", "MinervaIO", "MinervaHTTP"],
             swiftSettings: swift6
         ),
+        // Codable values as restricted strings (the asciify rule); Foundation's JSON coders, off the hot path.
+        .target(name: "MinervaJSON", dependencies: ["MinervaCore"], swiftSettings: swift6),
         // The demo server and its demo protocol: thin, only wiring.
         .executableTarget(
             name: "minerva-demo",
@@ -100,6 +103,11 @@ let package = Package(
                 "MinervaCore", "MinervaTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "MinervaJSONTests",
+            dependencies: ["MinervaJSON", "MinervaCore"],
             swiftSettings: swift6
         ),
         .testTarget(
