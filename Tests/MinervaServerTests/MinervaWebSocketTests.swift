@@ -553,25 +553,11 @@ private func id(ownedBy owner: Int, _ prefix: String) -> String {
         .first { MinervaEndpoint.ownerIndex(of: StreamID($0)!, loopCount: 2) == owner }!
 }
 
-/// A keep-alive connection the server serves on loop `index` (new connections until the kernel picks it).
-private func connection(onLoop index: Int, of server: MinervaTestServer) throws -> RawClient {
-    for _ in 0..<200 {
-        let client = try RawClient(port: server.port)
-        if try client.request(get("/loop")).text == "\(index)" { return client }
-        client.abort()
-    }
-    throw TestError("no connection landed on loop \(index)")
-}
-
 @Suite("WebSocket transport on several loops", .serialized)
 struct MinervaWebSocketMultiLoopTests {
     private func server() throws -> MinervaTestServer {
         let demo = MinervaDemoApplication()
-        return try MinervaTestServer(threads: 2, factory: demo.handlerFactory) { router in
-            router.route("/loop") { _, response in
-                response.send(status: 200, body: "\(response.eventLoop.indexInGroup)")
-            }
-        }
+        return try MinervaTestServer(threads: 2, factory: demo.handlerFactory, routes: loopRoute)
     }
 
     @Test(
