@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MinervaHTTP", targets: ["MinervaHTTP"]),
         .library(name: "MinervaServer", targets: ["MinervaServer"]),
         .library(name: "MinervaClient", targets: ["MinervaClient"]),
+        .library(name: "MinervaJSON", targets: ["MinervaJSON"]),
         .executable(name: "minerva-demo", targets: ["minerva-demo"]),
     ],
     dependencies: [
@@ -19,6 +20,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        // `swift package generate-documentation` (DocC catalogs of MinervaServer and MinervaClient).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // The only C the Swift code sees: libev + http-parser (Debian libev-dev, libhttp-parser-dev)
@@ -51,6 +56,7 @@ let package = Package(
             dependencies: [
                 "MinervaCore", "MinervaIO", "MinervaHTTP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6
         ),
@@ -60,6 +66,8 @@ let package = Package(
             dependencies: ["MinervaCore", "MinervaIO", "MinervaHTTP"],
             swiftSettings: swift6
         ),
+        // Codable values as restricted strings (the asciify rule); Foundation's JSON coders, off the hot path.
+        .target(name: "MinervaJSON", dependencies: ["MinervaCore"], swiftSettings: swift6),
         // The demo server and its demo protocol: thin, only wiring.
         .executableTarget(
             name: "minerva-demo",
@@ -67,7 +75,15 @@ let package = Package(
                 "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            swiftSettings: swift6
+        ),
+        // Fuzz targets over the parsers of untrusted bytes: libFuzzer with `./dev.sh fuzz`, seeded inputs otherwise.
+        .executableTarget(
+            name: "minerva-fuzz",
+            dependencies: ["MinervaHTTP", "MinervaCore"],
             swiftSettings: swift6
         ),
         // Helpers shared by the test targets (seeded RNG, test hellos, raw client, test servers), written once.
@@ -90,6 +106,11 @@ let package = Package(
             swiftSettings: swift6
         ),
         .testTarget(
+            name: "MinervaJSONTests",
+            dependencies: ["MinervaJSON", "MinervaCore"],
+            swiftSettings: swift6
+        ),
+        .testTarget(
             name: "MinervaIOTests",
             dependencies: ["MinervaIO", "CShims", "MinervaTestSupport"],
             swiftSettings: swift6
@@ -108,6 +129,7 @@ let package = Package(
             dependencies: [
                 "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo", "MinervaTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swift6
         ),

@@ -22,6 +22,20 @@ echo "== swift test, Minerva server and client suites again on 2 event loops (MI
 MINERVA_TEST_THREADS=2 swift test --skip-build --filter 'MinervaServerTests|MinervaClientTests' 2>&1 \
     | tee "$LOGS/swift-2-loops.log"
 
+echo "== DocC: swift package generate-documentation, warnings are errors (links and articles checked against the API)"
+for target in MinervaServer MinervaClient; do
+    if swift package generate-documentation --target "$target" --warnings-as-errors >"$LOGS/docc-$target.log" 2>&1; then
+        echo "docs $target: ok"
+    else
+        cat "$LOGS/docc-$target.log"
+        echo "docs $target: FAILED"
+        exit 1
+    fi
+done 2>&1 | tee "$LOGS/docs.log"
+
+echo "== fuzz targets: 20,000 seeded inputs each, then libFuzzer (coverage-guided, ASan) for 8 s each"
+{ .build/debug/minerva-fuzz 20000 && scripts/fuzz.sh all 8; } 2>&1 | tee "$LOGS/fuzz.log"
+
 echo "== JavaScript client (node --test)"
 ensure_node
 Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
@@ -39,7 +53,8 @@ echo "== the same WebSocket checks against minerva-demo --threads 2"
 MINERVA_DEMO_THREADS=2 scripts/run-websocket-python-tests.sh 2>&1 | tee "$LOGS/websocket-2-loops.log"
 
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
-    "$LOGS/browser-2-loops.log" "$LOGS/websocket.log" "$LOGS/websocket-2-loops.log" <<'PY'
+    "$LOGS/browser-2-loops.log" "$LOGS/websocket.log" "$LOGS/websocket-2-loops.log" "$LOGS/fuzz.log" \
+    "$LOGS/docs.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -67,5 +82,8 @@ for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7]):
     if m:
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
+fuzz = open(sys.argv[8], errors="replace").read() + open(sys.argv[9], errors="replace").read()
+passed += len(re.findall(r"no invariant broken$|^(?:fuzz|docs) \w+: ok", fuzz, re.M))
+failed += len(re.findall(r"^(?:fuzz|docs) \w+: FAILED", fuzz, re.M))
 print(f"total: {passed} passed, {failed} failed")
 PY

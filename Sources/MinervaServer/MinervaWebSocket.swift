@@ -54,7 +54,7 @@ extension MinervaLoopDriver {
             }
             return
         }
-        guard originAllowed(request) else {
+        guard endpoint.originPermitted(request) else {
             refuseUpgrade(response, 403, "Origin not allowed", request: request)
             return
         }
@@ -75,7 +75,8 @@ extension MinervaLoopDriver {
 
         let peer = request.remoteAddress?.description ?? ""
         let info = ConnectionInfo(
-            localAddress: request.localAddress?.description ?? "", peerAddress: peer, rateLimitKey: hostPart(of: peer))
+            localAddress: request.localAddress?.description ?? "", peerAddress: peer,
+            rateLimitKey: endpoint.rateLimitKey(forHost: hostPart(of: peer)))
         var headers: [([UInt8], [UInt8])]?
         if endpoint.configuration.includeRequestHeaders {
             var list: [([UInt8], [UInt8])] = []
@@ -89,35 +90,6 @@ extension MinervaLoopDriver {
         let connection = MinervaWebSocketConnection(driver: self, info: info, headers: headers)
         guard let tcp = response.upgrade(to: connection) else { return }
         connection.start(tcp)
-    }
-
-    /// Whether the request's `Origin` (if any) may open a WebSocket: in the endpoint's allowed list (`*` allows any)
-    /// or the request's own origin (`http://` or `https://` + `Host`); never `null`.
-    private func originAllowed(_ request: MinervaHTTPRequest) -> Bool {
-        guard let origin = request.headerBytes("Origin") else { return true }  // a native client
-        let trimmed = MinervaWebSocketHandshake.trimmed(origin)
-        if equalsLowercase(trimmed, "null") { return false }
-        if !endpoint.corsOrigins.isEmpty {
-            if endpoint.corsAnyOrigin { return true }
-            if endpoint.corsOrigins.contains(String(decoding: trimmed, as: UTF8.self)) { return true }
-        }
-        guard let host = request.headerBytes("Host").map(MinervaWebSocketHandshake.trimmed), !host.isEmpty else {
-            return false
-        }
-        for scheme in ["http://", "https://"] {
-            let prefix = Array(scheme.utf8)
-            guard trimmed.count == prefix.count + host.count else { continue }
-            var same = true
-            for i in 0..<trimmed.count {
-                let expected = i < prefix.count ? prefix[i] : host[i - prefix.count]
-                if asciiLower(trimmed[i]) != asciiLower(expected) {
-                    same = false
-                    break
-                }
-            }
-            if same { return true }
-        }
-        return false
     }
 
     private func refuseUpgrade(
