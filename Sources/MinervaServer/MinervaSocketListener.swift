@@ -241,12 +241,7 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
     func connectionBecameWritable(_ connection: MinervaTCPConnection) {
         guard backedUp else { return }
         backedUp = false
-        if proxied {
-            _ = driver.proxiedWritable(handle.rawValue, true)
-            return
-        }
-        driver.engine.transportWritable(handle, true)
-        driver.perform()
+        driver.socketTransportWritable(handle, proxied: proxied, true)
     }
 
     func connectionDidClose(_ connection: MinervaTCPConnection) {
@@ -255,12 +250,7 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         cancelDetectionTimer()
         driver.sockets[handle.rawValue] = nil
         listener.connectionClosed(self)
-        if wasTransport && proxied {
-            _ = driver.proxiedClosed(handle.rawValue)
-        } else if wasTransport {
-            driver.engine.transportClosed(handle, now: driver.now)
-            driver.perform()
-        }
+        if wasTransport { driver.socketTransportClosed(handle, proxied: proxied) }
     }
 
     /// Closes the connection now, telling the engine (listener shutdown).
@@ -277,11 +267,7 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         tcp.write(bytes)
         if !backedUp && !tcp.isWritable && tcp.isOpen {
             backedUp = true
-            if proxied {
-                _ = driver.proxiedWritable(handle.rawValue, false)
-            } else {
-                driver.engine.transportWritable(handle, false)
-            }
+            driver.socketTransportWritable(handle, proxied: proxied, false)
         }
     }
 
