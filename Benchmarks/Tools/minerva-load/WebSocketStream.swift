@@ -135,7 +135,37 @@ final class WebSocketStream: LoadClient {
         hello += Array(#"","ming":true,"maxia":0,"eeds":null,"seenack":"|-1"}H"#.utf8)
         sendMessage(hello)
         if mode == .echo { sendNextEcho(sack: false) }
+        if mode == .fanout { sendMessage(Array("begin_chat ".utf8)) }
         flush()
+    }
+
+    /// Broadcaster: sends one `broadcast:<now>` to the chat.
+    func broadcastNow() {
+        guard upgraded, fd >= 0, !stopped else { return }
+        var frame = Array("broadcast:".utf8)
+        appendDecimal(&frame, Int(monotonicNanos()))
+        frame.append(UInt8(ascii: " "))
+        sendMessage(frame)
+        stats.requests += 1
+        flush()
+    }
+
+    /// Fan-out: one chat line `TEXT|<sender>|<nanoseconds>` arrived; acknowledge now and then.
+    private func chatLine(_ bytes: ArraySlice<UInt8>) {
+        receivedAck += 1
+        if let bar = bytes.lastIndex(of: UInt8(ascii: "|")), let sent = parseDecimal(bytes[(bar + 1)...].dropLast()) {
+            stats.delivered += 1
+            let now = monotonicNanos()
+            let micros = now > UInt64(sent) ? (now - UInt64(sent)) / 1000 : 0
+            stats.deliveryLatencies.append(UInt32(min(micros, UInt64(UInt32.max))))
+        }
+        if receivedAck % 32 == 31 && !stopped {
+            var frame: [UInt8] = [UInt8(ascii: "|")]
+            appendDecimal(&frame, receivedAck)
+            frame.append(UInt8(ascii: "A"))
+            sendMessage(frame)
+            flush()
+        }
     }
 
     /// Queues the SACK of what was received (so the server can drop it) and the next `echo:<n>`.
@@ -236,7 +266,9 @@ final class WebSocketStream: LoadClient {
         guard let type = bytes.last else { return }
         switch type {
         case UInt8(ascii: "C"):
-            if mode == .hold { holding = true }
+            if mode != .echo { holding = true }
+        case UInt8(ascii: " ") where mode == .fanout:
+            chatLine(bytes)
         case UInt8(ascii: " "):
             receivedAck += 1
             guard let (value, sentAt) = awaiting, parseDecimal(bytes.dropLast()) == value else {
