@@ -3,6 +3,7 @@
 //   minerva-load [--streams N] [--duration S] [--warmup S] [--host H] [--port P] [--prefix /_minerva/]
 //   minerva-load --hold N [--duration S] [--host H] [--port P] [--prefix /_minerva/]
 //   add --websocket to either: each stream is one WebSocket (`<prefix>ws`, PROTOCOL.md 11.1) instead of long-polls
+//   minerva-load --socketio [--streams N] ...: the peer: Socket.IO echo events over WebSocket (Engine.IO 4)
 //   minerva-load --fanout N [--interval S] [--duration S] [--server-pid PID] [--host H] [--port P]
 //     N WebSocket streams join the demo's chat; once all are in, one more stream broadcasts its clock every --interval
 //     (0.1 s) for --duration; prints delivery latency p50/p99/max, strings delivered per second, and (with
@@ -23,6 +24,7 @@ var prefix = "/_minerva/"
 var holdCount: Int?
 var webSocket = false
 var fanoutCount: Int?
+var socketIO = false
 var interval = 0.1
 var serverPID: Int?
 
@@ -55,6 +57,9 @@ while let argument = arguments.popFirst() {
     case "--hold": holdCount = number(argument, Int.self)
     case "--websocket": webSocket = true
     case "--fanout": fanoutCount = number(argument, Int.self)
+    case "--socketio":
+        socketIO = true
+        webSocket = true
     case "--interval": interval = number(argument, Double.self)
     case "--server-pid": serverPID = number(argument, Int.self)
     case "-h", "--help":
@@ -193,7 +198,7 @@ let streams = (0..<(webSocket ? 0 : streamCount)).map { _ in
     LoadStream(mode: .echo, loop: loop, template: template, stats: stats)
 }
 let sockets = (0..<(webSocket ? streamCount : 0)).map { _ in
-    WebSocketStream(mode: .echo, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
+    WebSocketStream(mode: .echo, loop: loop, stats: stats, host: host, port: port, prefix: prefix, socketIO: socketIO)
 }
 for stream in streams { stream.start() }
 for socket in sockets { socket.start() }
@@ -235,7 +240,7 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 let rate = Double(stats.roundTrips) / elapsed
 let requestRate = Double(stats.requests - requestsAtStart) / elapsed
 print(
-    "transport=\(webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
+    "transport=\(socketIO ? "socketio-websocket" : webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
         + "round_trips_per_s=\(Int(rate.rounded())) requests_per_s=\(Int(requestRate.rounded())) "
         + "p50_ms=\(fixed(percentile(0.5), 3)) p99_ms=\(fixed(percentile(0.99), 3)) errors=\(stats.errors)")
 exitProcess(stats.errors == 0 ? 0 : 1)
