@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MinervaHTTP", targets: ["MinervaHTTP"]),
         .library(name: "MinervaServer", targets: ["MinervaServer"]),
         .library(name: "MinervaClient", targets: ["MinervaClient"]),
+        .library(name: "MinervaJSON", targets: ["MinervaJSON"]),
         .executable(name: "minerva-demo", targets: ["minerva-demo"]),
     ],
     dependencies: [
@@ -21,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        // `swift package generate-documentation` (DocC catalogs of MinervaServer and MinervaClient).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // The only C the Swift code sees: libev + http-parser (Debian libev-dev, libhttp-parser-dev)
@@ -63,6 +66,8 @@ let package = Package(
             dependencies: ["MinervaCore", "MinervaIO", "MinervaHTTP"],
             swiftSettings: swift6
         ),
+        // Codable values as restricted strings (the asciify rule); Foundation's JSON coders, off the hot path.
+        .target(name: "MinervaJSON", dependencies: ["MinervaCore"], swiftSettings: swift6),
         // The demo server and its demo protocol: thin, only wiring.
         .executableTarget(
             name: "minerva-demo",
@@ -98,6 +103,11 @@ let package = Package(
                 "MinervaCore", "MinervaTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "MinervaJSONTests",
+            dependencies: ["MinervaJSON", "MinervaCore"],
             swiftSettings: swift6
         ),
         .testTarget(

@@ -22,6 +22,20 @@ echo "== swift test, Minerva server and client suites again on 2 event loops (MI
 MINERVA_TEST_THREADS=2 swift test --skip-build --filter 'MinervaServerTests|MinervaClientTests' 2>&1 \
     | tee "$LOGS/swift-2-loops.log"
 
+echo "== DocC: swift package generate-documentation, warnings are errors (links and articles checked against the API)"
+for target in MinervaServer MinervaClient; do
+    if swift package generate-documentation --target "$target" --warnings-as-errors >"$LOGS/docc-$target.log" 2>&1; then
+        echo "docs $target: ok"
+    else
+        cat "$LOGS/docc-$target.log"
+        echo "docs $target: FAILED"
+        exit 1
+    fi
+done 2>&1 | tee "$LOGS/docs.log"
+
+echo "== the README's snippets in a fresh swift package init (Swift 6) package: build, run, one echo"
+scripts/check-readme-package.sh 2>&1 | tee -a "$LOGS/docs.log"
+
 echo "== fuzz targets: 20,000 seeded inputs each, then libFuzzer (coverage-guided, ASan) for 8 s each"
 { .build/debug/minerva-fuzz 20000 && scripts/fuzz.sh all 8; } 2>&1 | tee "$LOGS/fuzz.log"
 
@@ -46,7 +60,7 @@ scripts/run-nginx-tests.sh 2>&1 | tee "$LOGS/nginx.log"
 
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
     "$LOGS/browser-2-loops.log" "$LOGS/websocket.log" "$LOGS/websocket-2-loops.log" "$LOGS/fuzz.log" \
-    "$LOGS/nginx.log" <<'PY'
+    "$LOGS/docs.log" "$LOGS/nginx.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -68,14 +82,14 @@ if p:
     passed += int(p.group(1))
 if f:
     failed += int(f.group(1))
-for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[9]):
+for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[10]):
     browser = open(log, errors="replace").read()
     # Every pytest summary of the log (run-nginx-tests.sh runs pytest twice: nginx, then HAProxy).
     for m in re.finditer(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M):
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
-fuzz = open(sys.argv[8], errors="replace").read()
-passed += len(re.findall(r"no invariant broken$|^fuzz \w+: ok", fuzz, re.M))
-failed += len(re.findall(r"^fuzz \w+: FAILED", fuzz, re.M))
+fuzz = open(sys.argv[8], errors="replace").read() + open(sys.argv[9], errors="replace").read()
+passed += len(re.findall(r"no invariant broken$|^(?:fuzz|docs|readme) \w+: ok", fuzz, re.M))
+failed += len(re.findall(r"^(?:fuzz|docs|readme) \w+: FAILED", fuzz, re.M))
 print(f"total: {passed} passed, {failed} failed")
 PY

@@ -9,7 +9,7 @@ import MinervaIO
 public struct MinervaClientConfiguration: Sendable {
     /// The server's host: a numeric IPv4/IPv6 address or a name (resolved with a blocking lookup).
     public var host: String
-    /// The HTTP port, or the socket listener's port for ``ClientEndpointKind/socket``.
+    /// The HTTP port, or the socket listener's port for `ClientEndpointKind/socket`.
     public var port: Int
     /// The endpoint path, ending in `/`; requests go to `<path>io/`, WebSockets to `<path>ws` (ignored in socket
     /// mode).
@@ -38,7 +38,7 @@ public struct MinervaClientConfiguration: Sendable {
     }
 }
 
-/// A Minerva client stream with real transports, confined to one ``MinervaEventLoop``.
+/// A Minerva client stream with real transports, confined to one `MinervaEventLoop`.
 ///
 /// Create it, set the callbacks, then call ``start()``; every method and callback runs on the loop's thread
 /// (use `MinervaEventLoop.execute` from elsewhere). Strings are restricted (bytes 0x20...0x7E). The stream is over after
@@ -72,7 +72,7 @@ public final class MinervaClientStream {
     /// The most idle kept-alive HTTP connections a stream keeps (it has at most three requests at once).
     static let maxIdleConnections = 3
     /// How the current primary transport is carried (nil while there is none): with
-    /// ``ClientEndpointKind/auto``, `.webSocket` or `.httpStreaming`.
+    /// `ClientEndpointKind/auto`, `.webSocket` or `.httpStreaming`.
     public var primaryTransportMode: ClientTransportMode? { machine.primaryTransportMode }
     /// Transports opened so far (HTTP requests, sockets and WebSockets), for tests and statistics.
     public private(set) var transportsOpened = 0

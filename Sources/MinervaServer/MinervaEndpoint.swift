@@ -38,13 +38,17 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var clientScriptPath: String? = nil
     /// The `Cache-Control` value of the JavaScript client (it also gets an `ETag`).
     public var clientScriptCacheControl = "public, max-age=300"
-    /// Whether the application's ``TransportInfo`` carries the HTTP request headers (copied per request).
+    /// Whether the application's `TransportInfo` carries the HTTP request headers (copied per request).
     public var includeRequestHeaders = true
     /// The Flash socket policy the socket listener serves (nil answers a lone NUL, PROTOCOL.md 3.2).
     public var socketPolicy: String?
     /// Seconds a socket may take to send its mode prefix before it is aborted (PROTOCOL.md 10.8); also how long a
     /// connection that got the policy file may stay open.
     public var socketModeTimeout = SocketModeDetector.defaultTimeout
+    /// Seconds an int32 socket may take to finish a frame once its first byte arrived (after the first frame, whose
+    /// deadline is ``socketModeTimeout``); a frame left unfinished longer is a stalled or hostile peer, and the
+    /// connection is aborted with a rate-limited notice. 0 disables the deadline.
+    public var socketFrameTimeout: Double = 30
     /// Whether a socket is aborted as soon as its first bytes can match no mode prefix (false: wait for 512 bytes).
     public var socketEarlyRejection = true
     /// The most connections one ``MinervaSocketListener`` keeps open at once (in mode detection or carrying a
@@ -60,11 +64,11 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var authorizeStream: (@Sendable (StreamAuthorizationRequest) -> String?)? = nil
     /// Addresses of reverse proxies (exact IP addresses, e.g. `127.0.0.1`) whose `X-Forwarded-For` is believed: a
     /// request from one of them is attributed to the right-most forwarded address that is not itself a trusted proxy,
-    /// for the per-address stream limit and the application's ``ConnectionInfo/peerAddress``. Empty (the default):
+    /// for the per-address stream limit and the application's `ConnectionInfo/peerAddress`. Empty (the default):
     /// `X-Forwarded-For` is ignored.
     public var trustedProxies: [String] = []
     /// Whether peers on a loopback address (127.0.0.0/8, ::1) are subject to
-    /// ``ServerEngineConfiguration/maxNewStreamsPerKeyPerSecond``. Off by default: local processes (a reverse proxy
+    /// `ServerEngineConfiguration/maxNewStreamsPerKeyPerSecond`. Off by default: local processes (a reverse proxy
     /// that does not forward the client's address, load tests) are not one client. Behind a local proxy, list it in
     /// ``trustedProxies`` so that each client is limited by its own address.
     public var rateLimitsLoopback = false
@@ -72,7 +76,7 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var metricsFactory: (any MetricsFactory)? = nil
     /// Whether `GET <prefix>ws` accepts WebSocket upgrades (PROTOCOL.md 11.1; false answers 404). A WebSocket is one
     /// of the HTTP server's connections: the HTTP connection limit covers it. Its largest message is the engine's
-    /// ``ServerEngineConfiguration/maxFrameLength``; origins are checked against ``allowedOrigins``.
+    /// `ServerEngineConfiguration/maxFrameLength`; origins are checked against ``allowedOrigins``.
     public var webSockets = true
     /// Seconds the server waits for the client's close frame after sending its own before it closes the TCP
     /// connection (PROTOCOL.md 11.1). A WebSocket that sends no first message within ``socketModeTimeout`` is
@@ -91,14 +95,14 @@ public struct MinervaEndpointConfiguration: Sendable {
     public init() {}
 }
 
-/// The Minerva endpoint: mount it on an ``MinervaHTTPRouter`` beside the application's own routes.
+/// The Minerva endpoint: mount it on an `MinervaHTTPRouter` beside the application's own routes.
 ///
 /// ```swift
 /// let endpoint = MinervaEndpoint { stream, loop in EchoHandler() }
 /// endpoint.mount(on: router)
 /// ```
 ///
-/// Each event loop of the server gets its own ``MinervaServerEngine``. With several loops, each stream is owned by
+/// Each event loop of the server gets its own `MinervaServerEngine`. With several loops, each stream is owned by
 /// one of them, computed from its id alone (``ownerIndex(of:loopCount:)``): a request or socket that arrives on
 /// another loop is handed to the owner as messages (the receiving loop keeps the connection and carries the bytes
 /// the owner's engine produces), so the stream's handler always runs on its owner loop. The engine's limits

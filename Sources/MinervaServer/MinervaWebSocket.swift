@@ -130,6 +130,28 @@ extension MinervaLoopDriver {
         }
     }
 
+    /// A socket transport's connection ended, or its transport is abandoned: the engine running it (this loop's, or
+    /// the owner loop's when `proxied`) detaches it.
+    func socketTransportClosed(_ handle: TransportHandle, proxied: Bool) {
+        if proxied {
+            _ = proxiedClosed(handle.rawValue)
+        } else {
+            engine.transportClosed(handle, now: now)
+            perform()
+        }
+    }
+
+    /// A socket transport's output backed up (`false`) or drained (`true`): the engine running it pauses or resumes
+    /// the stream's producer.
+    func socketTransportWritable(_ handle: TransportHandle, proxied: Bool, _ writable: Bool) {
+        if proxied {
+            _ = proxiedWritable(handle.rawValue, writable)
+        } else {
+            engine.transportWritable(handle, writable)
+            if writable { perform() }
+        }
+    }
+
     /// Hands a WebSocket transport to the owner loop (its messages follow with ``forwardSocketBytes(_:_:)``).
     func handOffWebSocket(
         _ handle: TransportHandle, info: ConnectionInfo, headers: [([UInt8], [UInt8])]?, to owner: Int
@@ -340,12 +362,7 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     private func detachTransport() {
         guard transportOpen else { return }
         transportOpen = false
-        if proxied {
-            _ = driver.proxiedClosed(handle.rawValue)
-        } else {
-            driver.engine.transportClosed(handle, now: driver.now)
-            driver.perform()
-        }
+        driver.socketTransportClosed(handle, proxied: proxied)
     }
 
     // MARK: Writing
@@ -378,11 +395,7 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         }
         if !backedUp && !tcp.isWritable && tcp.isOpen {
             backedUp = true
-            if proxied {
-                _ = driver.proxiedWritable(handle.rawValue, false)
-            } else {
-                driver.engine.transportWritable(handle, false)
-            }
+            driver.socketTransportWritable(handle, proxied: proxied, false)
         }
     }
 
@@ -414,13 +427,7 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     func connectionBecameWritable(_ connection: MinervaTCPConnection) {
         guard backedUp else { return }
         backedUp = false
-        guard transportOpen else { return }
-        if proxied {
-            _ = driver.proxiedWritable(handle.rawValue, true)
-            return
-        }
-        driver.engine.transportWritable(handle, true)
-        driver.perform()
+        if transportOpen { driver.socketTransportWritable(handle, proxied: proxied, true) }
     }
 
     func connectionDidClose(_ connection: MinervaTCPConnection) {
@@ -428,14 +435,6 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         timer?.cancel()
         timer = nil
         driver.sockets[handle.rawValue] = nil
-        if transportOpen {
-            transportOpen = false
-            if proxied {
-                _ = driver.proxiedClosed(handle.rawValue)
-            } else {
-                driver.engine.transportClosed(handle, now: driver.now)
-                driver.perform()
-            }
-        }
+        detachTransport()
     }
 }

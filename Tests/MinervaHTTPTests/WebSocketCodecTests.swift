@@ -236,4 +236,28 @@ struct WebSocketCodecTests {
         #expect(
             MinervaWebSocketFrameWriter.closePayload(code: 1009, reason: "big") == [0x03, 0xF1] + Array("big".utf8))
     }
+
+    @Test("random input never traps, and decoding does not depend on how the input is cut", arguments: 0..<40)
+    func randomInput(seed: Int) {
+        var generator = SeededGenerator(seed: UInt64(seed) &* 7919 &+ 1)
+        var bytes: [UInt8] = []
+        // Mostly well-formed frames (so decoding gets deep), with random corruption.
+        for _ in 0..<Int.random(in: 1...12, using: &generator) {
+            let opcode = [0, 1, 2, 8, 9, 10, 3, 11].randomElement(using: &generator)!
+            let length = [0, 1, 5, 125, 126, 300, 70_000].randomElement(using: &generator)!
+            let payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var frame = wsFrameBytes(
+                opcode: UInt8(opcode), payload, fin: Bool.random(using: &generator),
+                mask: Int.random(in: 0..<8, using: &generator) == 0 ? nil : [1, 2, 3, 4])
+            if Int.random(in: 0..<4, using: &generator) == 0 {
+                frame[Int.random(in: 0..<frame.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+            }
+            bytes += frame
+        }
+        let whole = decode([bytes], max: 4096)
+        let cut = Int.random(in: 0...bytes.count, using: &generator)
+        #expect(decode([Array(bytes[..<cut]), Array(bytes[cut...])], max: 4096) == whole, "seed \(seed)")
+        // After a failure nothing more is reported.
+        if let failure = whole.firstIndex(where: { $0.hasPrefix("failure") }) { #expect(failure == whole.count - 1) }
+    }
 }

@@ -30,20 +30,6 @@ private func twoLoopDemoServer() throws -> MinervaTestServer {
     return try MinervaTestServer(socket: true, threads: 2, factory: demo.handlerFactory, routes: loopRoute)
 }
 
-private func loopRoute(_ router: MinervaHTTPRouter) {
-    router.route("/loop") { _, response in response.send(status: 200, body: "\(response.eventLoop.indexInGroup)") }
-}
-
-/// A keep-alive connection that the server serves on loop `index` (new connections until the kernel picks it).
-private func connection(onLoop index: Int, of server: MinervaTestServer) throws -> RawClient {
-    for _ in 0..<200 {
-        let client = try RawClient(port: server.port)
-        if try client.request(get("/loop")).text == "\(index)" { return client }
-        client.abort()
-    }
-    throw TestError("no connection landed on loop \(index)")
-}
-
 /// A socket primary of stream `id` on the demo server, past its `C`.
 private func socketStream(_ server: MinervaTestServer, id: String) throws -> RawClient {
     let client = try RawClient(port: server.socketPort)

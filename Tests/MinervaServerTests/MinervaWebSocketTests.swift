@@ -411,6 +411,28 @@ struct MinervaWebSocketTests {
         #expect(echoed.payload.count == 1_048_576 - 5)
     }
 
+    @Test("random bytes after the upgrade: a close frame or nothing, never a crash; the server serves on")
+    func garbage() throws {
+        let server = try demoServer()
+        defer { server.stop() }
+        var generator = SeededGenerator(seed: 11)
+        for round in 0..<30 {
+            let client = try RawClient.webSocket(port: server.port)
+            if round % 2 == 0 {
+                try client.sendMessages([hs("eeds:null", "id:\"g\(String(repeating: "g", count: 24))\(round % 10)\"")])
+            }
+            let garbage = (0..<Int.random(in: 1...400, using: &generator)).map { _ in
+                UInt8.random(in: 0...255, using: &generator)
+            }
+            try? client.send(garbage)
+            client.abort()
+        }
+        #expect(transportsGone(server))
+        let check = try RawClient.webSocket(port: server.port)
+        try check.sendMessages([hs("eeds:null", "id:\"\(String(repeating: "h", count: 26))\"")])
+        #expect(try check.readMessages(1) == ["C"])
+    }
+
     // MARK: Server limits and shutdown
 
     @Test("WebSockets count against the HTTP connection limit and are never shed as idle")
@@ -531,25 +553,11 @@ private func id(ownedBy owner: Int, _ prefix: String) -> String {
         .first { MinervaEndpoint.ownerIndex(of: StreamID($0)!, loopCount: 2) == owner }!
 }
 
-/// A keep-alive connection the server serves on loop `index` (new connections until the kernel picks it).
-private func connection(onLoop index: Int, of server: MinervaTestServer) throws -> RawClient {
-    for _ in 0..<200 {
-        let client = try RawClient(port: server.port)
-        if try client.request(get("/loop")).text == "\(index)" { return client }
-        client.abort()
-    }
-    throw TestError("no connection landed on loop \(index)")
-}
-
 @Suite("WebSocket transport on several loops", .serialized)
 struct MinervaWebSocketMultiLoopTests {
     private func server() throws -> MinervaTestServer {
         let demo = MinervaDemoApplication()
-        return try MinervaTestServer(threads: 2, factory: demo.handlerFactory) { router in
-            router.route("/loop") { _, response in
-                response.send(status: 200, body: "\(response.eventLoop.indexInGroup)")
-            }
-        }
+        return try MinervaTestServer(threads: 2, factory: demo.handlerFactory, routes: loopRoute)
     }
 
     @Test(

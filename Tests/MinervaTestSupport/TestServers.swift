@@ -269,3 +269,20 @@ package final class MinervaTestServer {
         } ?? nil
     }
 }
+
+/// A `/loop` route answering the index of the loop that served the request (so a test can pick a connection on a
+/// given loop with ``connection(onLoop:of:)``).
+package func loopRoute(_ router: MinervaHTTPRouter) {
+    router.route("/loop") { _, response in response.send(status: 200, body: "\(response.eventLoop.indexInGroup)") }
+}
+
+/// A keep-alive connection that the server serves on loop `index` (new connections until the kernel picks it); the
+/// server needs ``loopRoute(_:)``.
+package func connection(onLoop index: Int, of server: MinervaTestServer) throws -> RawClient {
+    for _ in 0..<200 {
+        let client = try RawClient(port: server.port)
+        if try client.request(get("/loop")).text == "\(index)" { return client }
+        client.abort()
+    }
+    throw TestError("no connection landed on loop \(index)")
+}
