@@ -111,6 +111,10 @@ http {
     uwsgi_temp_path $WORK/nginx/uwsgi;
     scgi_temp_path $WORK/nginx/scgi;
     include /etc/nginx/mime.types;
+    # Debian's nginx.conf turns gzip on; compressing text/plain too is common. With proxy_buffering on, nginx
+    # would then hold streaming writes back until a 32 KiB block fills; the documented config must stream anyway.
+    gzip on;
+    gzip_types text/plain;
     include $WORK/nginx/minerva.conf;
 }
 CONF
