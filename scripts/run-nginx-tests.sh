@@ -127,6 +127,14 @@ STATUS=0 # a failure through nginx still lets the HAProxy checks run; the script
 MINERVA_SERVER_URL="http://127.0.0.1:$NGINX_PORT" MINERVA_BROWSER_TESTS=1 /usr/bin/python3 -m pytest \
     -p no:cacheprovider -q -s Tests/Deployment/test_through_proxy.py Client/test/browser/test_browser.py "$@" \
     || STATUS=$?
+# The suite really went through nginx: its access log shows upgraded WebSockets and HTTP transports.
+WS=$(grep -c '"GET /_minerva/ws HTTP/1.1" 101 ' "$WORK/nginx-access.log" || true)
+IO=$(grep -c '"POST /_minerva/io/ HTTP/1.1" 200 ' "$WORK/nginx-access.log" || true)
+echo "nginx access log: $WS WebSocket upgrades (101), $IO HTTP transport requests (200)"
+if [ "$WS" -eq 0 ] || [ "$IO" -eq 0 ]; then
+    echo "the browser suite did not go through nginx" >&2
+    STATUS=1
+fi
 
 echo "== HAProxy $("$HAPROXY" -v | head -n 1 | awk '{print $3}') with deploy/haproxy-minerva.cfg (proxy checks only)"
 HAPROXY_PORT="$(free_port)"
