@@ -3,7 +3,7 @@
 # (--static-dir Client/test/browser --trusted-proxy 127.0.0.1) and, in front of it, a private nginx (Debian's
 # nginx-light) started with deploy/nginx-minerva.conf itself (only its `listen 80;` and upstream `127.0.0.1:8080`
 # replaced), then runs Tests/Deployment/test_through_proxy.py and the browser suite
-# Client/test/browser/test_browser.py through it (MINERVA_SERVER_URL). Then the same proxy checks (not the
+# (Client/test/browser/test_browser.py and test_tabs.py) through it (MINERVA_SERVER_URL). Then the same proxy checks (not the
 # browser suite) through HAProxy started with deploy/haproxy-minerva.cfg, and `systemd-analyze verify` of
 # deploy/minerva-demo.service when systemd is there.
 #
@@ -125,7 +125,8 @@ wait_for "http://127.0.0.1:$NGINX_PORT/healthz"
 
 STATUS=0 # a failure through nginx still lets the HAProxy checks run; the script fails at the end
 MINERVA_SERVER_URL="http://127.0.0.1:$NGINX_PORT" MINERVA_BROWSER_TESTS=1 /usr/bin/python3 -m pytest \
-    -p no:cacheprovider -q -s Tests/Deployment/test_through_proxy.py Client/test/browser/test_browser.py "$@" \
+    -p no:cacheprovider -q -s Tests/Deployment/test_through_proxy.py Client/test/browser/test_browser.py \
+    Client/test/browser/test_tabs.py "$@" \
     || STATUS=$?
 # The suite really went through nginx: its access log shows upgraded WebSockets and HTTP transports.
 WS=$(grep -c '"GET /_minerva/ws HTTP/1.1" 101 ' "$WORK/nginx-access.log" || true)
