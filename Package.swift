@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MinervaHTTP", targets: ["MinervaHTTP"]),
         .library(name: "MinervaServer", targets: ["MinervaServer"]),
         .library(name: "MinervaClient", targets: ["MinervaClient"]),
+        .library(name: "MinervaCluster", targets: ["MinervaCluster"]),
         .executable(name: "minerva-demo", targets: ["minerva-demo"]),
     ],
     dependencies: [
@@ -54,6 +55,16 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
+        // A cluster of servers on Redis (membership, stream ownership, relay between nodes) and publish/subscribe
+        // channels (in-process across loops, across nodes through Redis). Above the endpoint; its own RESP client.
+        .target(
+            name: "MinervaCluster",
+            dependencies: [
+                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swift6
+        ),
         // The Swift client: MinervaCore's client state machine over MinervaIO and MinervaHTTP (not the server).
         .target(
             name: "MinervaClient",
@@ -64,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "minerva-demo",
             dependencies: [
-                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
+                "MinervaCluster", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

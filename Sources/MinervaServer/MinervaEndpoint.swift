@@ -41,6 +41,9 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// The most connections one ``MinervaSocketListener`` keeps open at once (in mode detection or carrying a
     /// transport). At the limit it stops accepting until one closes; the kernel queues new ones up to the backlog.
     public var maxSocketConnections = 4_096
+    /// Where streams run when several servers share them (a cluster, e.g. `MinervaCluster`); nil: every stream runs
+    /// here. Asked before each POST of `io/` runs.
+    public var placement: (any MinervaStreamPlacement)?
 
     /// `Client/minerva-client.js` of the source tree this library was built from (for ``clientScriptPath`` during
     /// development; a deployed binary does not need it).
@@ -355,12 +358,13 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     // MARK: HTTP
 
     func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
-        let handle = newHandle()
         response.appendHeaderBlock(postHeaders)
         if let origin = endpoint.allowedOrigin(request) {
             response.setHeader("Access-Control-Allow-Origin", origin)
             response.setHeader("Vary", "Origin")
         }
+        if endpoint.configuration.placement != nil, placementTakes(request, response) { return }
+        let handle = newHandle()
         responses[handle.rawValue] = response
         response.delegate = self
         response.delegateTag = handle.rawValue
