@@ -70,6 +70,12 @@ final class ClusterLoop {
     }
 
     private func connected() {
+        if isFirst && redis.connectCount > 1 {
+            // Redis came back (maybe empty): claim this node's streams again, unless another node took one since.
+            let ttl = String(Int(configuration.streamClaimTTL * 1000))
+            let ids = cluster.owned.withLock { Array($0.keys) }
+            for id in ids { redis.send(["SET", streamKey(id), address, "NX", "PX", ttl]) }
+        }
         var bytes = [UInt8](repeating: 0, count: 16)
         var generator = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
@@ -165,14 +171,23 @@ final class ClusterLoop {
             waiting[id]!.append(WaitingPost(post: MinervaPostCopy(request), response: response, relayed: false))
             return true
         }
-        if let cached = ownerCache[id], cached.expires > loop.now {
+        // While Redis is down, a remembered owner is used however old (the relay tells whether it still lives).
+        if let cached = ownerCache[id], cached.expires > loop.now || !redis.isConnected {
             if cached.owner != address && alive.contains(cached.owner) {
                 relay(MinervaPostCopy(request), response: response, to: cached.owner, id: id)
                 return true
             }
             ownerCache[id] = nil
         }
-        guard redis.isConnected else { return false }  // Redis down: run here (logged by the connection)
+        guard redis.isConnected else {
+            // Without the directory this node cannot know the owner: a clear error (the client retries), never a
+            // guess that could create the stream twice or fail a live one.
+            logRelay("cluster: redis unreachable; answering 503 to a request for a stream this node does not own")
+            response.status = 503
+            response.setHeader("Retry-After", "1")
+            response.end("Minerva cluster directory (redis) unavailable\n")
+            return true
+        }
         waiting[id] = [WaitingPost(post: MinervaPostCopy(request), response: response, relayed: false)]
         let key = streamKey(id)
         if hello.requestNewStream {

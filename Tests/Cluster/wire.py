@@ -43,7 +43,8 @@ class WireStream:
         h = {'tnum': self.tnum, 'ver': 2, 'format': 2}
         if new:
             h['new'] = 1
-        h.update({'id': self.id, 'ming': 0, 'maxia': 0, 'seenack': '|%d' % self.ack, 'sack': '|%d' % self.ack})
+        h.update({'id': self.id, 'ming': 0, 'maxia': 0, 'seenack': '|%d' % (self.next_send - 1),
+                  'sack': '|%d' % self.ack})
         if primary:
             h['eeds'] = None
         self.tnum += 1
