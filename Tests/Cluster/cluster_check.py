@@ -128,6 +128,8 @@ global
 defaults
     mode http
     option http-server-close
+    option redispatch
+    retries 3
     timeout connect 2s
     timeout client 120s
     timeout server 120s

@@ -34,6 +34,8 @@ class WireStream:
         self.tnum = 0
         self.next_send = 0
         self.ack = -1  # highest S2C sequence number received in order
+        self.seen_ack = -1  # the last SACK of C2S strings seen from the server
+        self.unacked = []  # (seq, string) sent but not yet acknowledged by the server: sent again on the next transport
         self.received = []
         self.created = False
         self.killed = None
@@ -43,7 +45,7 @@ class WireStream:
         h = {'tnum': self.tnum, 'ver': 2, 'format': 2}
         if new:
             h['new'] = 1
-        h.update({'id': self.id, 'ming': 0, 'maxia': 0, 'seenack': '|%d' % (self.next_send - 1),
+        h.update({'id': self.id, 'ming': 0, 'maxia': 0, 'seenack': '|%d' % self.seen_ack,
                   'sack': '|%d' % self.ack})
         if primary:
             h['eeds'] = None
@@ -55,11 +57,13 @@ class WireStream:
         if new is None:
             new = not self.created
         body = self.hello(new, primary)
-        if strings:
-            body += '%dN\n' % self.next_send
-            for s in strings:
+        for s in strings:
+            self.unacked.append((self.next_send, s))
+            self.next_send += 1
+        if self.unacked:
+            body += '%dN\n' % self.unacked[0][0]
+            for _, s in self.unacked:
                 body += s + ' \n'
-            self.next_send += len(strings)
         status, text = post(base, body, timeout=timeout, conn=conn)
         if status != 200:
             raise RuntimeError('HTTP %d: %r' % (status, text[:200]))
@@ -82,6 +86,10 @@ class WireStream:
                     self.received.append(payload)
                     got.append(payload)
                 seq = None if seq is None else seq + 1
+            elif kind == 'A':
+                acked = int(payload.rsplit('|', 1)[1])
+                self.unacked = [(n, s) for n, s in self.unacked if n > acked]
+                self.seen_ack = acked
             elif kind == 'K':
                 self.killed = payload
             elif kind == '!':
