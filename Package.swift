@@ -123,6 +123,14 @@ let package = Package(
             swiftSettings: swift6
         ),
         .testTarget(
+            name: "MinervaClusterTests",
+            dependencies: [
+                "MinervaCluster", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "MinervaTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swift6
+        ),
+        .testTarget(
             name: "MinervaClientTests",
             dependencies: [
                 "MinervaClient", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo",

@@ -22,6 +22,7 @@ declare -A ALLOWED=(
     [MinervaIOTests]="MinervaIO CShims MinervaTestSupport"
     [MinervaHTTPTests]="MinervaHTTP MinervaIO MinervaTestSupport"
     [MinervaServerTests]="MinervaServer MinervaHTTP MinervaIO MinervaCore minerva-demo MinervaTestSupport"
+    [MinervaClusterTests]="MinervaCluster MinervaServer MinervaHTTP MinervaIO MinervaCore MinervaTestSupport"
     [MinervaClientTests]="MinervaClient MinervaCore MinervaIO MinervaHTTP MinervaServer minerva-demo MinervaTestSupport"
 )
 

@@ -32,8 +32,11 @@ Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser.log"
 echo "== the same browser suite against minerva-demo --threads 2"
 MINERVA_DEMO_THREADS=2 Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser-2-loops.log"
 
+echo "== cluster: redis-server, 3 nodes with --redis, haproxy round-robin per request (scripts/cluster-test.sh)"
+scripts/cluster-test.sh 2>&1 | tee "$LOGS/cluster.log"
+
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
-    "$LOGS/browser-2-loops.log" <<'PY'
+    "$LOGS/browser-2-loops.log" "$LOGS/cluster.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -61,5 +64,13 @@ for log in (sys.argv[3], sys.argv[5]):
     if m:
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
+cluster = re.search(r"^cluster: (\d+) passed, (\d+) failed", open(sys.argv[6], errors="replace").read(), re.M)
+if cluster:
+    passed += int(cluster.group(1))
+    failed += int(cluster.group(2))
+    print(f"cluster: {cluster.group(1)} passed, {cluster.group(2)} failed")
+else:
+    failed += 1
+    print("cluster: no summary line (the script failed)")
 print(f"total: {passed} passed, {failed} failed")
 PY

@@ -89,10 +89,15 @@ final class ClusterLoop {
 
     /// Refreshes membership (first loop) and this loop's view of the live nodes.
     private func heartbeat() {
-        guard redis.isConnected else { return }
+        guard redis.isConnected else {
+            if isFirst { cluster.joinedFlag.store(false, ordering: .relaxed) }
+            return
+        }
         let ttl = String(Int(configuration.nodeTTL * 1000))
         if isFirst {
-            redis.send(["SET", prefix + "node:" + address, "1", "PX", ttl])
+            redis.send(["SET", prefix + "node:" + address, "1", "PX", ttl]) { [cluster] reply in
+                cluster.joinedFlag.store(reply == .status("OK"), ordering: .relaxed)
+            }
             redis.send(["SADD", prefix + "nodes", address])
         }
         redis.send(["SMEMBERS", prefix + "nodes"]) { [weak self] reply in

@@ -50,6 +50,7 @@ public final class MinervaCluster: MinervaStreamPlacement, Sendable {
     let relayedOut = Atomic<Int>(0)
     let relayedIn = Atomic<Int>(0)
     let relayFailures = Atomic<Int>(0)
+    let joinedFlag = Atomic<Bool>(false)
 
     /// Creates a node (it does nothing until ``start(on:advertising:)``; until then every request runs here).
     /// - Parameters:
@@ -88,6 +89,10 @@ public final class MinervaCluster: MinervaStreamPlacement, Sendable {
             }
         }
     }
+
+    /// Whether this node's membership key was last written successfully (false before the first heartbeat and
+    /// while Redis is unreachable): a health check for embedders.
+    public var isJoined: Bool { joinedFlag.load(ordering: .relaxed) }
 
     /// The address this node advertises (nil before ``start(on:advertising:)``).
     public var advertisedAddress: String? { advertised.withLock { $0 } }

@@ -426,11 +426,12 @@ def check_node_kill(c):
 
 def run_browser(c):
     env = dict(os.environ, MINERVA_SERVER_URL=c.base, MINERVA_BROWSER_TESTS='1')
-    proc = subprocess.run([sys.executable if os.path.exists('/usr/bin/python3') is False else '/usr/bin/python3',
-                           '-m', 'pytest', '-p', 'no:cacheprovider', '-q', '-s',
+    proc = subprocess.run(['/usr/bin/python3', '-m', 'pytest', '-p', 'no:cacheprovider', '-q', '-s',
                            os.path.join(REPO, 'Client', 'test', 'browser', 'test_browser.py')],
                           env=env, capture_output=True, text=True, timeout=900)
-    print(proc.stdout[-3000:])
+    out = proc.stdout
+    failures = out.find('= FAILURES =')
+    print(out[failures:failures + 4000] if failures >= 0 else '', out[-1500:], sep='\n')
     import re
     m = re.search(r'^(?:(\d+) failed, )?(\d+) passed', proc.stdout, re.M)
     passed = int(m.group(2)) if m else 0

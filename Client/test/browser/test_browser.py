@@ -50,9 +50,15 @@ def wait_for_http(url, timeout=30.0):
 
 class Demo:
     """The release minerva-demo on a free loopback port (flags per issue 4; --static-dir is assumed), with
-    MINERVA_DEMO_THREADS event loops (default 1)."""
+    MINERVA_DEMO_THREADS event loops (default 1). With MINERVA_SERVER_URL set (e.g. a balancer in front of a
+    cluster whose nodes serve this folder with --static-dir), that server is used and nothing is started."""
 
     def __init__(self):
+        self.process = None
+        if os.environ.get('MINERVA_SERVER_URL'):
+            self.base = os.environ['MINERVA_SERVER_URL'].rstrip('/')
+            wait_for_http(self.base + '/healthz')
+            return
         self.port = free_port()
         binary = os.environ.get('MINERVA_DEMO_BINARY') or os.path.join(REPO, '.build', 'release', 'minerva-demo')
         threads = os.environ.get('MINERVA_DEMO_THREADS', '1')  # the suite runs with 1 and with 2 event loops
@@ -63,8 +69,9 @@ class Demo:
         wait_for_http(self.base + '/healthz')
 
     def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 class Proxy:
