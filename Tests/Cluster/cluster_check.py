@@ -128,6 +128,8 @@ global
 defaults
     mode http
     option http-server-close
+    # Streaming answers are many small writes: without this haproxy may hold them back (MSG_MORE) ~200 ms each.
+    option http-no-delay
     option redispatch
     retries 3
     timeout connect 2s
@@ -458,6 +460,8 @@ def main():
     parser.add_argument('--binary', default=os.path.join(REPO, '.build', 'release', 'minerva-demo'))
     parser.add_argument('--browser', action='store_true', help='run the browser suite through the balancer')
     parser.add_argument('--original', help='the original compiled minerva-client.js (never committed)')
+    parser.add_argument('--serve', type=float, metavar='SECONDS',
+                        help='only start the cluster and keep it up this long (for trying it by hand)')
     args = parser.parse_args()
     static = tempfile.mkdtemp(prefix='minerva-cluster-static.')
     for name in os.listdir(os.path.join(REPO, 'Client', 'test', 'browser')):
@@ -468,6 +472,10 @@ def main():
     try:
         print('cluster: redis :%d, nodes %s, haproxy :%d (1-node frontend :%d)' % (
             c.redis_port, ' '.join(':%d' % p for p in c.ports), c.haproxy_port, c.single_port), flush=True)
+        if args.serve:
+            print('serving http://127.0.0.1:%d/ for %.0f s' % (c.haproxy_port, args.serve), flush=True)
+            time.sleep(args.serve)
+            return
         check_echo(c)
         check_streaming(c)
         check_claims(c)
