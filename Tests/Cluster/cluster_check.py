@@ -353,6 +353,17 @@ def check_figures(c):
     FIGURES['echo rt/s through haproxy, 1 node (8 python clients)'] = round(rate(c.single))
 
 
+def load_figures(c, binary):
+    """minerva-load (32 long-poll streams, 4 s) through haproxy: 3 nodes and 1 node alternately, twice each."""
+    for run in range(2):
+        for name, port in (('3 nodes', c.haproxy_port), ('1 node', c.single_port)):
+            out = subprocess.run([binary, '--streams', '32', '--duration', '4', '--port', str(port)],
+                                 capture_output=True, text=True, timeout=60).stdout.strip().splitlines()
+            fields = dict(kv.split('=', 1) for kv in (out[-1].split() if out else []) if '=' in kv)
+            FIGURES['minerva-load 32 streams via haproxy, %s, run %d: rt/s, p50/p99 ms, errors' % (name, run + 1)] = (
+                fields.get('round_trips_per_s'), fields.get('p50_ms'), fields.get('p99_ms'), fields.get('errors'))
+
+
 @check('redis restart: nodes survive, reconnect, streams go on')
 def check_redis_restart(c):
     s = wire.WireStream()
@@ -460,6 +471,8 @@ def main():
     parser.add_argument('--binary', default=os.path.join(REPO, '.build', 'release', 'minerva-demo'))
     parser.add_argument('--browser', action='store_true', help='run the browser suite through the balancer')
     parser.add_argument('--original', help='the original compiled minerva-client.js (never committed)')
+    parser.add_argument('--load', metavar='MINERVA_LOAD',
+                        help='Benchmarks/Tools/minerva-load binary: echo rt/s through the balancer, 3 nodes vs 1 node')
     parser.add_argument('--serve', type=float, metavar='SECONDS',
                         help='only start the cluster and keep it up this long (for trying it by hand)')
     args = parser.parse_args()
@@ -486,6 +499,8 @@ def main():
         if args.original:
             run_original(c, args.original)
         check_figures(c)
+        if args.load:
+            load_figures(c, args.load)
         check_redis_restart(c)
         check_node_kill(c)
     finally:
