@@ -94,12 +94,11 @@ final class ClusterLoop {
             return
         }
         let ttl = String(Int(configuration.nodeTTL * 1000))
-        if isFirst {
-            redis.send(["SET", prefix + "node:" + address, "1", "PX", ttl]) { [cluster] reply in
-                cluster.joinedFlag.store(reply == .status("OK"), ordering: .relaxed)
-            }
-            redis.send(["SADD", prefix + "nodes", address])
+        // Every loop refreshes the node's key: a node is alive while any of its loops runs.
+        redis.send(["SET", prefix + "node:" + address, "1", "PX", ttl]) { [cluster, isFirst] reply in
+            if isFirst { cluster.joinedFlag.store(reply == .status("OK"), ordering: .relaxed) }
         }
+        if isFirst { redis.send(["SADD", prefix + "nodes", address]) }
         redis.send(["SMEMBERS", prefix + "nodes"]) { [weak self] reply in
             guard let self, case .array(let items?) = reply else { return }
             let nodes = items.compactMap(\.text)
@@ -155,12 +154,15 @@ final class ClusterLoop {
     ) -> Bool {
         self.endpoint = endpoint
         let id = hello.streamID
-        if let secret, let mark = request.headerBytes(cluster.relayHeader), mark.elementsEqual(secret.utf8) {
-            // Relayed by another node: run here (the endpoint hands it to the stream's loop).
+        if let mark = request.headerBytes(cluster.relayHeader) {
+            // Relayed by another node: run here, never relay again (the endpoint hands it to the stream's loop).
+            // The client's address is believed only with the cluster's secret.
             cluster.relayedIn.add(1, ordering: .relaxed)
+            cluster.logger.debug("cluster: stream \(id.redacted) relayed here")
+            let trusted = secret.map { mark.elementsEqual($0.utf8) } ?? false
             var post = MinervaPostCopy(request)
             post.headers.removeAll { isRelayHeader($0.0) }
-            if let peer = request.header(cluster.relayPeerHeader) {
+            if trusted, let peer = request.header(cluster.relayPeerHeader) {
                 post.connection.peerAddress = peer
                 post.connection.rateLimitKey = hostOf(peer)
             }
@@ -178,7 +180,7 @@ final class ClusterLoop {
         }
         // While Redis is down, a remembered owner is used however old (the relay tells whether it still lives).
         if let cached = ownerCache[id], cached.expires > loop.now || !redis.isConnected {
-            if cached.owner != address && alive.contains(cached.owner) {
+            if cached.owner != address {
                 relay(MinervaPostCopy(request), response: response, to: cached.owner, id: id)
                 return true
             }
@@ -205,21 +207,10 @@ final class ClusterLoop {
                     self.cluster.owned.withLock { owned in if owned[id] == nil { owned[id] = claimedAt } }
                     self.resolve(id, owner: nil)
                 case .bulk(let value?):
+                    // Another node claimed it first: relay there (if it cannot be reached, `relayFailed` takes the
+                    // id over, since its stream died with it).
                     let owner = String(decoding: value, as: UTF8.self)
-                    if owner == self.address {
-                        self.resolve(id, owner: nil)
-                        return
-                    }
-                    self.checkAlive(owner) { isAlive in
-                        if isAlive {
-                            self.resolve(id, owner: owner)
-                        } else {
-                            // The owner is dead: its stream is gone; this node takes the id over.
-                            self.redis.send(["SET", key, self.address, "PX", ttl])
-                            self.cluster.owned.withLock { owned in if owned[id] == nil { owned[id] = claimedAt } }
-                            self.resolve(id, owner: nil)
-                        }
-                    }
+                    self.resolve(id, owner: owner == self.address ? nil : owner)
                 default:
                     self.resolve(id, owner: nil)  // Redis failed: run here
                 }
@@ -231,27 +222,19 @@ final class ClusterLoop {
                     self.resolve(id, owner: nil)  // no owner: the engine answers stream_attach_failure
                     return
                 }
-                // A dead owner: run here too (the stream died with it).
-                self.checkAlive(owner) { self.resolve(id, owner: $0 ? owner : nil) }
+                // Relay even if the membership says the owner is gone (a node whose heartbeat is late still
+                // answers); one that cannot be reached is answered here (`relayFailed`).
+                self.resolve(id, owner: owner)
             }
         }
         return true
     }
 
-    /// Whether `node` is alive: in this loop's view, or else according to its membership key (a node that joined
-    /// since the last heartbeat).
-    private func checkAlive(_ node: String, _ completion: @escaping (Bool) -> Void) {
-        if alive.contains(node) { return completion(true) }
-        redis.send(["EXISTS", prefix + "node:" + node]) { [weak self] reply in
-            let isAlive = reply == .integer(1)
-            if isAlive { self?.alive.insert(node) }
-            completion(isAlive)
-        }
-    }
-
     /// Runs or relays the requests that waited for `id`'s owner (nil: this node).
     private func resolve(_ id: StreamID, owner: String?) {
         guard let list = waiting.removeValue(forKey: id) else { return }
+        cluster.logger.debug(
+            "cluster: stream \(id.redacted) runs on \(owner ?? "this node") (\(list.count) request(s) waited)")
         if let owner { ownerCache[id] = (owner, loop.now + configuration.ownerCacheTime) }
         for item in list {
             if let owner, !item.relayed {

@@ -49,7 +49,21 @@ extension ClusterLoop {
         ownerCache[id] = nil
         alive.remove(owner)
         logRelay("cluster: cannot relay to node \(owner) (\(why)); answering here")
+        if isNewStreamHello(post) {
+            // The owner is gone with its stream: this node takes the id over for the client's new stream.
+            let ttl = String(Int(configuration.streamClaimTTL * 1000))
+            redis.send(["SET", streamKey(id), address, "PX", ttl])
+            let now = loop.now
+            cluster.owned.withLock { owned in if owned[id] == nil { owned[id] = now } }
+        }
         runHere(post, response: response)
+    }
+
+    private func isNewStreamHello(_ post: MinervaPostCopy) -> Bool {
+        guard var end = post.body.firstIndex(of: UInt8(ascii: "\n")), end > 1 else { return false }
+        if post.body[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        guard case .success(let hello) = HelloFrame.decode(json: post.body[..<(end - 1)]) else { return false }
+        return hello.requestNewStream
     }
 
     func relayIdle(_ relay: RelayConnection) {

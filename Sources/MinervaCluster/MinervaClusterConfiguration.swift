@@ -12,7 +12,7 @@ public struct MinervaClusterConfiguration: Sendable {
     /// Prefix of every Redis key and channel the cluster uses (several clusters can share one Redis).
     public var keyPrefix = "minerva:"
     /// Seconds a node's membership key lives without a refresh: a dead node disappears after at most this long.
-    public var nodeTTL = 3.0
+    public var nodeTTL = 5.0
     /// Seconds between refreshes of this node's membership key and of its view of the live nodes.
     public var heartbeatInterval = 1.0
     /// Seconds a stream's ownership key lives without a refresh (the owner refreshes it every third of this, and

@@ -63,7 +63,8 @@ def redis_cli(port, *args):
 
 
 class Cluster:
-    def __init__(self, binary, static_dir, nodes=3):
+    def __init__(self, binary, static_dir, nodes=3, threads=1):
+        self.threads = threads
         self.tmp = tempfile.mkdtemp(prefix='minerva-cluster.')
         self.binary = binary
         self.static_dir = static_dir
@@ -100,7 +101,8 @@ class Cluster:
         log = open(os.path.join(self.tmp, 'node%d.log' % i), 'a')
         self.nodes[i] = subprocess.Popen(
             [self.binary, '--host', '127.0.0.1', '--port', str(self.ports[i]), '--static-dir', self.static_dir,
-             '--redis', 'redis://127.0.0.1:%d' % self.redis_port], stdout=log, stderr=subprocess.STDOUT)
+             '--redis', 'redis://127.0.0.1:%d' % self.redis_port, '--threads', str(self.threads),
+             '--log-level', os.environ.get('MINERVA_CLUSTER_LOG_LEVEL', 'info')], stdout=log, stderr=subprocess.STDOUT)
         if not wait_until(lambda: http_ok(self.node_base(i) + '/healthz'), 20):
             raise RuntimeError('node %d did not start' % i)
         if not wait_until(lambda: redis_cli(self.redis_port, 'EXISTS', 'minerva:node:' + self.node_address(i)) == '1',
@@ -473,6 +475,7 @@ def main():
     parser.add_argument('--original', help='the original compiled minerva-client.js (never committed)')
     parser.add_argument('--load', metavar='MINERVA_LOAD',
                         help='Benchmarks/Tools/minerva-load binary: echo rt/s through the balancer, 3 nodes vs 1 node')
+    parser.add_argument('--threads', type=int, default=1, help='event-loop threads of each node')
     parser.add_argument('--serve', type=float, metavar='SECONDS',
                         help='only start the cluster and keep it up this long (for trying it by hand)')
     args = parser.parse_args()
@@ -481,7 +484,7 @@ def main():
         path = os.path.join(REPO, 'Client', 'test', 'browser', name)
         if os.path.isfile(path):
             shutil.copy(path, static)
-    c = Cluster(args.binary, static)
+    c = Cluster(args.binary, static, threads=args.threads)
     try:
         print('cluster: redis :%d, nodes %s, haproxy :%d (1-node frontend :%d)' % (
             c.redis_port, ' '.join(':%d' % p for p in c.ports), c.haproxy_port, c.single_port), flush=True)
