@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // The only C the Swift code sees: libev + http-parser (Debian libev-dev, libhttp-parser-dev)
@@ -52,6 +54,7 @@ let package = Package(
             dependencies: [
                 "MinervaCore", "MinervaIO", "MinervaHTTP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6
         ),
@@ -78,7 +81,15 @@ let package = Package(
                 "MinervaCluster", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            swiftSettings: swift6
+        ),
+        // Fuzz targets over the parsers of untrusted bytes: libFuzzer with `./dev.sh fuzz`, seeded inputs otherwise.
+        .executableTarget(
+            name: "minerva-fuzz",
+            dependencies: ["MinervaHTTP", "MinervaCore"],
             swiftSettings: swift6
         ),
         // Helpers shared by the test targets (seeded RNG, test hellos, raw client, test servers), written once.
@@ -119,6 +130,7 @@ let package = Package(
             dependencies: [
                 "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo", "MinervaTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swift6
         ),

@@ -3,6 +3,7 @@
 #   ./dev.sh demo [flags]   build and run the demo server (installs libev/http-parser if missing)
 #   ./dev.sh test           run every test (installs what the tests need if missing)
 #   ./dev.sh bench          run the load comparison and micro-benchmarks (Benchmarks/)
+#   ./dev.sh fuzz [TARGET|all] [SECONDS]   coverage-guided fuzzing (libFuzzer + ASan) of the untrusted-input parsers
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,8 +28,12 @@ bench)
     (cd Benchmarks && swift package --disable-sandbox benchmark --no-progress)
     exec Benchmarks/run-load.sh "$@"
     ;;
+fuzz)
+    ensure_apt "${BUILD_DEPS[@]}"
+    exec scripts/fuzz.sh "$@"
+    ;;
 *)
-    sed -n '2,6p' "$0"
+    sed -n '2,7p' "$0"
     exit 2
     ;;
 esac

@@ -5,7 +5,9 @@
 #  2. the server's RSS per open long-poll: (RSS with --hold N long-poll primaries open - RSS idle) / N,
 #     from /proc/PID/status, the primaries held by minerva-load (issue 4 item 7);
 #  3. Minerva echo round trips/s through the demo protocol over long-poll, the way a browser does it, with
-#     32, 256 and 2,000 concurrent streams (minerva-load, Benchmarks/Tools/minerva-load).
+#     32, 256 and 2,000 concurrent streams (minerva-load, Benchmarks/Tools/minerva-load), and the same over one
+#     WebSocket per stream (`minerva-load --websocket`), with the ratio WebSocket / long-poll;
+#  4. the server's RSS per idle WebSocket stream (the hold of item 2 with `--websocket`, on a fresh demo process).
 #
 #   Benchmarks/run-load.sh [--connections N] [--duration SECONDS] [--threads N]
 #                          [--echo-duration SECONDS] [--echo-streams "32 256 2000"] [--echo-repeat R]
@@ -174,15 +176,49 @@ if [ "$HOLD" -gt 0 ]; then
     fi
 fi
 
-# Echo round trips: one line of key=value figures per stream count (with --echo-repeat R, the run with the
-# median round trips/s of R runs; the machine is shared, so single runs vary).
+# RSS per idle WebSocket stream, on a demo process of its own (the first hold's memory stays with the first one).
+WS_HOLD_OK=0
+if [ "$HOLD" -gt 0 ] && [ "$(ulimit -n)" -ge $((HOLD + 200)) ]; then
+    WS_PORT="$(free_port)"
+    "$DEMO" --host 127.0.0.1 --port "$WS_PORT" --log-level warning >"$WORK/demo-ws.log" 2>&1 &
+    WS_DEMO_PID=$!
+    PIDS+=("$WS_DEMO_PID")
+    wait_for "http://127.0.0.1:$WS_PORT/healthz"
+    ws_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$WS_DEMO_PID/status"; }
+    ws_idle_kib="$(ws_rss_kib)"
+    "$LOAD" --host 127.0.0.1 --port "$WS_PORT" --hold "$HOLD" --websocket >"$WORK/hold-ws.out" 2>"$WORK/hold-ws.err" &
+    HOLD_PID=$!
+    for _ in $(seq 1 600); do
+        grep -q '^open' "$WORK/hold-ws.out" 2>/dev/null && break
+        kill -0 "$HOLD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q '^open' "$WORK/hold-ws.out"; then
+        ws_held_kib="$(ws_rss_kib)"
+        WS_HOLD_OK=1
+    else
+        echo "minerva-load --hold --websocket did not open $HOLD WebSockets within 60 s:" >&2
+        cat "$WORK/hold-ws.out" "$WORK/hold-ws.err" >&2
+    fi
+    kill "$HOLD_PID" 2>/dev/null || true
+    wait "$HOLD_PID" 2>/dev/null || true
+    HOLD_PID=""
+    kill "$WS_DEMO_PID" 2>/dev/null || true
+    wait "$WS_DEMO_PID" 2>/dev/null || true
+fi
+
+# Echo round trips: one line of key=value figures per stream count and transport (with --echo-repeat R, the run
+# with the median round trips/s of R runs; the machine is shared, so single runs vary).
 ECHO_RESULTS=()
 for n in $ECHO_STREAMS; do
+  for transport in long-poll websocket; do
     runs=()
+    flag=""
+    [ "$transport" = websocket ] && flag="--websocket"
     for r in $(seq 1 "$ECHO_REPEAT"); do
-        echo "echo: $n streams, 1 s warm-up + ${ECHO_DURATION}s (run $r of $ECHO_REPEAT)..." >&2
+        echo "echo: $n streams over $transport, 1 s warm-up + ${ECHO_DURATION}s (run $r of $ECHO_REPEAT)..." >&2
         load_before="$(cut -d' ' -f1 /proc/loadavg)"
-        line="$("$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --streams "$n" --duration "$ECHO_DURATION" \
+        line="$("$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --streams "$n" --duration "$ECHO_DURATION" $flag \
             2>>"$WORK/echo.err")" || true
         line="$line load_before=$load_before load_after=$(cut -d' ' -f1 /proc/loadavg)"
         echo "$line" >>"$WORK/echo.log"
@@ -197,27 +233,41 @@ lines = sorted(sys.argv[1:], key=rate)
 print(lines[(len(lines) - 1) // 2])
 PY
 )")
+  done
 done
 if [ -s "$WORK/echo.err" ]; then
     echo "minerva-load errors (first lines):" >&2
     head -n 20 "$WORK/echo.err" >&2
 fi
 
-printf '\nMinerva echo over HTTP long-poll (demo protocol, each stream waits for its echo)\n'
-printf '%-9s %16s %12s %10s %10s %8s %14s\n' streams "round trips/s" "requests/s" "p50 ms" "p99 ms" errors \
-    "load avg 1 min"
+printf '\nMinerva echo over HTTP long-poll and over WebSocket (demo protocol, each stream waits for its echo)\n'
+printf '%-10s %-9s %16s %12s %10s %10s %8s %14s\n' transport streams "round trips/s" "requests/s" "p50 ms" "p99 ms" \
+    errors "load avg 1 min"
 for line in "${ECHO_RESULTS[@]+"${ECHO_RESULTS[@]}"}"; do
     python3 - "$line" <<'PY'
 import sys
 fields = dict(item.split("=", 1) for item in sys.argv[1].split() if "=" in item)
 if "streams" not in fields:
-    print(f"{'?':<9} {'(run failed)':>16}")
+    print(f"{'?':<10} {'?':<9} {'(run failed)':>16}")
 else:
-    print(f"{fields['streams']:<9} {fields['round_trips_per_s']:>16} {fields['requests_per_s']:>12} "
+    print(f"{fields.get('transport', '?'):<10} {fields['streams']:<9} {fields['round_trips_per_s']:>16} "
+          f"{fields['requests_per_s']:>12} "
           f"{fields['p50_ms']:>10} {fields['p99_ms']:>10} {fields['errors']:>8} "
           f"{fields['load_before'] + '->' + fields['load_after']:>14}")
 PY
 done
+python3 - "${ECHO_RESULTS[@]+"${ECHO_RESULTS[@]}"}" <<'PY'
+import sys
+rates = {}
+for line in sys.argv[1:]:
+    fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+    if "streams" in fields:
+        rates[(fields.get("transport"), fields["streams"])] = int(fields["round_trips_per_s"])
+for (transport, streams), rate in sorted(rates.items()):
+    if transport == "websocket" and rates.get(("long-poll", streams)):
+        print(f"ratio WebSocket / long-poll at {streams} streams: {rate / rates[('long-poll', streams)]:.2f}"
+              " (target >= 2)")
+PY
 echo "target: >= 25000 round trips/s with 32 streams (2 cores shared by server and load generator; the load" \
     "average includes both, about 2 when nothing else runs)"
 if [ "$HOLD_OK" = 1 ]; then
@@ -226,4 +276,11 @@ import sys
 idle, held, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 print(f'\nserver RSS: idle {idle} KiB, with {n} open long-polls {held} KiB: {(held - idle) * 1024 / n:.0f} bytes per open long-poll')
 " "$idle_kib" "$held_kib" "$HOLD"
+fi
+if [ "$WS_HOLD_OK" = 1 ]; then
+    python3 -c "
+import sys
+idle, held, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+print(f'server RSS: idle {idle} KiB, with {n} idle WebSocket streams {held} KiB: {(held - idle) * 1024 / n:.0f} bytes per idle WebSocket stream (target <= 2048)')
+" "$ws_idle_kib" "$ws_held_kib" "$HOLD"
 fi

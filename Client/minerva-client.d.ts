@@ -2,19 +2,30 @@
 // minerva-client.mjs (the same object as an ES module: default export plus named exports).
 
 declare namespace Minerva {
-    /** Transport choice: streaming with automatic fallback to long-polling (default), or one of them only. */
-    type TransportMode = 'auto' | 'streaming' | 'long-poll';
+    /** Transport choice: WebSocket with fallback to streaming, then long-polling (default), or one of them only. */
+    type TransportMode = 'auto' | 'websocket' | 'streaming' | 'long-poll';
 
-    /** Options for a ClientStream; all optional. The last five exist for tests. */
+    /** The transport a connected stream's primary uses. */
+    type ConnectionTransport = 'websocket' | 'streaming' | 'long-poll';
+
+    /** Options for a ClientStream; all optional. The last six exist for tests. */
     interface ClientStreamOptions {
-        /** 'auto' (default) starts with HTTP streaming and falls back to long-polling if the response is buffered. */
+        /**
+         * 'auto' (default) starts with a WebSocket, falls back to HTTP streaming when the upgrade fails, the socket
+         * closes before its first frame or stays silent (and tries WebSocket again later), and to long-polling if
+         * streaming responses are buffered. 'websocket' uses WebSocket only.
+         */
         transport?: TransportMode;
-        /** How long (ms) a streaming request may stay silent before 'auto' falls back to long-polling (5000). */
+        /** How long (ms) a WebSocket or a streaming request may stay silent before 'auto' falls back (5000). */
         fallbackMs?: number;
+        /** After a WebSocket failure, 'auto' tries WebSocket again after this many ms (10000), doubling up to 32x. */
+        wsRetryMs?: number;
         /** fetch's credentials mode for cross-origin endpoints (default 'same-origin'). */
         credentials?: RequestCredentials;
         /** Replaces fetch. */
         fetch?: (url: string, init: RequestInit) => Promise<Response>;
+        /** Replaces the WebSocket constructor (undefined or null: no WebSocket). */
+        WebSocket?: { new (url: string, protocol: string): WebSocket } | null;
         /** Replaces Date.now, setTimeout and clearTimeout. */
         clock?: { now(): number; setTimeout(f: () => void, ms: number): unknown; clearTimeout(id: unknown): void };
         /** Replaces Math.random (backoff jitter). */
@@ -25,7 +36,7 @@ declare namespace Minerva {
         reportError?: (error: unknown) => void;
     }
 
-    /** Information about one HTTP request of a stream. */
+    /** Information about one transport (HTTP request or WebSocket) of a stream. */
     interface TransportInfo {
         transportNumber: number;
         isPrimary: boolean;
@@ -63,8 +74,12 @@ declare namespace Minerva {
         ondisconnect: ((this: ClientStream) => void) | null;
         /** Extension (not in the original API): where the stream's connection stands. */
         readonly connectionState: 'unstarted' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
-        /** Extension: called with the new connectionState whenever it changes. */
-        onconnectionstate: ((this: ClientStream, state: ClientStream['connectionState']) => void) | null;
+        /** Extension: while 'connected', the transport of the primary (null in the other states). */
+        readonly connectionTransport: ConnectionTransport | null;
+        /** Extension: called with the new connectionState and connectionTransport whenever either changes. */
+        onconnectionstate:
+            | ((this: ClientStream, state: ClientStream['connectionState'], transport: ConnectionTransport | null) => void)
+            | null;
         /** Returns the stream itself (the `this` of the callbacks). */
         getUserContext(): ClientStream;
         bindToProtocol(protocol: StreamProtocol): void;

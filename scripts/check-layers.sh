@@ -17,6 +17,7 @@ declare -A ALLOWED=(
     [MinervaClient]="MinervaCore MinervaIO MinervaHTTP"
     [MinervaCluster]="MinervaServer MinervaHTTP MinervaIO MinervaCore"
     [minerva-demo]="MinervaCluster MinervaServer MinervaHTTP MinervaIO MinervaCore MinervaClient"
+    [minerva-fuzz]="MinervaHTTP MinervaCore"
     [MinervaTestSupport]="MinervaServer MinervaHTTP MinervaIO MinervaCore"
     [MinervaCoreTests]="MinervaCore MinervaTestSupport"
     [MinervaIOTests]="MinervaIO CShims MinervaTestSupport"

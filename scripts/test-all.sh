@@ -22,6 +22,9 @@ echo "== swift test, Minerva server and client suites again on 2 event loops (MI
 MINERVA_TEST_THREADS=2 swift test --skip-build --filter 'MinervaServerTests|MinervaClientTests' 2>&1 \
     | tee "$LOGS/swift-2-loops.log"
 
+echo "== fuzz targets: 20,000 seeded inputs each, then libFuzzer (coverage-guided, ASan) for 8 s each"
+{ .build/debug/minerva-fuzz 20000 && scripts/fuzz.sh all 8; } 2>&1 | tee "$LOGS/fuzz.log"
+
 echo "== JavaScript client (node --test)"
 ensure_node
 Client/test/run-node-tests.sh 2>&1 | tee "$LOGS/node.log"
@@ -32,11 +35,18 @@ Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser.log"
 echo "== the same browser suite against minerva-demo --threads 2"
 MINERVA_DEMO_THREADS=2 Client/test/browser/run-browser-tests.sh 2>&1 | tee "$LOGS/browser-2-loops.log"
 
+echo "== WebSocket transport with a client we did not write (Python websockets, pytest)"
+scripts/run-websocket-python-tests.sh 2>&1 | tee "$LOGS/websocket.log"
+
+echo "== the same WebSocket checks against minerva-demo --threads 2"
+MINERVA_DEMO_THREADS=2 scripts/run-websocket-python-tests.sh 2>&1 | tee "$LOGS/websocket-2-loops.log"
+
 echo "== cluster: redis-server, 3 nodes with --redis, haproxy round-robin per request (scripts/cluster-test.sh)"
 scripts/cluster-test.sh 2>&1 | tee "$LOGS/cluster.log"
 
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
-    "$LOGS/browser-2-loops.log" "$LOGS/cluster.log" <<'PY'
+    "$LOGS/browser-2-loops.log" "$LOGS/websocket.log" "$LOGS/websocket-2-loops.log" "$LOGS/fuzz.log" \
+    "$LOGS/cluster.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -58,13 +68,16 @@ if p:
     passed += int(p.group(1))
 if f:
     failed += int(f.group(1))
-for log in (sys.argv[3], sys.argv[5]):
+for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7]):
     browser = open(log, errors="replace").read()
     m = re.search(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M)
     if m:
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
-cluster = re.search(r"^cluster: (\d+) passed, (\d+) failed", open(sys.argv[6], errors="replace").read(), re.M)
+fuzz = open(sys.argv[8], errors="replace").read()
+passed += len(re.findall(r"no invariant broken$|^fuzz \w+: ok", fuzz, re.M))
+failed += len(re.findall(r"^fuzz \w+: FAILED", fuzz, re.M))
+cluster = re.search(r"^cluster: (\d+) passed, (\d+) failed", open(sys.argv[9], errors="replace").read(), re.M)
 if cluster:
     passed += int(cluster.group(1))
     failed += int(cluster.group(2))

@@ -94,6 +94,8 @@ ssize_t cshims_send(int fd, const void *buf, size_t len);
 int cshims_set_nonblocking(int fd, int on);
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit.
 int cshims_raise_nofile(void);
+// The CPUs this process may run on (its affinity mask), or the online CPUs; at least 1.
+int cshims_available_cpus(void);
 /// A connected pair of non-blocking, close-on-exec Unix stream sockets (embedded connections).
 int cshims_socketpair(int fds[2]);
 /// pthread_create with default attributes.

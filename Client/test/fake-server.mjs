@@ -1,5 +1,5 @@
-// A small model of a Minerva server (PROTOCOL.md sections 3.1, 5 and 6, HTTP only, echo application) and a
-// lossy network between it and the client, for end-to-end reliability tests without a real server.
+// A small model of a Minerva server (PROTOCOL.md sections 3.1, 5, 6 and 11.1: HTTP and WebSocket, echo application)
+// and a lossy network between it and the client, for end-to-end reliability tests without a real server.
 // Written independently of the client's code so that the two do not share mistakes.
 
 const PREAMBLE = ';)]}^';
@@ -72,10 +72,11 @@ class ServerStream {
 }
 
 class ServerTransport {
-    constructor(conn, hello) {
+    constructor(conn, hello, ws) {
         this.conn = conn;
         this.hello = hello;
-        this.ming = !!hello.ming;
+        this.ws = ws; // a WebSocket: socket semantics, one frame per message, `Y` before closing
+        this.ming = ws || !!hello.ming;
         this.out = [];
         this.wroteAnything = false;
         this.terminating = false;
@@ -98,7 +99,11 @@ class ServerTransport {
             this.out.push(this.stream.sack() + 'A', this.stream.lastSackSeenByServer + 'T');
             this.terminating = true;
         }
-        if (this.out.length) {
+        if (this.ws && this.terminating && this.out[this.out.length - 1] !== 'Y') this.out.push('Y');
+        if (this.out.length && this.ws) {
+            for (const frame of this.out) this.conn.write(frame);
+            this.out = [];
+        } else if (this.out.length) {
             const text = (this.wroteAnything ? '' : PREAMBLE + '\n') + this.out.join('\n') + '\n';
             this.out = [];
             this.wroteAnything = true;
@@ -142,17 +147,39 @@ export class FakeServer {
         const lines = body.replace(/\r\n/g, '\n').split('\n');
         lines.pop();
         const hello = JSON.parse(lines[0].slice(0, -1));
-        const t = new ServerTransport(conn, hello);
+        const t = new ServerTransport(conn, hello, false);
         conn.onclose = () => t.detach();
+        if (!this.open(t, hello) || !this.frames(t, lines.slice(1))) return;
+        if (!('eeds' in hello)) return t.closeGently();
+        if (hello.maxia > 0) t.out.push('beat^');
+        t.flush();
+    }
+    /** A WebSocket connection: `conn` has write(message), end(); returns the handler of the client's messages. */
+    handleWebSocket(conn) {
+        this.webSockets = (this.webSockets || 0) + 1;
+        let t = null;
+        conn.onclose = () => t && t.detach();
+        return (message) => {
+            if (t && t.terminating) return;
+            if (t) return this.frames(t, [message]) && t.flush();
+            const hello = JSON.parse(message.slice(0, -1));
+            t = new ServerTransport(conn, hello, true);
+            if (!this.open(t, hello)) return;
+            if (hello.maxia > 0) t.out.push('beat^');
+            t.flush();
+        };
+    }
+    /** Hello handling (5.3): finds or creates the stream and attaches; false if the transport was killed. */
+    open(t, hello) {
         let s = this.streams.get(hello.id);
         if (!s) {
-            if (!hello.new) return t.kill('stream_attach_failure');
+            if (!hello.new) return t.kill('stream_attach_failure'), false;
             s = new ServerStream(hello.id, (stream, str) => this.echo && stream.sendString(str));
             this.streams.set(hello.id, s);
         }
         if (hello.new) t.out.push('C');
         if (s.sack() !== hello.seenack) t.out.push(s.sack() + 'A');
-        if (hello.sack !== undefined && !s.applySack(hello.sack)) return t.kill('acked_unsent_strings');
+        if (hello.sack !== undefined && !s.applySack(hello.sack)) return t.kill('acked_unsent_strings'), false;
         t.stream = s;
         s.transports.add(t);
         const wants = 'eeds' in hello;
@@ -165,22 +192,26 @@ export class FakeServer {
                 t.ourSeqNum = n;
             }
         }
+        return true;
+    }
+    /** Processes frames after the hello (5.2); false if the transport was killed. */
+    frames(t, lines) {
+        const s = t.stream;
+        if (!s) return false;
         const pending = [];
-        for (const line of lines.slice(1)) {
+        for (const line of lines) {
             const type = line[line.length - 1];
             if (type === ' ') pending.push([++t.peerSeqNum, line.slice(0, -1)]);
             else if (type === 'N') t.peerSeqNum = Number(line.slice(0, -1)) - 1;
-            else if (type === 'A' && !s.applySack(line.slice(0, -1))) return t.kill('acked_unsent_strings');
-            else if (!'NA'.includes(type)) return t.kill('invalid_frame_type_or_arguments');
+            else if (type === 'A' && !s.applySack(line.slice(0, -1))) return t.kill('acked_unsent_strings'), false;
+            else if (!'NA'.includes(type)) return t.kill('invalid_frame_type_or_arguments'), false;
         }
         if (pending.length) {
             const hit = s.receive(pending);
-            if (hit) return t.kill('rwin_overflow');
+            if (hit) return t.kill('rwin_overflow'), false;
             if (!t.terminating) t.out.push(s.sack() + 'A');
         }
-        if (!wants) return t.closeGently();
-        if (hello.maxia > 0) t.out.push('beat^');
-        t.flush();
+        return true;
     }
 }
 
@@ -252,5 +283,52 @@ export function connect(net, server, clock, random, { dropRequest = 0, dropRespo
                 else cut();
             }, delay);
         }
+    };
+}
+
+/**
+ * Connects a FakeWebSockets to a FakeServer: each socket is accepted after a random delay (or refused while
+ * `network.refuse` is true), messages travel in order, one task each, and with probability `cut` a socket dies
+ * (both ends see it closed, no close frame) at a random time within `cutWithinMs`. `network.killAll()` cuts every
+ * open socket at once.
+ */
+export function connectWebSockets(sockets, server, clock, random, network) {
+    const live = new Set();
+    network.killAll = () => {
+        for (const kill of [...live]) kill();
+    };
+    sockets.onsocket = (ws) => {
+        let dead = false;
+        const conn = {
+            onclose: null,
+            write(message) {
+                if (!dead) clock.setTimeout(() => !dead && ws.receive(message), 0);
+            },
+            end() {
+                if (dead) return;
+                dead = true;
+                clock.setTimeout(() => ws.drop(), 0);
+            },
+        };
+        const kill = () => {
+            live.delete(kill);
+            if (dead) return;
+            dead = true;
+            ws.drop();
+            if (conn.onclose) conn.onclose();
+        };
+        live.add(kill);
+        clock.setTimeout(() => {
+            if (ws.closedByClient !== null) return;
+            if (network.refuse) return ws.drop();
+            const onmessage = server.handleWebSocket(conn);
+            ws.onsend = (message) => clock.setTimeout(() => !dead && onmessage(message), 0);
+            ws.onclientclose = () => {
+                dead = true;
+                if (conn.onclose) conn.onclose();
+            };
+            ws.accept();
+            if (random() < (network.cut || 0)) clock.setTimeout(kill, Math.floor(random() * (network.cutWithinMs || 5000)));
+        }, Math.floor(random() * 50));
     };
 }

@@ -152,6 +152,7 @@ export function makeStream(options = {}) {
         random: options.random || (() => 0.5),
         getRandomValues: (a) => a.fill(33), // 33 is 'x' in base 36
         reportError: (e) => errors.push(e),
+        WebSocket: undefined, // no WebSocket unless a test gives one
         ...options,
     });
     const events = [];
@@ -161,4 +162,64 @@ export function makeStream(options = {}) {
     stream.ondisconnect = () => events.push(['disconnect']);
     const strings = () => events.filter((e) => e[0] === 'string').map((e) => e[1]);
     return { stream, net, clock, events, errors, strings };
+}
+
+/** A WebSocket replacement: the test opens, feeds and closes each socket the client creates. */
+export class FakeWebSockets {
+    constructor() {
+        this.sockets = [];
+        this.onsocket = null; // optional hook, called with each new socket
+        const all = this.sockets;
+        const hooks = this;
+        this.WebSocket = class {
+            constructor(url, protocol) {
+                this.url = url;
+                this.protocol = protocol;
+                this.sent = []; // messages the client sent
+                this.closedByClient = null; // the code given to close()
+                this.readyState = 0;
+                this.onsend = null; // optional hooks for a connected fake server
+                this.onclientclose = null;
+                all.push(this);
+                if (hooks.onsocket) hooks.onsocket(this);
+            }
+            send(data) {
+                if (this.readyState !== 1) throw new Error('send on a WebSocket that is not open');
+                this.sent.push(data);
+                if (this.onsend) this.onsend(data);
+            }
+            close(code) {
+                if (this.readyState < 2) {
+                    this.closedByClient = code;
+                    if (this.onclientclose) this.onclientclose();
+                }
+                this.readyState = 3;
+            }
+            /** The upgrade succeeded. */
+            accept() {
+                this.readyState = 1;
+                this.onopen({});
+            }
+            /** The server sent one message per frame. */
+            receive(...frames) {
+                for (const data of frames) if (this.readyState === 1) this.onmessage({ data });
+            }
+            /** The connection ended (refused upgrade, server close or network loss). */
+            drop() {
+                if (this.readyState === 3) return;
+                this.readyState = 3;
+                this.onclose({ code: 1006 });
+            }
+            /** The frames sent after the hello. */
+            get frames() {
+                return this.sent.slice(1);
+            }
+            get hello() {
+                return JSON.parse(this.sent[0].slice(0, -1));
+            }
+        };
+    }
+    get last() {
+        return this.sockets[this.sockets.length - 1];
+    }
 }

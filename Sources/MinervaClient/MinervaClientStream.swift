@@ -1,5 +1,6 @@
 // The Swift client: MinervaCore's ClientStreamMachine driven by real I/O on a MinervaServer MinervaEventLoop (HTTP POST
-// to `<endpoint>io/` over keep-alive connections, or socket mode), with the application's callbacks.
+// to `<endpoint>io/` over keep-alive connections, a WebSocket to `<endpoint>ws`, or socket mode), with the
+// application's callbacks.
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
@@ -10,13 +11,15 @@ public struct MinervaClientConfiguration: Sendable {
     public var host: String
     /// The HTTP port, or the socket listener's port for ``ClientEndpointKind/socket``.
     public var port: Int
-    /// The endpoint path, ending in `/`; requests go to `<path>io/` (ignored in socket mode).
+    /// The endpoint path, ending in `/`; requests go to `<path>io/`, WebSockets to `<path>ws` (ignored in socket
+    /// mode).
     public var path: String = "/_minerva/"
     /// The `Host` header value; nil uses `host:port`.
     public var hostHeader: String?
     /// Seconds a connect may take before the transport counts as failed.
     public var connectTimeout: Double = 10
-    /// The protocol tunables; `stream.endpoint` chooses long-poll, HTTP streaming or socket.
+    /// The protocol tunables; `stream.endpoint` chooses long-poll, HTTP streaming, socket, WebSocket or auto
+    /// (WebSocket first, falling back to HTTP streaming).
     public var stream: ClientConfiguration
 
     /// Creates a configuration with the original client's tunables, except that strings are sent at the end of
@@ -26,7 +29,7 @@ public struct MinervaClientConfiguration: Sendable {
     /// - Parameters:
     ///   - host: the server's address.
     ///   - port: its HTTP port (or socket port for `.socket`).
-    ///   - transport: long-poll, HTTP streaming or socket.
+    ///   - transport: long-poll, HTTP streaming, socket, WebSocket or auto.
     public init(host: String, port: Int, transport: ClientEndpointKind) {
         self.host = host
         self.port = port
@@ -65,9 +68,13 @@ public final class MinervaClientStream {
     private var busyConnections: [Int64: HTTPClientConnection] = [:]
     private var requests: [Int64: [UInt8]] = [:]
     private var sockets: [Int64: SocketClientTransport] = [:]
+    private var webSockets: [Int64: WebSocketClientTransport] = [:]
     /// The most idle kept-alive HTTP connections a stream keeps (it has at most three requests at once).
     static let maxIdleConnections = 3
-    /// Transports opened so far (HTTP requests and sockets), for tests and statistics.
+    /// How the current primary transport is carried (nil while there is none): with
+    /// ``ClientEndpointKind/auto``, `.webSocket` or `.httpStreaming`.
+    public var primaryTransportMode: ClientTransportMode? { machine.primaryTransportMode }
+    /// Transports opened so far (HTTP requests, sockets and WebSockets), for tests and statistics.
     public private(set) var transportsOpened = 0
     /// TCP connections made so far (lower than ``transportsOpened`` when HTTP keep-alive reuses connections).
     public private(set) var connectionsOpened = 0
@@ -88,11 +95,13 @@ public final class MinervaClientStream {
         let timer = self.timer
         let connections = idleConnections + Array(busyConnections.values)
         let sockets = Array(self.sockets.values)
-        if timer == nil && connections.isEmpty && sockets.isEmpty { return }
-        MinervaLoopBound(handingOver: (timer, connections, sockets), to: eventLoop).execute { io in
+        let webSockets = Array(self.webSockets.values)
+        if timer == nil && connections.isEmpty && sockets.isEmpty && webSockets.isEmpty { return }
+        MinervaLoopBound(handingOver: (timer, connections, sockets, webSockets), to: eventLoop).execute { io in
             io.0?.cancel()
             for connection in io.1 { connection.abort() }
             for socket in io.2 { socket.close() }
+            for webSocket in io.3 { webSocket.close() }
         }
     }
 
@@ -165,6 +174,13 @@ public final class MinervaClientStream {
                 let bytes = head + request.body
                 requests[request.transportNumber] = bytes
                 sendRequest(bytes, transportNumber: request.transportNumber, reuse: true)
+            } else if request.mode == .webSocket {
+                connectionsOpened += 1
+                webSockets[request.transportNumber] = WebSocketClientTransport(
+                    loop: eventLoop, host: configuration.host, port: configuration.port,
+                    hostHeader: configuration.hostHeader ?? hostHeaderValue(), path: configuration.path,
+                    timeout: configuration.connectTimeout, transportNumber: request.transportNumber,
+                    firstBytes: request.body, delegate: self)
             } else {
                 connectionsOpened += 1
                 sockets[request.transportNumber] = SocketClientTransport(
@@ -174,10 +190,12 @@ public final class MinervaClientStream {
             }
         case .write(let number, let bytes):
             sockets[number]?.write(bytes)
+            webSockets[number]?.write(bytes)
         case .closeTransport(let number):
             requests[number] = nil
             if let connection = busyConnections.removeValue(forKey: number) { connection.abort() }
             sockets.removeValue(forKey: number)?.close()
+            webSockets.removeValue(forKey: number)?.close()
         case .deliverStrings(let strings):
             for string in strings {
                 onString?(String(decoding: string, as: UTF8.self))
@@ -253,6 +271,7 @@ extension MinervaClientStream: ClientTransportDelegate {
         busyConnections[number] = nil
         requests[number] = nil
         sockets[number] = nil
+        webSockets[number] = nil
         perform(machine.transportFinished(transportNumber: number, status: status, now: eventLoop.now))
     }
 
@@ -265,6 +284,7 @@ extension MinervaClientStream: ClientTransportDelegate {
         }
         requests[number] = nil
         sockets[number] = nil
+        webSockets[number] = nil
         perform(machine.transportFailed(transportNumber: number, now: eventLoop.now))
     }
 

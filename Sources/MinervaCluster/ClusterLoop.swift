@@ -150,7 +150,8 @@ final class ClusterLoop {
     // MARK: Placement
 
     func takePost(
-        _ request: MinervaHTTPRequest, hello: HelloFrame, response: MinervaHTTPResponse, endpoint: MinervaEndpoint
+        _ request: MinervaHTTPRequest, hello: HelloFrame, connection: ConnectionInfo, response: MinervaHTTPResponse,
+        endpoint: MinervaEndpoint
     ) -> Bool {
         self.endpoint = endpoint
         let id = hello.streamID
@@ -160,7 +161,7 @@ final class ClusterLoop {
             cluster.relayedIn.add(1, ordering: .relaxed)
             cluster.logger.debug("cluster: stream \(id.redacted) relayed here")
             let trusted = secret.map { mark.elementsEqual($0.utf8) } ?? false
-            var post = MinervaPostCopy(request)
+            var post = MinervaPostCopy(request, connection: connection)
             post.headers.removeAll { isRelayHeader($0.0) }
             if trusted, let peer = request.header(cluster.relayPeerHeader) {
                 post.connection.peerAddress = peer
@@ -175,13 +176,14 @@ final class ClusterLoop {
         }
         if cluster.owns(id) { return false }
         if waiting[id] != nil {
-            waiting[id]!.append(WaitingPost(post: MinervaPostCopy(request), response: response, relayed: false))
+            waiting[id]!.append(
+                WaitingPost(post: MinervaPostCopy(request, connection: connection), response: response, relayed: false))
             return true
         }
         // While Redis is down, a remembered owner is used however old (the relay tells whether it still lives).
         if let cached = ownerCache[id], cached.expires > loop.now || !redis.isConnected {
             if cached.owner != address {
-                relay(MinervaPostCopy(request), response: response, to: cached.owner, id: id)
+                relay(MinervaPostCopy(request, connection: connection), response: response, to: cached.owner, id: id)
                 return true
             }
             ownerCache[id] = nil
@@ -195,7 +197,9 @@ final class ClusterLoop {
             response.end("Minerva cluster directory (redis) unavailable\n")
             return true
         }
-        waiting[id] = [WaitingPost(post: MinervaPostCopy(request), response: response, relayed: false)]
+        waiting[id] = [
+            WaitingPost(post: MinervaPostCopy(request, connection: connection), response: response, relayed: false)
+        ]
         let key = streamKey(id)
         if hello.requestNewStream {
             let ttl = String(Int(configuration.streamClaimTTL * 1000))

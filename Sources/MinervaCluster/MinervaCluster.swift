@@ -134,10 +134,11 @@ public final class MinervaCluster: MinervaStreamPlacement, Sendable {
     // MARK: MinervaStreamPlacement
 
     public func takePost(
-        _ request: MinervaHTTPRequest, hello: HelloFrame, response: MinervaHTTPResponse, endpoint: MinervaEndpoint
+        _ request: MinervaHTTPRequest, hello: HelloFrame, connection: ConnectionInfo, response: MinervaHTTPResponse,
+        endpoint: MinervaEndpoint
     ) -> Bool {
         guard let state = loopState(response.eventLoop) else { return false }
-        return state.takePost(request, hello: hello, response: response, endpoint: endpoint)
+        return state.takePost(request, hello: hello, connection: connection, response: response, endpoint: endpoint)
     }
 }
 

@@ -37,6 +37,11 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// in full, then the connection closes.
     @exclusivity(unchecked) private var peerHalfClosed = false
     @exclusivity(unchecked) private(set) var isClosed = false
+    /// After a protocol switch (``MinervaHTTPResponse/upgrade(to:)``): the handler that gets every socket event from
+    /// now on. The connection stays counted (and drained) as one of the loop's HTTP connections.
+    @exclusivity(unchecked) private(set) var upgraded: (any MinervaTCPConnectionHandler)?
+    /// Whether the bytes that followed the upgrade request were handed to `upgraded`.
+    @exclusivity(unchecked) private var upgradeRemainderDelivered = false
 
     init(socket: MinervaTCPConnection, context: HTTPLoopContext) {
         self.socket = socket
@@ -66,8 +71,16 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     // MARK: socket events
 
     package func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+        if let upgraded, upgradeRemainderDelivered {
+            upgraded.connection(connection, didReceive: bytes)
+            return
+        }
         decoder.feed(bytes, delegate: self)
         if isClosed { return }
+        if upgraded != nil {
+            deliverUpgradeRemainder()
+            return
+        }
         if decoder.phase == .paused && decoder.pendingCount > context.configuration.maxBufferedInputBytes {
             stopReading()  // a pipelining client ran too far ahead; resume when the response ends
         }
@@ -75,6 +88,10 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     }
 
     package func connectionPeerClosed(_ connection: MinervaTCPConnection) {
+        if let upgraded {
+            upgraded.connectionPeerClosed(connection)
+            return
+        }
         let inProgress = current.map { !$0.isFinished } ?? false
         if connection.peerHalfClosed && (inProgress || decoder.phase == .paused) {
             // A clean EOF: the client half-closed after its request(s) and may still read (RFC 9112 9.6). Answer
@@ -93,12 +110,20 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     }
 
     package func connectionBecameWritable(_ connection: MinervaTCPConnection) {
+        if let upgraded {
+            upgraded.connectionBecameWritable(connection)
+            return
+        }
         current?.becameWritable()
         if isClosed { return }
         relieveBackpressure()
     }
 
     package func connection(_ connection: MinervaTCPConnection, writeBlocked blocked: Bool) {
+        if let upgraded {
+            upgraded.connection(connection, writeBlocked: blocked)
+            return
+        }
         if blocked {
             // The socket's write-stall timeout takes over from the idle timeout (which would drop the output). A
             // request head or body being received keeps its total deadline: its 408 queues behind the output.
@@ -115,6 +140,10 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
                 metadata: ["earlierRejectionsNotLogged": "\(notLogged)"])
         }
         closed()
+        if let upgraded {
+            self.upgraded = nil
+            upgraded.connectionDidClose(connection)
+        }
     }
 
     /// Puts the connection in the deadline list its state calls for. The header and body deadlines are totals: a
@@ -158,7 +187,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// FIN (HTTP/1.1 allows closing an idle connection at any time), a slow one with a reset (like nginx's
     /// `reset_timedout_connection`: nothing is kept for it in the kernel).
     func shed() {
-        if isClosed { return }
+        if isClosed || upgraded != nil { return }
         let idle = isIdle
         if let notLogged = context.rejectionLog.admit(now: context.loop.now) {
             let peer = socket.remoteAddress?.description ?? "?"
@@ -178,7 +207,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         dispatching = true
         context.router.dispatch(MinervaHTTPRequest(decoder: decoder, connection: self), current!)
         dispatching = false
-        if isClosed { return false }
+        if isClosed || upgraded != nil { return false }
         if current?.isFinished != true { return false }
         finishCurrent()
         return !closeAfterFlush && !pauseForOutput()
@@ -255,6 +284,10 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     private func continueDecoding() {
         decoder.resume(delegate: self)
         if isClosed { return }
+        if upgraded != nil {
+            deliverUpgradeRemainder()
+            return
+        }
         if peerHalfClosed && decoder.phase != .paused {
             // Every request the half-closed peer sent is answered.
             closeAfterFlush = true
@@ -288,6 +321,35 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             if isClosed { return }
         }
         armReadTimeout()
+    }
+
+    // MARK: protocol switch
+
+    /// Switches the connection to another protocol after its current request (whose response wrote the 101 head):
+    /// from now on `handler` gets the socket's events, starting with the bytes that followed the request. No HTTP
+    /// timeout applies any more; the connection still counts against the loop's connection limit.
+    /// - Returns: false (and nothing changes) if `response` is not the current request's or the connection was
+    ///   already switched.
+    func upgrade(to handler: any MinervaTCPConnectionHandler, response: MinervaHTTPResponse) -> Bool {
+        guard response === current, upgraded == nil, !isClosed else { return false }
+        upgraded = handler
+        current = nil
+        spare = nil
+        response.connection = nil
+        timeoutNode.list?.remove(timeoutNode)
+        if readStopped {
+            readStopped = false
+            socket.resumeReading()
+        }
+        return true
+    }
+
+    /// Hands the bytes received after the upgrade request to the new handler (once, after the decoder stopped).
+    private func deliverUpgradeRemainder() {
+        guard let upgraded, !upgradeRemainderDelivered else { return }
+        upgradeRemainderDelivered = true
+        timeoutNode.list?.remove(timeoutNode)
+        decoder.takeRemainder { upgraded.connection(socket, didReceive: $0) }
     }
 
     // MARK: writing
@@ -325,6 +387,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
 
     /// Shutdown: close if nothing is in flight, else close once the current response is written.
     func drain() {
+        if upgraded != nil { return }  // the new protocol's owner ends it (or the drain's grace period does)
         if current == nil {
             closeAfterFlush = true
             stopReading()

@@ -134,6 +134,25 @@ package final class HTTPRequestDecoder {
         }
     }
 
+    /// Hands out the bytes received after the paused request (an upgrade's first bytes of the new protocol) and
+    /// forgets them; the decoder stays paused for good.
+    /// - Parameter body: receives the bytes, valid only during the call.
+    func takeRemainder(_ body: (UnsafeRawBufferPointer) -> Void) {
+        phase = .failed  // nothing more is parsed as HTTP
+        let start = pendingStart
+        let count = pending.count - start
+        if count > 0 { body(UnsafeRawBufferPointer(start: pending.base + start, count: count)) }
+        pending.count = 0
+        pendingStart = 0
+        // The decoder is done: its buffers go back (an idle WebSocket keeps as little as possible).
+        self.body.count = 0
+        self.body.shrinkIfEmpty()
+        headStore.count = 0
+        headStore.shrinkIfEmpty()
+        pending.shrinkIfEmpty()
+        headers = []
+    }
+
     /// Continues after a paused request was answered: parses the bytes kept meanwhile.
     func resume<D: HTTPRequestDecoderDelegate>(delegate: D) {
         guard phase == .paused else { return }

@@ -40,6 +40,11 @@ public struct MinervaHTTPRequest {
     /// Whether the connection may stay open after this request (per its version and `Connection` header).
     public var keepAlive: Bool { decoder.keepAlive }
 
+    /// Whether the request asks to switch protocols (`Connection: upgrade` with an `Upgrade` header): the parser
+    /// stopped after its head, and the bytes that follow belong to the new protocol
+    /// (``MinervaHTTPResponse/upgrade(to:)``).
+    public var isUpgrade: Bool { decoder.isUpgrade }
+
     /// The request target as sent (path and query). - Warning: valid only during the handler call.
     public var targetBytes: UnsafeRawBufferPointer {
         check()

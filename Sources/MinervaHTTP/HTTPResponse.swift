@@ -239,6 +239,30 @@ public final class MinervaHTTPResponse {
         connection.responseFinished(self)
     }
 
+    /// Answers `101 Switching Protocols` with the headers set so far (the new protocol's `Upgrade`, `Connection:
+    /// Upgrade` and the like) and hands the connection to `handler`: it gets every later socket event, starting with
+    /// the bytes the client sent after the request. The response is finished. Call it only for a request whose
+    /// ``MinervaHTTPRequest/isUpgrade`` is true, from its handler.
+    /// - Parameter handler: the new protocol's handler (it writes and closes through the connection it is given).
+    /// - Returns: the socket, or nil if the connection is gone or the head was already written.
+    @discardableResult
+    public func upgrade(to handler: any MinervaTCPConnectionHandler) -> MinervaTCPConnection? {
+        guard !headSent, !isFinished, let connection, connection.decoder.isUpgrade,
+            connection.upgrade(to: handler, response: self)
+        else { return nil }
+        headSent = true
+        isFinished = true
+        onClose = nil
+        onWritable = nil
+        delegate = nil
+        connection.withOutput { out in
+            connection.context.appendStatusLineAndDate(101, to: out)
+            out.append(extraHeaders.bytes)
+            out.append("\r\n")
+        }
+        return connection.socket
+    }
+
     /// Sends a complete response with an exact Content-Length.
     /// - Parameters:
     ///   - status: the status code.

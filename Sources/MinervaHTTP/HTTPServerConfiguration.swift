@@ -1,4 +1,5 @@
 // Every tunable of the HTTP server in one place.
+internal import CShims
 import MinervaIO
 
 #if canImport(Glibc)
@@ -42,6 +43,12 @@ public struct MinervaHTTPServerConfiguration: Sendable {
     /// - Returns: the reserve.
     public static func descriptorReserve(forLimit limit: Int) -> Int {
         min(1_000, max(64, limit / 20))
+    }
+
+    /// The number of CPUs this process may run on (its affinity mask, as `nproc` counts; the online CPUs if that
+    /// cannot be read). A sensible `threads` for a server whose handlers are written for several loops.
+    public static func availableCores() -> Int {
+        Int(cshims_available_cpus())
     }
 
     /// The soft open-files limit of this process (`RLIMIT_NOFILE`; 1,024 if it cannot be read).

@@ -27,6 +27,14 @@ package final class ByteStorage {
 
     deinit { free(base) }
 
+    /// Gives memory back: an empty buffer shrinks to the minimum capacity (a connection that will not need it again,
+    /// say after a protocol switch).
+    package func shrinkIfEmpty() {
+        guard count == 0, capacity > 16 else { return }
+        base = realloc(base, 16)!
+        capacity = 16
+    }
+
     /// The valid bytes. - Warning: invalid after the next mutation.
     package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 

@@ -89,6 +89,13 @@ package final class OutputQueue {
         }
     }
 
+    /// Gives the copy buffer's memory back if nothing is queued (it grows again as needed).
+    package func shrinkIfEmpty() {
+        guard segments.isEmpty else { return }
+        scratch.shrinkIfEmpty()
+        segments = []
+    }
+
     /// Drops everything queued.
     package func removeAll() {
         segments.removeAll(keepingCapacity: true)

@@ -79,6 +79,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     private let output = OutputQueue(capacity: 1024)
     @exclusivity(unchecked) private var writeBlocked = false
     @exclusivity(unchecked) private var flushScheduled = false
+    @exclusivity(unchecked) private var shrinkWhenDrained = false
     @exclusivity(unchecked) private var closeAfterFlush = false
     @exclusivity(unchecked) private var readPaused = false
     @exclusivity(unchecked) private var producerPaused = false
@@ -167,6 +168,16 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         updateWatcher()
     }
 
+    /// Gives the output buffer's memory back once everything queued is written (for a connection that turns
+    /// long-lived and mostly idle, like a WebSocket after its handshake; it grows again as needed).
+    package func shrinkOutputWhenDrained() {
+        if output.count == 0 {
+            output.shrinkIfEmpty()
+        } else {
+            shrinkWhenDrained = true
+        }
+    }
+
     /// Closes once the queued output is written (reading stops at once).
     public func close() {
         guard isOpen else { return }
@@ -242,6 +253,10 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
             updateWatcher()
             handler?.connection(self, writeBlocked: false)
             if !isOpen { return }
+        }
+        if shrinkWhenDrained && output.count == 0 {
+            shrinkWhenDrained = false
+            output.shrinkIfEmpty()
         }
         if closeAfterFlush && output.count == 0 { finish(.local, abort: false) }
     }

@@ -2,6 +2,7 @@
 // MinervaServerEngine and carries out its actions on the HTTP responses; `GET <prefix>minerva-client.js` serves the
 // JavaScript client; optional CORS. One engine per event loop, driven by MinervaLoopDriver.
 import Logging
+import Metrics
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
@@ -21,6 +22,14 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var engine = ServerEngineConfiguration()
     /// Origins allowed to POST from other sites (CORS). Empty: no CORS headers at all. `*` allows any origin.
     public var allowedOrigins: [String] = []
+    /// Whether a request whose `Origin` is neither the request's own (`http://` or `https://` + `Host`) nor in
+    /// ``allowedOrigins`` is refused with 403 before it reaches a stream (`Origin: null` too, unless listed). Requests
+    /// without `Origin` (native clients) pass. CORS headers only stop a browser from reading the answer; this stops a
+    /// hostile page from writing into a stream.
+    public var enforcesOrigins = true
+    /// Whether CORS answers say `Access-Control-Allow-Credentials: true`, so that a page of an allowed origin may send
+    /// cookies (the JavaScript client's `credentials: 'include'`). Off by default.
+    public var allowsCredentials = false
     /// Whether `<prefix>minerva-client.js` serves the JavaScript client (false answers 404).
     public var servesClientScript = true
     /// A file to serve as the JavaScript client instead of the copy compiled into the library (nil, the default:
@@ -41,6 +50,34 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// The most connections one ``MinervaSocketListener`` keeps open at once (in mode detection or carrying a
     /// transport). At the limit it stops accepting until one closes; the kernel queues new ones up to the backlog.
     public var maxSocketConnections = 4_096
+    /// Seconds between two reports of each loop's counters to swift-metrics (streams, transports by kind, strings in,
+    /// out and retransmitted, SACK holes, kills and resets by reason, queued bytes); 0 turns metrics off.
+    public var metricsInterval: Double = 1
+    /// Decides whether a new stream may be created, seeing the hello and the request (headers with cookies and
+    /// `Authorization`, peer address) before the stream exists: return nil to allow it, or a reason to refuse it; the
+    /// client then gets `reason|1!` (its `streamReset(reason, true)`) and no handler is built. Called on the loop that
+    /// would own the stream.
+    public var authorizeStream: (@Sendable (StreamAuthorizationRequest) -> String?)? = nil
+    /// Addresses of reverse proxies (exact IP addresses, e.g. `127.0.0.1`) whose `X-Forwarded-For` is believed: a
+    /// request from one of them is attributed to the right-most forwarded address that is not itself a trusted proxy,
+    /// for the per-address stream limit and the application's ``ConnectionInfo/peerAddress``. Empty (the default):
+    /// `X-Forwarded-For` is ignored.
+    public var trustedProxies: [String] = []
+    /// Whether peers on a loopback address (127.0.0.0/8, ::1) are subject to
+    /// ``ServerEngineConfiguration/maxNewStreamsPerKeyPerSecond``. Off by default: local processes (a reverse proxy
+    /// that does not forward the client's address, load tests) are not one client. Behind a local proxy, list it in
+    /// ``trustedProxies`` so that each client is limited by its own address.
+    public var rateLimitsLoopback = false
+    /// Where metrics go: nil (the default) for the factory bootstrapped in `MetricsSystem`.
+    public var metricsFactory: (any MetricsFactory)? = nil
+    /// Whether `GET <prefix>ws` accepts WebSocket upgrades (PROTOCOL.md 11.1; false answers 404). A WebSocket is one
+    /// of the HTTP server's connections: the HTTP connection limit covers it. Its largest message is the engine's
+    /// ``ServerEngineConfiguration/maxFrameLength``; origins are checked against ``allowedOrigins``.
+    public var webSockets = true
+    /// Seconds the server waits for the client's close frame after sending its own before it closes the TCP
+    /// connection (PROTOCOL.md 11.1). A WebSocket that sends no first message within ``socketModeTimeout`` is
+    /// closed (1008).
+    public var webSocketCloseTimeout = 5.0
     /// Where streams run when several servers share them (a cluster, e.g. `MinervaCluster`); nil: every stream runs
     /// here. Asked before each POST of `io/` runs.
     public var placement: (any MinervaStreamPlacement)?
@@ -89,6 +126,9 @@ public final class MinervaEndpoint: Sendable {
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
     let corsAnyOrigin: Bool
+    let trustedProxies: Set<String>
+    /// `configuration.engine.maxStreams`, counted across every loop's engine.
+    public let streamBudget: MinervaStreamBudget
 
     /// Creates an endpoint.
     /// - Parameters:
@@ -106,6 +146,8 @@ public final class MinervaEndpoint: Sendable {
         prefixBytes = Array(configuration.prefix.utf8)
         corsOrigins = Set(configuration.allowedOrigins)
         corsAnyOrigin = corsOrigins.contains("*")
+        trustedProxies = Set(configuration.trustedProxies)
+        streamBudget = MinervaStreamBudget(limit: configuration.engine.maxStreams)
         let javascript = "text/javascript; charset=utf-8"
         if !configuration.servesClientScript {
             clientScript = nil
@@ -166,13 +208,14 @@ public final class MinervaEndpoint: Sendable {
 
     // MARK: Routing
 
-    private enum Child { case io, clientScript, other }
+    private enum Child { case io, clientScript, webSocket, other }
 
     private func child(of request: MinervaHTTPRequest) -> Child {
         let path = request.pathBytes
         let rest = UnsafeRawBufferPointer(rebasing: path[prefixBytes.count...])
         if rest.elementsEqual("io/".utf8) || rest.elementsEqual("io".utf8) { return .io }
         if rest.elementsEqual("minerva-client.js".utf8) { return .clientScript }
+        if rest.elementsEqual("ws".utf8) { return .webSocket }
         return .other
     }
 
@@ -200,6 +243,12 @@ public final class MinervaEndpoint: Sendable {
             } else {
                 notFound(response)
             }
+        case .webSocket:
+            if configuration.webSockets {
+                driver(for: response.eventLoop).handleWebSocketUpgrade(request, response)
+            } else {
+                notFound(response)
+            }
         case .other:
             notFound(response)
         }
@@ -213,8 +262,55 @@ public final class MinervaEndpoint: Sendable {
 
     /// The allowed origin to echo for this request, if CORS is configured and the origin is allowed.
     func allowedOrigin(_ request: MinervaHTTPRequest) -> String? {
-        guard !corsOrigins.isEmpty, let origin = request.header("Origin") else { return nil }
+        guard !corsOrigins.isEmpty, let raw = request.headerBytes("Origin") else { return nil }
+        let origin = String(decoding: MinervaWebSocketHandshake.trimmed(raw), as: UTF8.self)
+        if origin == "null" { return corsOrigins.contains(origin) ? origin : nil }
         return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
+    }
+
+    /// Whether the request's `Origin` may use the endpoint: absent (a native client), the request's own origin
+    /// (`http://` or `https://` followed by its `Host`, so a TLS-terminating proxy in front changes nothing), or
+    /// allowed by ``MinervaEndpointConfiguration/allowedOrigins``.
+    /// `Origin: null` (sandboxed pages, files) passes only if `null` is listed. The rule of `io/` and of WebSockets
+    /// (PROTOCOL.md 11.1).
+    public func originPermitted(_ request: MinervaHTTPRequest) -> Bool {
+        guard let raw = request.headerBytes("Origin") else { return true }
+        let origin = MinervaWebSocketHandshake.trimmed(raw)
+        if let host = request.headerBytes("Host").map(MinervaWebSocketHandshake.trimmed), !host.isEmpty,
+            Self.isOrigin(origin, ofHost: host)
+        {
+            return true
+        }
+        return allowedOrigin(request) != nil
+    }
+
+    /// Whether `origin` is `http://HOST` or `https://HOST` (ASCII case-insensitive scheme and host).
+    static func isOrigin(_ origin: UnsafeRawBufferPointer, ofHost host: UnsafeRawBufferPointer) -> Bool {
+        for scheme in ["http://", "https://"] {
+            let schemeBytes = Array(scheme.utf8)
+            guard origin.count == schemeBytes.count + host.count else { continue }
+            var equal = true
+            for (index, byte) in origin.enumerated() {
+                let expected = index < schemeBytes.count ? schemeBytes[index] : host[index - schemeBytes.count]
+                if lowercased(byte) != lowercased(expected) {
+                    equal = false
+                    break
+                }
+            }
+            if equal { return true }
+        }
+        return false
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
+
+    /// Adds the CORS headers of an answer to an allowed cross-origin request.
+    func addCORSHeaders(_ origin: String, _ response: MinervaHTTPResponse) {
+        response.setHeader("Access-Control-Allow-Origin", origin)
+        response.setHeader("Vary", "Origin")
+        if configuration.allowsCredentials { response.setHeader("Access-Control-Allow-Credentials", "true") }
     }
 
     private func answerPreflight(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
@@ -232,8 +328,7 @@ public final class MinervaEndpoint: Sendable {
             return
         }
         response.status = 204
-        response.setHeader("Access-Control-Allow-Origin", origin)
-        response.setHeader("Vary", "Origin")
+        addCORSHeaders(origin, response)
         response.setHeader("Access-Control-Allow-Methods", "POST, OPTIONS")
         let requested = request.header("Access-Control-Request-Headers") ?? "Content-Type"
         response.setHeader("Access-Control-Allow-Headers", requested.isEmpty ? "Content-Type" : requested)
@@ -256,7 +351,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     // Per-request tables without dynamic exclusivity checks: loop-confined, never touched while one of them is being
     // mutated (see the note in MinervaServerEngine).
     @exclusivity(unchecked) var responses: [Int: MinervaHTTPResponse] = [:]
-    @exclusivity(unchecked) var sockets: [Int: MinervaSocketConnection] = [:]
+    /// Connections carrying socket transports (int32 sockets and WebSockets), by handle.
+    @exclusivity(unchecked) var sockets: [Int: any MinervaSocketTransportConnection] = [:]
     private var nextHandle = 0
     private var timer: MinervaLoopTimer?
     private var armedDeadline = Double.infinity
@@ -286,14 +382,21 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     var outboxPending = false
     /// Reused bytes for peeking at a hello.
     var peekScratch: [UInt8] = []
+    private var metrics: MinervaEngineMetrics?
+    private var metricsTimer: MinervaLoopTimer?
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
+    /// POSTs refused for their origin, logged per second at most.
+    private var originLog = RateLimitedLog(window: 1, linesPerWindow: 20)
+    /// Refused upgrades and WebSockets closed for bad input, logged per second at most.
+    var webSocketLog = RateLimitedLog(window: 1, linesPerWindow: 20)
 
     private struct AddressCacheEntry {
         weak var connection: HTTPConnection?
         let local: String
         let peer: String
-        let rateLimitKey: String
+        let host: String
+        let rateLimitKey: String?
     }
 
     init(endpoint: MinervaEndpoint, loop: MinervaEventLoop) {
@@ -314,6 +417,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             logger.debug("stream \(stream.streamID.redacted) started")
             return factory(stream, loop)
         }
+        engine.streamBudget = endpoint.streamBudget
+        engine.streamAuthorizer = endpoint.configuration.authorizeStream
         engine.errorReporter = { error, callback in
             logger.error("application callback \(callback) failed: \(error)")
         }
@@ -328,6 +433,16 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             self.perform()
         }
         rearm()
+        let interval = endpoint.configuration.metricsInterval
+        if interval > 0 {
+            let metrics = MinervaEngineMetrics(
+                loop: loopIndex, factory: endpoint.configuration.metricsFactory ?? MetricsSystem.factory)
+            self.metrics = metrics
+            metricsTimer = loop.schedule(after: interval, repeating: interval) { [weak self] in
+                guard let self else { return }
+                self.metrics?.report(self.engine)
+            }
+        }
     }
 
     var now: Double { loop?.now ?? engine.now }
@@ -358,23 +473,30 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     // MARK: HTTP
 
     func handlePost(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
-        response.appendHeaderBlock(postHeaders)
-        if let origin = endpoint.allowedOrigin(request) {
-            response.setHeader("Access-Control-Allow-Origin", origin)
-            response.setHeader("Vary", "Origin")
+        if endpoint.configuration.enforcesOrigins && !endpoint.originPermitted(request) {
+            refuseOrigin(request, response)
+            return
         }
-        if endpoint.configuration.placement != nil, placementTakes(request, response) { return }
-        let handle = newHandle()
-        responses[handle.rawValue] = response
-        response.delegate = self
-        response.delegateTag = handle.rawValue
+        response.appendHeaderBlock(postHeaders)
+        if let origin = endpoint.allowedOrigin(request) { endpoint.addCORSHeaders(origin, response) }
         var info = ConnectionInfo()
         if let connection = response.connection {
             let entry = addresses(of: connection)
             info.localAddress = entry.local
             info.peerAddress = entry.peer
             info.rateLimitKey = entry.rateLimitKey
+            if !endpoint.trustedProxies.isEmpty, endpoint.trustedProxies.contains(entry.host),
+                let client = endpoint.forwardedClient(request)
+            {
+                info.peerAddress = client
+                info.rateLimitKey = client
+            }
         }
+        if endpoint.configuration.placement != nil, placementTakes(request, response, info) { return }
+        let handle = newHandle()
+        responses[handle.rawValue] = response
+        response.delegate = self
+        response.delegateTag = handle.rawValue
         if !peers.isEmpty, let owner = owner(ofBody: request.body) {
             handOffPost(request, handle: handle, info: info, to: owner)
             return
@@ -390,6 +512,18 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         }
         engine.httpBodyReceived(handle, body: request.body, now: now)
         perform()
+    }
+
+    /// 403 for a POST from an origin that may not use the endpoint, and a rate-limited notice.
+    private func refuseOrigin(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
+        response.status = 403
+        response.setHeader("Content-Type", "text/plain")
+        response.end("Origin not allowed\n")
+        guard let suppressed = originLog.admit(now: now) else { return }
+        var metadata: Logger.Metadata = ["origin": "\(request.header("Origin") ?? "")"]
+        if let peer = response.connection?.socket.remoteAddress { metadata["peer"] = "\(peer)" }
+        if suppressed > 0 { metadata["earlierRefusalsNotLogged"] = "\(suppressed)" }
+        endpoint.logger.notice("minerva refused a POST from a foreign origin", metadata: metadata)
     }
 
     func responseClosed(_ response: MinervaHTTPResponse, tag: Int) {
@@ -412,9 +546,10 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             return entry
         }
         let peer = connection.socket.remoteAddress?.description ?? ""
+        let host = hostPart(of: peer)
         let entry = AddressCacheEntry(
-            connection: connection, local: connection.socket.localAddress?.description ?? "", peer: peer,
-            rateLimitKey: hostPart(of: peer))
+            connection: connection, local: connection.socket.localAddress?.description ?? "", peer: peer, host: host,
+            rateLimitKey: endpoint.rateLimitKey(forHost: host))
         addressCache[key] = entry
         addressCacheInsertions += 1
         if addressCacheInsertions >= max(1024, addressCache.count) {
@@ -493,6 +628,35 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
 }
 
 /// The host part of an address written as `host:port` or `[v6]:port`: the key for per-address limits.
+extension MinervaEndpoint {
+    /// The per-address rate-limit key of a peer host: the host, or nil (no limit) for loopback unless
+    /// ``MinervaEndpointConfiguration/rateLimitsLoopback``.
+    func rateLimitKey(forHost host: String) -> String? {
+        if !configuration.rateLimitsLoopback && isLoopback(host) { return nil }
+        return host
+    }
+
+    /// The client a trusted proxy forwarded the request for: the right-most `X-Forwarded-For` address that is not a
+    /// trusted proxy (each proxy appends the address it got the request from), if any.
+    func forwardedClient(_ request: MinervaHTTPRequest) -> String? {
+        guard let header = request.header("X-Forwarded-For") else { return nil }
+        for part in header.split(separator: ",").reversed() {
+            let address = String(part.trimmingPrefix(while: { $0 == " " }).prefix(while: { $0 != " " }))
+            if address.isEmpty { continue }
+            if !trustedProxies.contains(address) { return address }
+        }
+        return nil
+    }
+}
+
+/// Whether a host is a loopback address (127.0.0.0/8, ::1, or either mapped into IPv6).
+func isLoopback(_ host: String) -> Bool {
+    var host = Substring(host)
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+    if host.hasPrefix("::ffff:") { host = host.dropFirst(7) }
+    return host == "::1" || host.hasPrefix("127.")
+}
+
 func hostPart(of address: String) -> String {
     guard let colon = address.lastIndex(of: ":") else { return address }
     return String(address[..<colon])

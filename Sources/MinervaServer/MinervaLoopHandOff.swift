@@ -20,6 +20,8 @@ struct RemoteTransport {
     let loop: Int
     /// The receiving loop's handle of the transport.
     let handle: Int
+    /// A WebSocket: each received message is a batch of its own.
+    var perMessage = false
 }
 
 /// A receiving loop's handle, named across loops.
@@ -41,6 +43,8 @@ struct HandedOffTransport: Sendable {
     var info: ConnectionInfo
     var headers: [([UInt8], [UInt8])]?
     var bytes: [UInt8]
+    /// A WebSocket: `bytes` and later bytes are int32-framed messages, each a batch of its own.
+    var perMessage = false
 }
 
 extension MinervaEndpoint {
@@ -125,7 +129,7 @@ extension MinervaLoopDriver {
     func handOff(_ transport: HandedOffTransport, handle: Int, to owner: Int) {
         proxied[handle] = ProxiedTransport(owner: owner)
         let from = loopIndex
-        send(to: owner) { $0.remoteOpened(transport, from: from, handle: handle) }
+        sendToLoop(owner) { $0.remoteOpened(transport, from: from, handle: handle) }
     }
 
     /// More bytes of a proxied socket, for the owner.
@@ -133,14 +137,14 @@ extension MinervaLoopDriver {
         guard let proxy = proxied[handle.rawValue] else { return }
         let from = loopIndex
         let raw = handle.rawValue
-        send(to: proxy.owner) { $0.remoteSocketBytes(bytes, from: from, handle: raw) }
+        sendToLoop(proxy.owner) { $0.remoteSocketBytes(bytes, from: from, handle: raw) }
     }
 
     /// A proxied transport's connection closed (client gone): tell the owner. False if `handle` is not proxied.
     func proxiedClosed(_ handle: Int) -> Bool {
         guard let proxy = proxied.removeValue(forKey: handle) else { return false }
         let from = loopIndex
-        send(to: proxy.owner) { $0.remoteClosed(from: from, handle: handle) }
+        sendToLoop(proxy.owner) { $0.remoteClosed(from: from, handle: handle) }
         return true
     }
 
@@ -152,7 +156,7 @@ extension MinervaLoopDriver {
         proxy.backedUp = !writable
         proxied[handle] = proxy
         let from = loopIndex
-        send(to: proxy.owner) { $0.remoteWritable(writable, from: from, handle: handle) }
+        sendToLoop(proxy.owner) { $0.remoteWritable(writable, from: from, handle: handle) }
         return true
     }
 
@@ -193,10 +197,22 @@ extension MinervaLoopDriver {
     func remoteOpened(_ transport: HandedOffTransport, from loop: Int, handle remote: Int) {
         nextRemoteHandle &-= 1
         let handle = TransportHandle(nextRemoteHandle)
-        remoteTransports[handle.rawValue] = RemoteTransport(loop: loop, handle: remote)
+        remoteTransports[handle.rawValue] = RemoteTransport(
+            loop: loop, handle: remote, perMessage: transport.perMessage)
         remoteHandles[RemoteKey(loop: loop, handle: remote)] = handle.rawValue
         let now = self.now
         switch transport.kind {
+        case .socket where transport.perMessage:
+            if let headers = transport.headers {
+                engine.openTransport(handle, kind: .socket, connection: transport.info, now: now) { raw in
+                    for (name, value) in headers {
+                        name.withUnsafeBytes { name in value.withUnsafeBytes { raw.append(name: name, value: $0) } }
+                    }
+                }
+            } else {
+                engine.openTransport(handle, kind: .socket, connection: transport.info, now: now)
+            }
+            deliverMessages(handle, transport.bytes)
         case .socket:
             engine.openTransport(handle, kind: .socket, connection: transport.info, now: now)
             engine.socketBytesReceived(handle, bytes: transport.bytes, now: now)
@@ -217,7 +233,11 @@ extension MinervaLoopDriver {
 
     func remoteSocketBytes(_ bytes: [UInt8], from loop: Int, handle remote: Int) {
         guard let handle = remoteHandles[RemoteKey(loop: loop, handle: remote)] else { return }
-        engine.socketBytesReceived(TransportHandle(handle), bytes: bytes, now: now)
+        if remoteTransports[handle]?.perMessage == true {
+            deliverMessages(TransportHandle(handle), bytes)
+        } else {
+            engine.socketBytesReceived(TransportHandle(handle), bytes: bytes, now: now)
+        }
         perform()
     }
 
@@ -268,12 +288,12 @@ extension MinervaLoopDriver {
         for index in outbox.indices where !outbox[index].isEmpty {
             let actions = outbox[index]
             outbox[index] = []
-            send(to: index) { $0.remoteActionsArrived(actions) }
+            sendToLoop(index) { $0.remoteActionsArrived(actions) }
         }
     }
 
     /// Runs `work` with the endpoint's driver of loop `index`, on that loop.
-    private func send(to index: Int, _ work: @escaping @Sendable (MinervaLoopDriver) -> Void) {
+    func sendToLoop(_ index: Int, _ work: @escaping @Sendable (MinervaLoopDriver) -> Void) {
         let loop = peers[index]
         let endpoint = self.endpoint
         // Unowned: the closure lives in `loop`'s own inbox (a strong capture would keep a stopped loop alive).

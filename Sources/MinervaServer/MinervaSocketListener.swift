@@ -178,7 +178,7 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
                 let peer = peerAddress
                 info = ConnectionInfo(
                     localAddress: tcp.localAddress?.description ?? "", peerAddress: peer,
-                    rateLimitKey: hostPart(of: peer))
+                    rateLimitKey: driver.endpoint.rateLimitKey(forHost: hostPart(of: peer)))
                 state = .peeking  // the detection timer bounds the wait for the first whole frame (the hello)
                 peek(remainder)
             }

@@ -14,12 +14,14 @@ public protocol MinervaStreamPlacement: AnyObject, Sendable {
     /// - Parameters:
     ///   - request: the request (borrowed: valid only during the call; copy it with ``MinervaPostCopy/init(_:)``).
     ///   - hello: the hello that opens its body.
+    ///   - connection: its addresses as the endpoint sees them (the client's, through trusted proxies).
     ///   - response: its response.
     ///   - endpoint: the endpoint it reached.
     /// - Returns: false to let the endpoint run it here at once; true when the placement took it: it must then
     ///   answer `response` itself or give a copy back through ``MinervaEndpoint/runPost(_:response:)``.
     func takePost(
-        _ request: MinervaHTTPRequest, hello: HelloFrame, response: MinervaHTTPResponse, endpoint: MinervaEndpoint
+        _ request: MinervaHTTPRequest, hello: HelloFrame, connection: ConnectionInfo, response: MinervaHTTPResponse,
+        endpoint: MinervaEndpoint
     ) -> Bool
 }
 
@@ -33,18 +35,24 @@ public struct MinervaPostCopy: Sendable {
     public var connection: ConnectionInfo
 
     /// Copies `request`.
-    /// - Parameter request: a request of `io/`.
-    public init(_ request: MinervaHTTPRequest) {
+    /// - Parameters:
+    ///   - request: a request of `io/`.
+    ///   - connection: its addresses (nil: the TCP peer and local addresses).
+    public init(_ request: MinervaHTTPRequest, connection: ConnectionInfo? = nil) {
         body = Array(request.body)
         var headers: [([UInt8], [UInt8])] = []
         headers.reserveCapacity(request.headerCount)
         request.forEachHeader { name, value in headers.append((Array(name), Array(value))) }
         self.headers = headers
-        connection = ConnectionInfo()
-        let peer = request.remoteAddress?.description ?? ""
-        connection.peerAddress = peer
-        connection.localAddress = request.localAddress?.description ?? ""
-        connection.rateLimitKey = hostPart(of: peer)
+        if let connection {
+            self.connection = connection
+        } else {
+            self.connection = ConnectionInfo()
+            let peer = request.remoteAddress?.description ?? ""
+            self.connection.peerAddress = peer
+            self.connection.localAddress = request.localAddress?.description ?? ""
+            self.connection.rateLimitKey = hostPart(of: peer)
+        }
     }
 
     /// The value of the first header named `name` (ASCII case-insensitive), if any.
@@ -80,7 +88,8 @@ extension MinervaEndpoint {
 
 extension MinervaLoopDriver {
     /// Asks the placement (if any) whether it takes this POST. True if it did.
-    func placementTakes(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) -> Bool {
+    func placementTakes(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse, _ info: ConnectionInfo) -> Bool
+    {
         guard let placement = endpoint.configuration.placement else { return false }
         let body = request.body
         guard var end = body.firstIndex(of: UInt8(ascii: "\n")) else { return false }
@@ -89,7 +98,7 @@ extension MinervaLoopDriver {
         peekScratch.removeAll(keepingCapacity: true)
         peekScratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: body[..<(end - 1)]))
         guard case .success(let hello) = HelloFrame.decode(json: peekScratch[...]) else { return false }
-        return placement.takePost(request, hello: hello, response: response, endpoint: endpoint)
+        return placement.takePost(request, hello: hello, connection: info, response: response, endpoint: endpoint)
     }
 
     /// ``MinervaEndpoint/runPost(_:response:)`` on this loop: as `handlePost`, from owned bytes.

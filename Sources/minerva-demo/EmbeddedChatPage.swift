@@ -58,8 +58,8 @@ const transport = new URLSearchParams(location.search).get('transport') || 'auto
 $('name').value = localStorage.getItem('minerva-chat-name') || 'guest-' + me.slice(0, 4);
 let stream = null;
 
-function showState(state) {
-  $('state').textContent = state;
+function showState(state, transport) {
+  $('state').textContent = transport ? state + ' (' + transport + ')' : state;
   $('state').dataset.state = state;
   $('send').disabled = state === 'reset' || state === 'disconnected';
   $('reconnect').hidden = !(state === 'reset' || state === 'disconnected');
@@ -95,7 +95,7 @@ function received(s) {
 function connect() {
   let wasReset = false;
   stream = new Minerva.ClientStream(new Minerva.HttpEndpoint(endpoint), { transport });
-  stream.onconnectionstate = (state) => wasReset || showState(state);
+  stream.onconnectionstate = (state, transport) => wasReset || showState(state, transport);
   stream.onstring = received;
   stream.onreset = (reason) => {
     wasReset = true;

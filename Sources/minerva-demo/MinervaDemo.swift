@@ -1,11 +1,13 @@
 // minerva-demo: a home page and /healthz on the Minerva HTTP server. Thin wiring only.
 import ArgumentParser
 import Logging
+import Metrics
 import MinervaCluster
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
 import MinervaServer
+import Prometheus
 
 @main
 struct MinervaDemo: ParsableCommand {
@@ -23,14 +25,14 @@ struct MinervaDemo: ParsableCommand {
 
     @Option(
         help:
-            "Event-loop threads, each accepting on the port with SO_REUSEPORT; a stream lives on the loop its id maps to."
+            "Event-loop threads (default: the CPUs this process may use), each accepting with SO_REUSEPORT; a stream lives on the loop its id maps to."
     )
-    var threads = 1
+    var threads = MinervaHTTPServerConfiguration.availableCores()
 
     @Option(help: "The most HTTP connections open at once (shared by the loops; accepting pauses at the limit).")
     var maxConnections = MinervaHTTPServerConfiguration().maxConnections
 
-    @Option(help: "The most Minerva streams open at once (per loop); new streams beyond it are refused.")
+    @Option(help: "The most Minerva streams open at once (all loops together); new streams beyond it are refused.")
     var maxStreams = ServerEngineConfiguration().maxStreams
 
     @Option(help: "Serve files from this directory under /static/.")
@@ -46,7 +48,10 @@ struct MinervaDemo: ParsableCommand {
     var idleTimeout: Double = 120
 
     @Option(help: "The most new Minerva streams per second from one remote address (0: no limit).")
-    var maxNewStreamsPerSecond: Double = 0
+    var maxNewStreamsPerSecond = ServerEngineConfiguration().maxNewStreamsPerKeyPerSecond
+
+    @Option(help: "A reverse proxy (IP address) whose X-Forwarded-For names the client; repeatable.")
+    var trustedProxy: [String] = []
 
     @Option(help: "Serve this file at /_minerva/minerva-client.js instead of the client compiled into the binary.")
     var clientScript: String?
@@ -62,6 +67,9 @@ struct MinervaDemo: ParsableCommand {
 
     @Option(help: "With --redis: the host:port the other nodes reach this node at (default: the bound address).")
     var advertise: String?
+
+    @Flag(inversion: .prefixedNo, help: "Serve Prometheus metrics at /metrics.")
+    var metrics = true
 
     func validate() throws {
         if let redis, MinervaClusterConfiguration.parse(redisURL: redis) == nil {
@@ -86,6 +94,8 @@ struct MinervaDemo: ParsableCommand {
         let logger = Logger(label: "minerva-demo")
 
         let router = MinervaHTTPRouter()
+        let registry = PrometheusCollectorRegistry()
+        if metrics { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
         let health = MinervaStaticContent(text: "ok", contentType: "text/plain", cacheControl: "no-store")
         router.route("/healthz", health.handler)
         let home = MinervaStaticContent(text: homePage, contentType: "text/html; charset=utf-8")
@@ -97,6 +107,7 @@ struct MinervaDemo: ParsableCommand {
 
         var minerva = MinervaEndpointConfiguration()
         minerva.allowedOrigins = allowedOrigin
+        minerva.trustedProxies = trustedProxy
         minerva.engine.maxIdleTime = idleTimeout
         minerva.engine.maxStreams = maxStreams
         minerva.engine.maxNewStreamsPerKeyPerSecond = maxNewStreamsPerSecond
@@ -122,6 +133,15 @@ struct MinervaDemo: ParsableCommand {
         configuration.maxConnections = maxConnections
         configuration.handleSignals = true
         let server = MinervaHTTPServer(configuration: configuration, router: router, logger: logger)
+        if metrics {
+            let connections = Gauge(label: "minerva_http_connections")
+            router.route("/metrics") { [server] _, response in
+                connections.record(server.connectionCount)
+                response.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                response.setHeader("Cache-Control", "no-store")
+                response.end(registry.emitToBuffer())
+            }
+        }
         try server.start()
         let address = server.localAddress.contains(":") ? "[\(server.localAddress)]" : server.localAddress
         logger.info("minerva-demo listening on http://\(address):\(server.localPort)/ (\(threads) loop thread(s))")

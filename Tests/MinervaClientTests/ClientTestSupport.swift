@@ -94,8 +94,19 @@ final class KillingProxy {
         weak var peer: Side?
         var pending: [UInt8] = []
         var closed = false
+        /// Looks at the client's first bytes; true refuses the connection (abort).
+        var refuse: ((UnsafeRawBufferPointer) -> Bool)?
 
         func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+            if let refuse {
+                self.refuse = nil
+                if refuse(bytes) {
+                    closed = true
+                    connection.abort()
+                    peer?.connection?.abort()
+                    return
+                }
+            }
             if let other = peer?.connection { other.write(bytes) } else { peer?.pending += Array(bytes) }
         }
 
@@ -112,6 +123,10 @@ final class KillingProxy {
     let port: Int
     /// Connections accepted so far (read on the proxy loop).
     private(set) var accepted = 0
+    /// While true, connections whose first request is a WebSocket upgrade are aborted at once.
+    let refusingUpgrades = Locked(false)
+    /// Upgrade requests refused so far.
+    let refusedUpgrades = Locked(0)
 
     init(targetPort: Int) throws {
         let holder = Locked<KillingProxy?>(nil)
@@ -129,6 +144,15 @@ final class KillingProxy {
                 front.peer = back
                 back.peer = front
                 front.connection = inbound
+                let refusing = proxy.refusingUpgrades
+                let refused = proxy.refusedUpgrades
+                front.refuse = { bytes in
+                    guard refusing.get() else { return false }
+                    let head = String(decoding: bytes, as: UTF8.self).lowercased()
+                    guard head.contains("\r\nupgrade: websocket") else { return false }
+                    refused.update { $0 += 1 }
+                    return true
+                }
                 inbound.handler = front
                 proxy.pairs.append((front, back))
                 loop.connectTCP(host: "127.0.0.1", port: targetPort) { result in

@@ -1,5 +1,6 @@
 // MinervaClientStream against a real MinervaHTTPServer + MinervaEndpoint running the demo protocol, over long-poll,
-// HTTP streaming and socket mode (127.0.0.1, port 0, bounded waits).
+// HTTP streaming, socket mode, WebSocket and auto (WebSocket falling back to HTTP) (127.0.0.1, port 0, bounded
+// waits).
 import Foundation
 import MinervaClient
 import MinervaCore
@@ -10,7 +11,7 @@ import Testing
 @testable import MinervaHTTP
 @testable import MinervaIO
 
-private let allTransports: [ClientEndpointKind] = [.httpLongPoll, .httpStreaming, .socket]
+private let allTransports: [ClientEndpointKind] = [.httpLongPoll, .httpStreaming, .socket, .webSocket, .auto]
 
 @Suite("MinervaClientStream against the demo server", .serialized)
 struct MinervaClientStreamTests {
@@ -238,6 +239,54 @@ struct MinervaClientKilledTransportTests {
         #expect(recorded.resets.get().isEmpty)
         #expect(waitUntil(30) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
         print("killed-transport test over \(transport), server window \(serverWindow): \(kills) pairs killed")
+    }
+}
+
+@Suite("MinervaClientStream auto: WebSocket and HTTP", .serialized)
+struct MinervaClientAutoTests {
+    @Test("auto uses a WebSocket when it works")
+    func autoUsesWebSocket() throws {
+        try withDemoStream(.auto) { _, _, recorded in
+            try recorded.start()
+            try recorded.send(["echo:ws"])
+            #expect(try recorded.waitForStrings(1) == ["ws"])
+            #expect(try recorded.inspect { $0.primaryTransportMode } == .webSocket)
+            #expect(try recorded.inspect { $0.transportsOpened } == 1)
+        }
+    }
+
+    @Test(
+        "WebSockets killed mid-stream and refused for a while: HTTP streaming, then WebSocket again; 600 strings once each, in order"
+    )
+    func killedWebSocketsSwitchToHTTPAndBack() throws {
+        let server = try demoServer()
+        defer { server.stop() }
+        var configuration = server.clientConfiguration(.auto)
+        configuration.stream.webSocketRetryDelay = 0.3
+        let proxy = try KillingProxy(targetPort: configuration.port)
+        defer { proxy.stop() }
+        configuration.port = proxy.port
+        let client = LoopThread()
+        defer { client.stop() }
+        let recorded = try RecordedStream(configuration, on: client)
+        try recorded.start()
+        let expected = (0..<600).map { "w\($0)" }
+        let mode = { try? recorded.inspect { $0.primaryTransportMode } }
+        try recorded.send(expected[0..<200].map { "echo:" + $0 })
+        _ = try recorded.waitForStrings(100)
+        #expect(mode() == .webSocket)
+        proxy.refusingUpgrades.set(true)
+        #expect(try proxy.killAll() > 0)
+        try recorded.send(expected[200..<400].map { "echo:" + $0 })
+        #expect(waitUntil(20) { mode() == .httpStreaming })
+        _ = try recorded.waitForStrings(300, timeout: 30)
+        #expect(proxy.refusedUpgrades.get() > 0)
+        proxy.refusingUpgrades.set(false)
+        #expect(waitUntil(30) { mode() == .webSocket })
+        try recorded.send(expected[400..<600].map { "echo:" + $0 })
+        #expect(try recorded.waitForStrings(600, timeout: 30) == expected)
+        #expect(recorded.resets.get().isEmpty)
+        #expect(waitUntil(10) { (try? recorded.inspect { $0.unacknowledgedCount }) == 0 })
     }
 }
 

@@ -138,6 +138,17 @@ struct ServerHardeningTests {
         #expect(r.rejections.first?.redactedStreamID == StreamID(testStreamID)!.redacted)
     }
 
+    @Test func tinyStringsAreCountedAtWhatTheyCost() throws {
+        // 1,000 bytes allow 12 one-byte strings (81 each), not 1,000.
+        let r = RejectionHarness { $0.maxQueuedBytesPerStream = 1_000 }
+        r.h.post(hh("-eeds") + "\n")
+        let stream = r.h.stream!
+        for _ in 0..<12 { try stream.send("x") }
+        #expect(stream.queuedBytes == 12)
+        #expect(throws: MinervaStreamError.sendQueueFull) { try stream.send("x") }
+        #expect(r.rejections.first?.limit == "maxQueuedBytesPerStream")
+    }
+
     @Test func nothingIsReportedForAGoodExchange() {
         let r = RejectionHarness()
         let t = r.h.socket()

@@ -27,6 +27,43 @@ struct HardeningMinervaLimitTests {
         #expect(server.total(\.streamCount) == 1)
     }
 
+    @Test func maxStreamsCountsTheStreamsOfEveryLoopTogether() throws {
+        let server = try MinervaTestServer(configure: { $0.engine.maxStreams = 2 }, threads: 2)
+        defer { server.stop() }
+        // Three ids owned by the same loop would pass a per-loop limit of 2 on one loop and fail on the other; pick two
+        // ids of one loop and one of the other, so that a per-loop count would accept all three.
+        let letters: [Character] = ["a", "b", "c", "d", "e", "f", "g", "h"]
+        let id = { (letter: Character) in String(repeating: "a", count: 25) + String(letter) }
+        let loops = letters.map { ObjectIdentifier(server.ownerLoop(of: id($0))) }
+        let a = letters[0]
+        let other = letters[loops.firstIndex { $0 != loops[0] }!]
+        let same = letters[loops.dropFirst().firstIndex { $0 == loops[0] }!]
+        for (letter, expected) in [(a, "C"), (other, "C"), (same, "stream_attach_failureK")] {
+            let client = try RawClient(port: server.port)
+            try client.post(hh("eeds:null", "id:\"\(id(letter))\"") + "\n")
+            #expect(try client.readResponse().text.contains(expected))
+        }
+        #expect(server.total(\.streamCount) == 2)
+        #expect(server.endpoint.streamBudget.inUse == 2)
+    }
+
+    @Test func theAuthorizerSeesTheCookieAndRefusesWithAReason() throws {
+        let server = try MinervaTestServer(configure: {
+            $0.authorizeStream = { request in
+                request.header("cookie") == "session=ok" ? nil : "login required"
+            }
+        })
+        defer { server.stop() }
+        let refused = try RawClient(port: server.port)
+        try refused.post(hh("eeds:null") + "\n")
+        #expect(try refused.readResponse().text == ";)]}^\nlogin required|1!\n")
+        #expect(server.total(\.streamCount) == 0)
+        let allowed = try RawClient(port: server.port)
+        try allowed.post(hh("eeds:null") + "\n", extraHeaders: "Cookie: session=ok\r\n")
+        #expect(try allowed.readResponse().text.hasPrefix(";)]}^\nC\n"))
+        #expect(server.total(\.streamCount) == 1)
+    }
+
     @Test func maxTransportsPerStreamRefusesOneMore() throws {
         let server = try MinervaTestServer(configure: { $0.engine.maxTransportsPerStream = 1 })
         defer { server.stop() }

@@ -360,7 +360,10 @@ struct MinervaEndpointTests {
         #expect(post.header("Access-Control-Allow-Origin") == "http://good.example")
         #expect(post.text == ";)]}^\nC\n|-1A\n|-1T\n")
         try client.post("{}H\n", extraHeaders: "Origin: http://evil.example\r\n")
-        #expect(try client.readResponse().header("Access-Control-Allow-Origin") == nil)
+        let foreign = try client.readResponse()
+        #expect(foreign.status == 403)
+        #expect(foreign.header("Access-Control-Allow-Origin") == nil)
+        #expect(foreign.header("Access-Control-Allow-Credentials") == nil)
         try client.send("OPTIONS /_minerva/io/ HTTP/1.1\r\nHost: t\r\nOrigin: http://evil.example\r\n\r\n")
         let refused = try client.readResponse()
         #expect(refused.status == 403)
@@ -376,6 +379,57 @@ struct MinervaEndpointTests {
         #expect(try client.readResponse().header("Access-Control-Allow-Origin") == nil)
         try client.send("OPTIONS /_minerva/io/ HTTP/1.1\r\nHost: t\r\nOrigin: http://good.example\r\n\r\n")
         #expect(try client.readResponse().status == 405)
+    }
+
+    @Test("a POST from a foreign origin is refused before it reaches a stream; same-origin and native ones pass")
+    func originEnforcement() throws {
+        let server = try MinervaTestServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        for origin in ["http://evil.example", "null", "http://test.evil.example"] {
+            try client.post(hh("eeds:null") + "\n0N\nhi \n", extraHeaders: "Origin: \(origin)\r\n")
+            let reply = try client.readResponse()
+            #expect(reply.status == 403)
+            #expect(reply.text == "Origin not allowed\n")
+        }
+        #expect(server.total(\.streamCount) == 0)
+        #expect(server.recording.all.isEmpty)
+        // Same origin: RawClient sends `Host: test`, under either scheme (a TLS-terminating proxy in front).
+        for (index, origin) in ["http://test", "HTTPS://TEST"].enumerated() {
+            try client.post(hh("-eeds", "tnum:\(index)") + "\n", extraHeaders: "Origin: \(origin)\r\n")
+            #expect(try client.readResponse().status == 200)
+        }
+        try client.post(hh("-new", "tnum:2", "-eeds") + "\n")  // no Origin: a native client
+        #expect(try client.readResponse().status == 200)
+        #expect(server.total(\.streamCount) == 1)
+        let lenient = try MinervaTestServer(configure: { $0.enforcesOrigins = false })
+        defer { lenient.stop() }
+        let other = try RawClient(port: lenient.port)
+        try other.post(hh("eeds:null") + "\n", extraHeaders: "Origin: http://evil.example\r\n")
+        #expect(try other.readResponse().status == 200)
+    }
+
+    @Test("credentials: Access-Control-Allow-Credentials only when configured, for allowed origins")
+    func corsCredentials() throws {
+        let server = try MinervaTestServer(configure: {
+            $0.allowedOrigins = ["http://app.example"]
+            $0.allowsCredentials = true
+        })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.send(
+            "OPTIONS /_minerva/io/ HTTP/1.1\r\nHost: t\r\nOrigin: http://app.example\r\n"
+                + "Access-Control-Request-Method: POST\r\n\r\n")
+        #expect(try client.readResponse().header("Access-Control-Allow-Credentials") == "true")
+        try client.post(hh("eeds:null") + "\n", extraHeaders: "Origin: http://app.example\r\n")
+        let post = try client.readResponse()
+        #expect(post.header("Access-Control-Allow-Credentials") == "true")
+        #expect(post.header("Access-Control-Allow-Origin") == "http://app.example")
+        let plain = try MinervaTestServer(configure: { $0.allowedOrigins = ["http://app.example"] })
+        defer { plain.stop() }
+        let other = try RawClient(port: plain.port)
+        try other.post(hh("eeds:null") + "\n", extraHeaders: "Origin: http://app.example\r\n")
+        #expect(try other.readResponse().header("Access-Control-Allow-Credentials") == nil)
     }
 
     @Test("transport info carries both addresses and the request headers")

@@ -96,7 +96,10 @@ struct MinervaHardeningTests {
     }
 
     @Test func aRateLimitRefusalIsLoggedAsAWarningNamingTheLimit() throws {
-        let server = try loggedServer { $0.engine.maxNewStreamsPerKeyPerSecond = 1 }
+        let server = try loggedServer {
+            $0.engine.maxNewStreamsPerKeyPerSecond = 1
+            $0.rateLimitsLoopback = true
+        }
         defer { server.stop() }
         let first = try RawClient(port: server.port)
         try first.post(hh("-eeds") + "\n")

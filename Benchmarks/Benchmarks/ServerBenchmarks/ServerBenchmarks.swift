@@ -209,4 +209,89 @@ let benchmarks: @Sendable () -> Void = {
         precondition(received > 0)
         blackHole(received)
     }
+
+    // The WebSocket codec alone (PROTOCOL.md 11.1): decode one masked 42-byte text message (unmasking, UTF-8 check)
+    // and write one unmasked text frame into a reused buffer. 0 allocations after warm-up.
+    Benchmark("WebSocket frame decode + encode, one 42-byte text message") { benchmark in
+        let probe = MinervaWebSocketCodecProbe()
+        let payload = Array("a string of about forty bytes, restricted ".utf8)
+        let frame = MinervaWebSocketCodecProbe.maskedTextFrame(payload, maskKey: (0x37, 0xFA, 0x21, 0x3D))
+        func once() {
+            frame.withUnsafeBytes { blackHole(probe.feed($0)) }
+            payload.withUnsafeBytes { blackHole(probe.writeTextFrame($0)) }
+        }
+        for _ in 0..<100 { once() }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { once() }
+    }
+
+    // 32 masked messages arriving in one read (a burst), decoded together.
+    Benchmark("WebSocket frame decode, 32 text messages in one read") { benchmark in
+        let probe = MinervaWebSocketCodecProbe()
+        let burst = (0..<32).flatMap { i in
+            MinervaWebSocketCodecProbe.maskedTextFrame(Array("echo:\(i) message ".utf8), maskKey: (1, 2, 3, UInt8(i)))
+        }
+        for _ in 0..<100 { burst.withUnsafeBytes { _ = probe.feed($0) } }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { burst.withUnsafeBytes { blackHole(probe.feed($0)) } }
+    }
+
+    // The endpoint's WebSocket path, whole: one upgraded WebSocket on a real (socketpair) connection; each round
+    // trip sends the SACK of the previous echo and `echo:<n>` as two masked messages in one write, the demo-like
+    // handler echoes the string, and the answer (SACK, string) is read back. Messages are built before measuring.
+    Benchmark("EndpointWebSocketEchoRoundTrip") { benchmark in
+        final class Echo: MinervaStreamHandler {
+            func streamStarted(_ stream: ServerStream) throws {}
+            func stringReceived(_ string: ArraySlice<UInt8>, on stream: ServerStream) throws {
+                let text = String(decoding: string, as: UTF8.self)
+                if text.hasPrefix("echo:") { try stream.send(String(text.dropFirst(5))) }
+            }
+            func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
+        }
+        let router = MinervaHTTPRouter()
+        let endpoint = MinervaEndpoint { _ in Echo() }
+        endpoint.mount(on: router)
+        let connection = try! EmbeddedHTTPConnection(router: router)
+        let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 1)
+        defer { readBuffer.deallocate() }
+        var received = 0
+        func drain() {
+            while true {
+                let n = connection.clientReceive(into: readBuffer)
+                if n <= 0 { return }
+                received += n
+            }
+        }
+        func masked(_ text: String) -> [UInt8] {
+            MinervaWebSocketCodecProbe.maskedTextFrame(Array(text.utf8), maskKey: (0x11, 0x22, 0x33, 0x44))
+        }
+        _ = connection.clientSend(
+            "GET /_minerva/ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                + "Sec-WebSocket-Protocol: minerva.v2\r\n\r\n")
+        let hello =
+            #"{"tnum":0,"ver":2,"new":true,"id":"abcdefghijklmnopqrstuvwx","ming":true,"maxia":0,"#
+            + #""eeds":null,"seenack":"|-1"}H"#
+        masked(hello).withUnsafeBytes { _ = connection.clientSend($0) }
+        connection.step(2)
+        drain()
+        precondition(received > 0)
+        func messages(cycle c: Int) -> [UInt8] {
+            (c > 0 ? masked("|\(c - 1)A") : []) + masked("echo:\(c) ")
+        }
+        let warmup = 200
+        let prepared = (0..<(warmup + benchmark.scaledIterations.count)).map(messages(cycle:))
+        func roundTrip(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { _ = connection.clientSend($0) }
+            connection.step()
+            drain()
+        }
+        for cycle in 0..<warmup { roundTrip(prepared[cycle]) }
+        received = 0
+        benchmark.startMeasurement()
+        for cycle in warmup..<prepared.count { roundTrip(prepared[cycle]) }
+        benchmark.stopMeasurement()
+        precondition(received > 0)
+        blackHole(received)
+    }
 }

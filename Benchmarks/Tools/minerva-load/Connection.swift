@@ -1,8 +1,18 @@
 // Keep-alive HTTP client connections on one epoll loop, connected on demand with a bounded number of
 // connects in flight (so 10,000 connections do not overflow the server's listen backlog).
 
+/// What the loop drives: a socket of its own, connected when the loop grants a connect slot.
+protocol LoadClient: AnyObject {
+    /// The socket (-1 when not connected).
+    var fd: Int32 { get }
+    /// Starts the TCP connect (the loop granted a slot).
+    func beginConnect()
+    /// Handles readiness reported by epoll.
+    func handle(readable: Bool, writable: Bool, hangUp: Bool)
+}
+
 /// One keep-alive connection: queues requests, writes them, and hands back complete responses.
-final class Connection {
+final class Connection: LoadClient {
     private unowned let loop: LoadLoop
     private(set) var fd: Int32 = -1
     private var connected = false
@@ -171,8 +181,8 @@ final class LoadLoop {
     /// The one read buffer, reused by every connection.
     private(set) var readBuffer = [UInt8](repeating: 0, count: 65536)
     private let poller = Poller(capacity: 4096)
-    private var table: [Connection?] = []
-    private var waitingToConnect: [Connection] = []
+    private var table: [(any LoadClient)?] = []
+    private var waitingToConnect: [any LoadClient] = []
     private var waitingIndex = 0
     private var connectsInFlight = 0
     private let maxConnectsInFlight: Int
@@ -185,7 +195,7 @@ final class LoadLoop {
     }
 
     /// Asks for a connect slot; `connection.beginConnect()` runs now or when a slot frees.
-    func requestConnect(_ connection: Connection) {
+    func requestConnect(_ connection: any LoadClient) {
         if connectsInFlight < maxConnectsInFlight {
             connectsInFlight += 1
             connection.beginConnect()
@@ -210,7 +220,7 @@ final class LoadLoop {
     }
 
     /// Adds a connection's fd to the table and to epoll (watching for connect completion).
-    func register(_ connection: Connection) {
+    func register(_ connection: any LoadClient) {
         let fd = Int(connection.fd)
         if fd >= table.count { table.append(contentsOf: repeatElement(nil, count: fd + 1024 - table.count)) }
         table[fd] = connection

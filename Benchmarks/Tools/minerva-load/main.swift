@@ -2,6 +2,7 @@
 //
 //   minerva-load [--streams N] [--duration S] [--warmup S] [--host H] [--port P] [--prefix /_minerva/]
 //   minerva-load --hold N [--duration S] [--host H] [--port P] [--prefix /_minerva/]
+//   add --websocket to either: each stream is one WebSocket (`<prefix>ws`, PROTOCOL.md 11.1) instead of long-polls
 //
 // Echo mode: N streams, each a browser-like long-poll client (PROTOCOL.md 7.3, 7.4) sending `echo:<n>` and
 // waiting for `<n>` before sending the next. Prints one line of `key=value` figures: round trips/s, p50/p99
@@ -16,6 +17,7 @@ var host = "127.0.0.1"
 var port: UInt16 = 8080
 var prefix = "/_minerva/"
 var holdCount: Int?
+var webSocket = false
 
 var arguments = CommandLine.arguments.dropFirst()
 @MainActor func value(_ name: String) -> String {
@@ -44,10 +46,12 @@ while let argument = arguments.popFirst() {
     case "--port": port = number(argument, UInt16.self)
     case "--prefix": prefix = value(argument)
     case "--hold": holdCount = number(argument, Int.self)
+    case "--websocket": webSocket = true
     case "-h", "--help":
         print(
             "usage: minerva-load [--streams N] [--duration S] [--warmup S] [--host IPv4] [--port P] [--prefix P]\n"
-                + "       minerva-load --hold N [--duration S] [--host IPv4] [--port P] [--prefix P]")
+                + "       minerva-load --hold N [--duration S] [--host IPv4] [--port P] [--prefix P]\n"
+                + "       (--websocket: one WebSocket per stream instead of HTTP long-polls)")
         exitProcess(0)
     default:
         printError("unknown option \(argument)")
@@ -64,7 +68,14 @@ let stats = LoadStats()
 if let holdCount {
     // Hold mode.
     let streams = (0..<holdCount).map { _ in LoadStream(mode: .hold, loop: loop, template: template, stats: stats) }
-    for stream in streams { stream.start() }
+    let sockets = (0..<(webSocket ? holdCount : 0)).map { _ in
+        WebSocketStream(mode: .hold, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
+    }
+    if webSocket {
+        for socket in sockets { socket.start() }
+    } else {
+        for stream in streams { stream.start() }
+    }
     let begin = monotonicNanos()
     let end = durationGiven ? begin + UInt64(duration * 1e9) : UInt64.max
     var allOpenSince: UInt64?
@@ -73,7 +84,9 @@ if let holdCount {
     while monotonicNanos() < end {
         loop.runOnce(timeoutMilliseconds: 100)
         let now = monotonicNanos()
-        let open = streams.reduce(0) { $0 + ($1.holding ? 1 : 0) }
+        let open =
+            webSocket
+            ? sockets.reduce(0) { $0 + ($1.holding ? 1 : 0) } : streams.reduce(0) { $0 + ($1.holding ? 1 : 0) }
         if open == holdCount {
             if allOpenSince == nil { allOpenSince = now }
             // One quiet second after the last primary was written, so the server has read them all.
@@ -92,13 +105,20 @@ if let holdCount {
         }
     }
     for stream in streams { stream.stopped = true }
+    for socket in sockets { socket.stopped = true }
     print("hold done: errors=\(stats.errors) reopened=\(stats.reopened)")
     exitProcess(stats.errors == 0 ? 0 : 1)
 }
 
 // Echo mode.
-let streams = (0..<streamCount).map { _ in LoadStream(mode: .echo, loop: loop, template: template, stats: stats) }
+let streams = (0..<(webSocket ? 0 : streamCount)).map { _ in
+    LoadStream(mode: .echo, loop: loop, template: template, stats: stats)
+}
+let sockets = (0..<(webSocket ? streamCount : 0)).map { _ in
+    WebSocketStream(mode: .echo, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
+}
 for stream in streams { stream.start() }
+for socket in sockets { socket.start() }
 let begin = monotonicNanos()
 let countFrom = begin + UInt64(warmup * 1e9)
 let end = countFrom + UInt64(duration * 1e9)
@@ -114,6 +134,7 @@ while true {
     loop.runOnce(timeoutMilliseconds: 10)
 }
 for stream in streams { stream.stopped = true }
+for socket in sockets { socket.stopped = true }
 let elapsed = Double(monotonicNanos() - countFrom) / 1e9
 var sorted = stats.latencies
 sorted.sort()
@@ -136,7 +157,7 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 let rate = Double(stats.roundTrips) / elapsed
 let requestRate = Double(stats.requests - requestsAtStart) / elapsed
 print(
-    "streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
+    "transport=\(webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
         + "round_trips_per_s=\(Int(rate.rounded())) requests_per_s=\(Int(requestRate.rounded())) "
         + "p50_ms=\(fixed(percentile(0.5), 3)) p99_ms=\(fixed(percentile(0.99), 3)) errors=\(stats.errors)")
 exitProcess(stats.errors == 0 ? 0 : 1)

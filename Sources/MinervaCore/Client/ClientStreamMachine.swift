@@ -49,6 +49,10 @@ public struct ClientStreamMachine: Sendable {
         var hadProblems = false
         var penaltyHalves = 0
         var sawPreamble = false
+        /// Closed by its receive timeout.
+        var timedOut = false
+        /// Closed on purpose to make way for a WebSocket (no backoff).
+        var replaced = false
         /// Sequence numbers of C2S strings written on this transport (ascending, merged).
         var written: [ClosedRange<Int64>] = []
         /// The last C2S sequence number written here (nil: none yet, so the next string needs a SeqNumFrame).
@@ -91,6 +95,12 @@ public struct ClientStreamMachine: Sendable {
     private var sendAttemptAt: Double?
     private var actions: [ClientAction] = []
     private var reportedDeadline: Double?
+    /// ``ClientEndpointKind/auto``: whether the next primary is a WebSocket.
+    private var useWebSocket = true
+    /// ``ClientEndpointKind/auto``: WebSockets in a row that failed before their first frame.
+    private var webSocketFailures = 0
+    /// ``ClientEndpointKind/auto``: when to try WebSocket again.
+    private var webSocketRetryAt: Double?
 
     /// Creates a stream (unstarted).
     /// - Parameters:
@@ -126,6 +136,11 @@ public struct ClientStreamMachine: Sendable {
         if case .real(let number) = primary { return number }
         return nil
     }
+    /// How the open primary transport is carried, if there is one.
+    public var primaryTransportMode: ClientTransportMode? {
+        if case .real(let number) = primary { return transports[number]?.mode }
+        return nil
+    }
     /// The number of the open secondary transport, if any.
     public var secondaryTransportNumber: Int64? {
         if case .real(let number) = secondary { return number }
@@ -138,6 +153,7 @@ public struct ClientStreamMachine: Sendable {
         for transport in transports.values { consider(transport.deadline) }
         if case .delay(let until) = primary { consider(until) }
         if case .delay(let until) = secondary { consider(until) }
+        if let at = webSocketRetryAt { consider(at) }
         return result
     }
 
@@ -208,10 +224,10 @@ public struct ClientStreamMachine: Sendable {
         }
         state = .resetting
         sendAttemptAt = nil
-        if case .real(let number) = primary, var transport = transports[number], transport.mode == .socket {
+        if case .real(let number) = primary, var transport = transports[number], !transport.mode.isHTTP {
             var bytes: [UInt8] = []
             appendUnsentStrings(to: &transport, &bytes)
-            append(.reset(reason: reason[...], applicationLevel: true), mode: .socket, to: &bytes)
+            append(.reset(reason: reason[...], applicationLevel: true), mode: transport.mode, to: &bytes)
             transports[number] = transport
             resettingTransport = number
             actions.append(.write(transportNumber: number, bytes: bytes))
@@ -220,7 +236,9 @@ public struct ClientStreamMachine: Sendable {
             for number in transports.keys.sorted() { close(number, now: now) }
             primary = .empty
             secondary = .empty
-            let mode: ClientTransportMode = configuration.endpoint == .socket ? .socket : .httpLongPoll
+            let mode: ClientTransportMode =
+                configuration.endpoint == .socket
+                ? .socket : configuration.endpoint == .webSocket ? .webSocket : .httpLongPoll
             let number = open(role: .resetting, mode: mode, now: now) { machine, transport, body in
                 machine.appendUnsentStrings(to: &transport, &body)
                 machine.append(.reset(reason: reason[...], applicationLevel: true), mode: mode, to: &body)
@@ -272,6 +290,8 @@ public struct ClientStreamMachine: Sendable {
         if transport.mode == .httpLongPoll {
             let bytes = Double(contentLength ?? 500_000)
             transport.deadline = now + configuration.maxServerJank + bytes / configuration.downloadSpeed
+        } else if transport.mode == .webSocket {
+            // The upgrade succeeded; the first frame must still arrive before the deadline set at opening.
         } else {
             transport.deadline = now + signOfLifeTimeout
         }
@@ -334,8 +354,18 @@ public struct ClientStreamMachine: Sendable {
         for number in transports.keys.sorted() {
             guard var transport = transports[number], transport.deadline <= now else { continue }
             transport.hadProblems = true
+            transport.timedOut = true
             transports[number] = transport
             close(number, now: now)
+        }
+        if let at = webSocketRetryAt, at <= now {
+            webSocketRetryAt = nil
+            useWebSocket = true
+            // A working HTTP primary makes way (without loss: unacknowledged strings follow the new primary).
+            if state == .started, case .real(let number) = primary, transports[number]?.mode.isHTTP == true {
+                transports[number]!.replaced = true
+                close(number, now: now)
+            }
         }
         if state == .started, case .delay(let until) = primary, until <= now {
             primary = .empty
@@ -371,6 +401,7 @@ public struct ClientStreamMachine: Sendable {
                 break
             }
             transport.framesDecoded += 1
+            if transport.mode == .webSocket { webSocketFailures = 0 }
             if transport.mode.isHTTP, !transport.sawPreamble {
                 if case .comment(let text) = frame, text.elementsEqual(";)]}".utf8) {
                     transport.sawPreamble = true
@@ -485,7 +516,17 @@ public struct ClientStreamMachine: Sendable {
             return
         }
         guard state == .started else { return }
-        let suggestsDelay = transport.hadProblems || transport.framesDecoded == 0
+        var suggestsDelay = (transport.hadProblems || transport.framesDecoded == 0) && !transport.replaced
+        if configuration.endpoint == .auto, transport.mode == .webSocket,
+            transport.framesDecoded == 0 || transport.timedOut
+        {
+            // Upgrade refused, closed before the first frame, or silent: HTTP at once, WebSocket again later.
+            useWebSocket = false
+            suggestsDelay = false
+            let factor = Double(1 << min(webSocketFailures, 5))
+            webSocketFailures += 1
+            if webSocketRetryAt == nil { webSocketRetryAt = now + configuration.webSocketRetryDelay * factor }
+        }
         if transport.penaltyHalves == 0 {
             penaltyHalves = 0
         } else {
@@ -509,7 +550,8 @@ public struct ClientStreamMachine: Sendable {
         case .secondary:
             secondaryDelayCount = suggestsDelay ? secondaryDelayCount + 1 : 0
             let delay = backoff(count: secondaryDelayCount, duration: duration)
-            if delay > 0 {
+            // A WebSocket primary (it replaced an HTTP one) carries what the lost upload carried, at once.
+            if delay > 0, primaryTransportMode?.isHTTP != false {
                 secondary = .delay(until: now + delay)
             } else {
                 sendAttempt(now: now)
@@ -550,6 +592,8 @@ public struct ClientStreamMachine: Sendable {
         case .httpLongPoll: mode = .httpLongPoll
         case .httpStreaming: mode = .httpStreaming
         case .socket: mode = .socket
+        case .webSocket: mode = .webSocket
+        case .auto: mode = useWebSocket ? .webSocket : .httpStreaming
         }
         let number = open(role: .primary, mode: mode, now: now) { machine, transport, body in
             machine.appendUnsentStrings(to: &transport, &body)
@@ -565,7 +609,9 @@ public struct ClientStreamMachine: Sendable {
         let number = nextTransportNumber
         nextTransportNumber += 1
         let timeout: Double
-        if mode == .socket {
+        if mode == .webSocket && configuration.endpoint == .auto {
+            timeout = configuration.webSocketFallbackTimeout
+        } else if !mode.isHTTP {
             timeout = 2 * configuration.rttGuess + configuration.maxServerJank
         } else {
             let c: Double = configuration.secure ? 3 : 1
@@ -574,7 +620,7 @@ public struct ClientStreamMachine: Sendable {
         }
         var transport = Transport(
             number: number, role: role, mode: mode, openedAt: now, deadline: now + timeout,
-            splitter: ClientResponseSplitter(lengthPrefixed: mode == .socket))
+            splitter: ClientResponseSplitter(lengthPrefixed: !mode.isHTTP))
         var body: [UInt8] = []
         if mode == .socket { body.append(contentsOf: "<int32/>\n".utf8) }
         append(.hello(hello(for: transport)), mode: mode, to: &body)
@@ -607,7 +653,7 @@ public struct ClientStreamMachine: Sendable {
 
     /// Appends one frame with the transport's framing: `\n` after it (HTTP) or a 4-byte length before it.
     private func append(_ frame: Frame, mode: ClientTransportMode, to body: inout [UInt8]) {
-        if mode == .socket {
+        if !mode.isHTTP {
             let lengthAt = body.count
             body.append(contentsOf: [0, 0, 0, 0])
             frame.encode(into: &body)
@@ -666,10 +712,10 @@ public struct ClientStreamMachine: Sendable {
         }
         let needSACK = sack != lastSackSeenByServer && !sackWritten
         guard needStrings || needSACK else { return }
-        if case .real(let number) = primary, var transport = transports[number], transport.mode == .socket {
+        if case .real(let number) = primary, var transport = transports[number], !transport.mode.isHTTP {
             var bytes: [UInt8] = []
             if needSACK {
-                append(.sack(sack), mode: .socket, to: &bytes)
+                append(.sack(sack), mode: transport.mode, to: &bytes)
                 transport.lastSackWritten = sack
             }
             appendUnsentStrings(to: &transport, &bytes)
@@ -677,8 +723,9 @@ public struct ClientStreamMachine: Sendable {
             actions.append(.write(transportNumber: number, bytes: bytes))
             return
         }
-        // A socket endpoint waiting for its next primary: that primary carries everything.
-        guard configuration.endpoint != .socket else { return }
+        // A socket or WebSocket endpoint waiting for its next primary: that primary carries everything.
+        guard configuration.endpoint != .socket, configuration.endpoint != .webSocket else { return }
+        guard configuration.endpoint != .auto || !useWebSocket else { return }
         // An HTTP secondary only once the server has the stream; `C` or the next primary triggers sending.
         guard streamKnownToServer, secondary == .empty else { return }
         let number = open(role: .secondary, mode: .httpLongPoll, now: now) { machine, transport, body in

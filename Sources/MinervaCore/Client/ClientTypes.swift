@@ -10,6 +10,11 @@ public enum ClientEndpointKind: Sendable, Equatable {
     /// A TCP connection in int32 mode (`<int32/>\n` then length-prefixed frames): the primary can write
     /// after it started, so there are no secondaries.
     case socket
+    /// A WebSocket to `<path>ws` (PROTOCOL.md 11.1), socket semantics: no secondaries.
+    case webSocket
+    /// WebSocket first; HTTP streaming when the upgrade fails, the socket closes before its first frame or stays
+    /// silent, and WebSocket again after ``ClientConfiguration/webSocketRetryDelay`` (doubling after each failure).
+    case auto
 }
 
 /// What one transport is for.
@@ -30,9 +35,11 @@ public enum ClientTransportMode: Sendable, Equatable {
     case httpStreaming
     /// A TCP connection in int32 mode; the client can keep writing on it.
     case socket
+    /// A WebSocket (one frame per text message); the client can keep writing on it.
+    case webSocket
 
     /// Whether this is an HTTP request (frames `\n`-terminated, response starts with the preamble).
-    public var isHTTP: Bool { self != .socket }
+    public var isHTTP: Bool { self == .httpLongPoll || self == .httpStreaming }
 }
 
 /// Tunables of a client stream; the defaults are the original client's (PROTOCOL.md 7.6).
@@ -68,6 +75,12 @@ public struct ClientConfiguration: Sendable {
     /// Whether a non-200 response or a bad preamble counts as "had problems" (backoff): PROTOCOL.md 10.21's
     /// recommendation (true). False reproduces the original: close and replace at once.
     public var badResponseSuggestsDelay: Bool = true
+    /// ``ClientEndpointKind/auto``: seconds a WebSocket may take to deliver its first frame before the stream falls
+    /// back to HTTP streaming (5; the server writes a heartbeat right after the hello).
+    public var webSocketFallbackTimeout: Double = 5
+    /// ``ClientEndpointKind/auto``: seconds after a WebSocket failure before WebSocket is tried again (10); doubles
+    /// with each failure in a row, up to 32 times.
+    public var webSocketRetryDelay: Double = 10
 
     /// Creates a configuration with the original client's defaults.
     /// - Parameter endpoint: how the client reaches the server.
@@ -85,7 +98,9 @@ public struct ClientTransportRequest: Sendable, Equatable {
     /// How it is carried.
     public var mode: ClientTransportMode
     /// The exact bytes to send: for HTTP the whole POST body (hello line and frames, `\n` after each); for a
-    /// socket the first bytes to write after connecting (`<int32/>\n` and length-prefixed frames).
+    /// socket the first bytes to write after connecting (`<int32/>\n` and length-prefixed frames); for a WebSocket
+    /// length-prefixed frames (4-byte big-endian length, then the frame), each to be sent as one text message. The
+    /// I/O layer hands a WebSocket's received messages to the machine in the same length-prefixed form.
     public var body: [UInt8]
 }
 
@@ -94,7 +109,7 @@ public struct ClientTransportRequest: Sendable, Equatable {
 public enum ClientAction: Sendable, Equatable {
     /// Open a transport and send its first bytes.
     case openTransport(ClientTransportRequest)
-    /// Write more bytes on an open socket transport (already int32-framed).
+    /// Write more bytes on an open socket or WebSocket transport (length-prefixed frames, as in the request body).
     case write(transportNumber: Int64, bytes: [UInt8])
     /// Abort or close the transport; the machine has already forgotten it (later events for it are ignored).
     case closeTransport(transportNumber: Int64)

@@ -1,19 +1,16 @@
-// A binary min-heap of transport deadlines: one timer for all transports (the engine reports only the earliest).
+// A binary min-heap of deadlines: one timer for all transports, and the queue of streams that may go idle (the engine
+// reports only the earliest deadline of each).
 
-struct DeadlineHeap {
-    enum Kind: UInt8 {
-        case heartbeat, maxOpenTime, socketClose
-    }
-
+struct DeadlineHeap<Payload> {
     struct Entry {
         var deadline: Double
-        var handle: TransportHandle
-        var kind: Kind
+        var payload: Payload
     }
 
     private var items: [Entry] = []
 
     var isEmpty: Bool { items.isEmpty }
+    var count: Int { items.count }
     var first: Entry? { items.first }
 
     mutating func push(_ entry: Entry) {
@@ -25,6 +22,10 @@ struct DeadlineHeap {
             items.swapAt(child, parent)
             child = parent
         }
+    }
+
+    mutating func push(_ payload: Payload, at deadline: Double) {
+        push(Entry(deadline: deadline, payload: payload))
     }
 
     mutating func pop() -> Entry? {
@@ -44,4 +45,14 @@ struct DeadlineHeap {
         }
         return top
     }
+}
+
+/// What a transport's deadline is for.
+struct TransportTimer {
+    enum Kind: UInt8 {
+        case heartbeat, maxOpenTime, socketClose
+    }
+
+    var handle: TransportHandle
+    var kind: Kind
 }

@@ -234,23 +234,48 @@ public struct MinervaStreamError: Error, Hashable, Sendable, CustomStringConvert
     }
 }
 
+/// What an application sees when it decides whether a new stream may be created (``MinervaServerEngine/streamAuthorizer``).
+public struct StreamAuthorizationRequest: Sendable {
+    /// The hello of the transport that would create the stream (its stream id is a secret: log it redacted).
+    public let hello: HelloFrame
+    /// The connection: addresses, the HTTP request headers (cookies, `Authorization`, `Origin`; nil for int32 sockets),
+    /// the rate-limit key.
+    public let connection: ConnectionInfo
+    /// HTTP or socket (int32 or WebSocket).
+    public let kind: TransportKind
+
+    /// The first value of a request header (case-insensitive name), if the request had headers.
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return connection.requestHeaders?.first { $0.name.lowercased() == lower }?.value
+    }
+}
+
 /// The engine's limits and timings. Times are seconds.
 public struct ServerEngineConfiguration: Sendable {
     /// Receive window limits per stream (original: 50 strings, 1 MiB, estimate 30 + bytes).
     public var receiveWindow = ReceiveWindowLimits.server
     /// Default idle time after which a stream without transports is reset (original: 120).
     public var maxIdleTime: Double = 120
-    /// Period of the idle check (original: 60); 0 or less disables the automatic check (call
+    /// Period of the housekeeping that forgets expired reset ids and rate-limit buckets (original: 60, its idle
+    /// check). Above 0, idle streams are also reset as they expire, exactly `maxIdleTime` after their last activity (the
+    /// original checked every 60 s, so up to 180 s); 0 or less disables both (call
     /// ``MinervaServerEngine/resetIdleStreams()`` yourself).
     public var idleCheckInterval: Double = 60
-    /// The most streams at once; a `new` hello beyond it gets `stream_attach_failure`.
-    public var maxStreams = 100_000
+    /// The most idle streams reset by one timer run; the rest wait for the next event-loop turn, so that many
+    /// streams expiring together do not stall the loop (about 1-3 µs each, plus the application's `streamReset`).
+    public var maxIdleResetsPerTurn = 1_000
+    /// The most streams at once; a `new` hello beyond it gets `stream_attach_failure`. An endpoint applies it to all
+    /// its event loops together (``MinervaStreamBudget``). The default holds a million idle streams (about
+    /// 0.6 GB); lower it on a smaller machine.
+    public var maxStreams = 1_000_000
     /// The most new streams per second per ``ConnectionInfo/rateLimitKey`` (a token bucket holding one second's
     /// worth); a `new` hello beyond it gets `stream_attach_failure`. 0 disables the limit.
-    public var maxNewStreamsPerKeyPerSecond: Double = 0
+    public var maxNewStreamsPerKeyPerSecond: Double = 100
     /// The most transports attached to one stream; a hello beyond it gets `invalid_frame_type_or_arguments`.
     public var maxTransportsPerStream = 16
-    /// The most bytes queued for sending on one stream; exceeding it resets the stream (PROTOCOL.md 10.13).
+    /// The most memory the strings queued for sending on one stream may hold, counted as their bytes plus
+    /// ``SendQueue/costPerString`` (80) each; exceeding it resets the stream (PROTOCOL.md 10.13).
     public var maxQueuedBytesPerStream = 16 * 1_048_576
     /// Seconds after writing `Y` before the engine closes a socket the peer did not close (PROTOCOL.md 10.9).
     public var socketCloseGracePeriod: Double = 30
@@ -276,6 +301,8 @@ public struct EngineRejection: Sendable, CustomStringConvertible {
         case transportKilled(KillReason)
         /// It reset the stream with this reason (the send queue limit).
         case streamReset(String)
+        /// It refused to create a stream for this reason (the application's authorizer said no).
+        case streamRefused(String)
     }
 
     /// What the engine did.
@@ -310,6 +337,7 @@ public struct EngineRejection: Sendable, CustomStringConvertible {
         switch action {
         case .transportKilled(let reason): return "\(reason.rawValue): \(detail)"
         case .streamReset(let reason): return "reset (\(reason)): \(detail)"
+        case .streamRefused(let reason): return "refused (\(reason)): \(detail)"
         }
     }
 }

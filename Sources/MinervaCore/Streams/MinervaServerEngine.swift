@@ -34,6 +34,16 @@ public final class MinervaServerEngine {
     /// stream and rate limits) and every stream it resets for its send queue limit, for logging. Called
     /// synchronously inside engine calls; it must not call back into the engine.
     public var rejectionReporter: ((EngineRejection) -> Void)?
+    /// Decides whether a new stream may be created, before anything of it exists: nil allows it; a reason refuses it,
+    /// and the transport gets `reason|1!` (an application-level reset the client reports, PROTOCOL.md 6.8) then
+    /// ends. A reason that is not a restricted string of at most 255 bytes is sent as `not authorized`. Runs on the
+    /// engine's thread; the application handler is never built for a refused stream.
+    public var streamAuthorizer: ((StreamAuthorizationRequest) -> String?)?
+    /// The stream limit shared with other engines (several event loops); when set it replaces
+    /// ``ServerEngineConfiguration/maxStreams`` for this engine. Set it before the first stream.
+    public var streamBudget: MinervaStreamBudget?
+    /// What this engine has done so far (streams, transports, strings, kills, resets), for metrics.
+    public internal(set) var counters = EngineCounters()
     /// The frame limit in force: ``ServerEngineConfiguration/maxFrameLength`` clamped to 1...1,048,576.
     public let maxFrameLength: Int
     /// The time of the event being processed.
@@ -59,7 +69,10 @@ public final class MinervaServerEngine {
     private static let transportPoolLimit = 256
     /// Cuts HTTP bodies into frames in its reused storage (`nil` while a body is being processed).
     @exclusivity(unchecked) private var bodyDecoder: NewlineFrameDecoder?
-    @exclusivity(unchecked) private var timers = DeadlineHeap()
+    @exclusivity(unchecked) private var timers = DeadlineHeap<TransportTimer>()
+    /// Streams that may be idle, each at most once (``ServerStream/idleQueued``), by the time they would expire: the
+    /// idle check pops only the due ones (O(expired streams) per check, never a scan of all streams).
+    @exclusivity(unchecked) private var idleStreams = DeadlineHeap<ServerStream>()
     private var nextIdleCheck: Double
     private var creationBuckets: [String: (tokens: Double, time: Double)] = [:]
 
@@ -150,7 +163,8 @@ public final class MinervaServerEngine {
 
     /// The earliest time at which ``timersDue(now:)`` has work (it may be early, never late); infinity if none.
     public var nextDeadline: Double {
-        min(timers.first?.deadline ?? .infinity, nextIdleCheck)
+        let idle = configuration.idleCheckInterval > 0 ? idleStreams.first?.deadline ?? .infinity : .infinity
+        return min(timers.first?.deadline ?? .infinity, nextIdleCheck, idle)
     }
 
     /// Whether strings sent by the application wait for ``flush(now:)``.
@@ -196,6 +210,7 @@ public final class MinervaServerEngine {
         hasRequestHeaders: Bool, _ requestHeaders: (inout RawRequestHeaders) -> Void
     ) {
         self.now = now
+        if kind == .http { counters.httpTransportsOpened += 1 } else { counters.socketTransportsOpened += 1 }
         if let previous = transports[handle] {
             // A socket waiting for its grace-period close may be replaced; anything else is an I/O-layer bug.
             precondition(previous.phase == .closing, "transport handle reused while open")
@@ -238,6 +253,30 @@ public final class MinervaServerEngine {
         _ handle: TransportHandle, frames: Frames, frameCorruption: Bool = false, now: Double
     ) {
         receive(handle, frames, corruption: frameCorruption ? "frame longer than the frame limit" : nil, now: now)
+    }
+
+    /// One message of a message-framed socket transport (a WebSocket, PROTOCOL.md 11.1) arrived: it carries exactly
+    /// one frame and is processed as a batch of its own. Not generic, so the I/O layer's per-message call costs no
+    /// unspecialised generic code.
+    /// - Parameters:
+    ///   - handle: the transport, opened with ``TransportKind/socket``.
+    ///   - frame: the frame (the whole message).
+    ///   - now: the current time.
+    public func messageReceived(_ handle: TransportHandle, frame: ArraySlice<UInt8>, now: Double) {
+        receive(handle, CollectionOfOne(frame), corruption: nil, now: now)
+    }
+
+    /// A message-framed socket transport announced a message of `length` bytes, over ``maxFrameLength``, of which
+    /// nothing was kept: `frame_corruption` (PROTOCOL.md 11.1, W11).
+    /// - Parameters:
+    ///   - handle: the transport.
+    ///   - length: the announced length.
+    ///   - now: the current time.
+    public func messageTooLong(_ handle: TransportHandle, length: Int, now: Double) {
+        receive(
+            handle, DecodedFrames.empty,
+            corruption: "message of \(length) bytes over the frame limit of \(maxFrameLength)",
+            now: now)
     }
 
     /// ``framesReceived(_:frames:frameCorruption:now:)`` with the framing failure's explanation, for the log.
@@ -366,8 +405,8 @@ public final class MinervaServerEngine {
         self.now = now
         while let entry = timers.first, entry.deadline <= now {
             _ = timers.pop()
-            guard let transport = transports[entry.handle] else { continue }
-            switch entry.kind {
+            guard let transport = transports[entry.payload.handle] else { continue }
+            switch entry.payload.kind {
             case .heartbeat:
                 transport.heartbeatQueued = false
                 guard let deadline = transport.heartbeatDeadline, transport.phase == .open, !transport.terminating
@@ -388,15 +427,18 @@ public final class MinervaServerEngine {
             case .socketClose:
                 guard let deadline = transport.closeDeadline, deadline <= now, transport.phase == .closing
                 else { continue }
-                transports[entry.handle] = nil
+                transports[entry.payload.handle] = nil
                 transport.phase = .gone
-                outbox.append(.close(entry.handle))
+                outbox.append(.close(entry.payload.handle))
                 retire(transport)
             }
         }
+        if configuration.idleCheckInterval > 0 {
+            resetExpiredStreams(limit: max(1, configuration.maxIdleResetsPerTurn))
+        }
         if nextIdleCheck <= now {
             nextIdleCheck = MinervaServerEngine.idleCheck(after: now, configuration.idleCheckInterval)
-            resetIdleStreams()
+            forgetExpiredMemory()
         }
     }
 
@@ -415,12 +457,16 @@ public final class MinervaServerEngine {
         }
     }
 
-    /// Resets every idle stream now (the periodic check calls this; PROTOCOL.md 6.7).
+    /// Resets every stream idle for its ``ServerStream/maxIdleTime`` by now, however many (PROTOCOL.md 6.7), and drops
+    /// expired bookkeeping. With ``ServerEngineConfiguration/idleCheckInterval`` above 0, ``timersDue(now:)`` does this
+    /// by itself as streams expire, at most ``ServerEngineConfiguration/maxIdleResetsPerTurn`` per call.
     public func resetIdleStreams() {
-        let idle = streams.values.filter { $0.transports.isEmpty && $0.lastReceived + $0.maxIdleTime <= now }
-        for stream in idle {
-            stream.resetInternal(reason: "no activity from peer")
-        }
+        resetExpiredStreams(limit: .max)
+        forgetExpiredMemory()
+    }
+
+    /// Drops remembered reset ids and rate-limit buckets that no longer matter (the periodic housekeeping).
+    private func forgetExpiredMemory() {
         recentlyReset = recentlyReset.filter { $0.value > now }
         // Buckets that refilled completely are the same as absent ones.
         let rate = configuration.maxNewStreamsPerKeyPerSecond
@@ -472,11 +518,24 @@ public final class MinervaServerEngine {
                 kill(transport, .streamAttachFailure, "new stream with the id of a recently reset stream")
                 return
             }
-            if streams.count >= configuration.maxStreams {
+            if let streamAuthorizer,
+                let refusal = streamAuthorizer(
+                    StreamAuthorizationRequest(hello: hello, connection: transport.connection, kind: transport.kind))
+            {
+                refuse(transport, reason: refusal)
+                return
+            }
+            if let streamBudget {
+                guard streamBudget.take() else {
+                    kill(transport, .streamAttachFailure, "stream limit reached", limit: "maxStreams")
+                    return
+                }
+            } else if streams.count >= configuration.maxStreams {
                 kill(transport, .streamAttachFailure, "stream limit reached", limit: "maxStreams")
                 return
             }
             if !takeCreationToken(transport.connection.rateLimitKey) {
+                streamBudget?.release()
                 kill(
                     transport, .streamAttachFailure, "new-stream rate limit of the address reached",
                     limit: "maxNewStreamsPerKeyPerSecond")
@@ -484,14 +543,20 @@ public final class MinervaServerEngine {
             }
             stream = ServerStream(streamID: hello.streamID, engine: self, now: now)
             streams[hello.streamID] = stream
+            counters.streamsCreated += 1
+            queueIfIdle(stream)  // so that a stream whose first transport is refused below still expires
         }
         // 3. Initial frames.
         if hello.requestNewStream { transport.append(.streamCreated) }
         if !stream.window.sackEquals(hello.lastSackSeenByClient) { transport.append(.sack(stream.window.sack)) }
         // 4. The hello's SACK, before attaching.
-        if let sack = hello.sack, !stream.processSACK(sack) {
-            kill(transport, .ackedUnsentStrings, "the hello's SACK acknowledges strings never sent")
-            return
+        if let sack = hello.sack {
+            let previous = stream.lastSackSeenByServer
+            guard stream.processSACK(sack) else {
+                kill(transport, .ackedUnsentStrings, "the hello's SACK acknowledges strings never sent")
+                stream.lastSackSeenByServer = previous  // not kept (see processFrames)
+                return
+            }
         }
         // 5. Attach.
         stream.transportOnline(transport)
@@ -529,8 +594,12 @@ public final class MinervaServerEngine {
             case .seqNum(let number):
                 transport.peerSeqNum = number - 1
             case .sack(let sack):
+                let previous = stream.lastSackSeenByServer
                 guard stream.processSACK(sack) else {
                     failBatch(transport, .ackedUnsentStrings, "SACK acknowledges strings never sent")
+                    // Reported in the StreamStatus above, not kept: a rejected SACK can hold a megabyte of list, and
+                    // the stream outlives the request (issue 12).
+                    stream.lastSackSeenByServer = previous
                     return
                 }
             case .reset(let reason, let applicationLevel):
@@ -593,6 +662,7 @@ public final class MinervaServerEngine {
     /// Kill with reason R: `[SACK StreamStatus] R K [Y]`, reported to ``rejectionReporter``.
     func kill(_ transport: ServerTransport, _ reason: KillReason, _ detail: String, limit: String? = nil) {
         guard transport.phase == .open, !transport.terminating else { return }
+        counters.countKill(reason)
         if let rejectionReporter {
             rejectionReporter(
                 EngineRejection(
@@ -602,6 +672,22 @@ public final class MinervaServerEngine {
         }
         transport.appendSACKAndStatus()
         transport.append(.transportKill(reason))
+        if transport.kind == .socket { transport.append(.youCloseIt) }
+        transport.terminating = true
+        flushIfIdle(transport)
+    }
+
+    /// Refuses the stream a transport's hello would create: `reason|1!` then `[Y]`; no stream exists.
+    private func refuse(_ transport: ServerTransport, reason: String) {
+        let reason = RestrictedString.isValidResetReason(reason.utf8) ? reason : "not authorized"
+        counters.streamsRefused += 1
+        rejectionReporter?(
+            EngineRejection(
+                action: .streamRefused(reason), transport: transport.handle,
+                peerAddress: transport.connection.peerAddress,
+                redactedStreamID: transport.hello?.streamID.redacted, limit: nil, detail: "refused by the authorizer"))
+        let bytes = Array(reason.utf8)
+        transport.append(.reset(reason: bytes[...], applicationLevel: true))
         if transport.kind == .socket { transport.append(.youCloseIt) }
         transport.terminating = true
         flushIfIdle(transport)
@@ -695,6 +781,7 @@ public final class MinervaServerEngine {
         transport.stream = nil
         stream.lastReceived = now  // PROTOCOL.md 10.10 recommendation
         stream.transportOffline(transport)
+        queueIfIdle(stream)
     }
 
     /// What a framing failure was, against the limit in force, for the rejection report.
@@ -728,9 +815,45 @@ public final class MinervaServerEngine {
         return true
     }
 
-    private func schedule(_ transport: ServerTransport, _ kind: DeadlineHeap.Kind, at deadline: Double) {
-        timers.push(DeadlineHeap.Entry(deadline: deadline, handle: transport.handle, kind: kind))
+    private func schedule(_ transport: ServerTransport, _ kind: TransportTimer.Kind, at deadline: Double) {
+        timers.push(TransportTimer(handle: transport.handle, kind: kind), at: deadline)
     }
+
+    /// Queues a stream for the idle check if it has no transport and is not queued yet (PROTOCOL.md 6.7).
+    func queueIfIdle(_ stream: ServerStream) {
+        guard !stream.idleQueued, !stream.isReset, stream.transports.isEmpty else { return }
+        stream.idleQueued = true
+        idleStreams.push(stream, at: stream.lastReceived + stream.maxIdleTime)
+    }
+
+    /// Resets the idle streams that expired by `now`, at most `limit` of them; streams found busy leave the queue (the
+    /// next detach queues them again) and streams whose time moved are queued again at their new time.
+    private func resetExpiredStreams(limit: Int) {
+        var budget = limit
+        while let top = idleStreams.first, top.deadline <= now {
+            let stream = top.payload
+            guard !stream.isReset, stream.transports.isEmpty else {
+                _ = idleStreams.pop()
+                stream.idleQueued = false
+                continue
+            }
+            let expiry = stream.lastReceived + stream.maxIdleTime
+            if expiry > now {
+                _ = idleStreams.pop()
+                idleStreams.push(stream, at: expiry)
+                continue
+            }
+            guard budget > 0 else { return }
+            budget -= 1
+            _ = idleStreams.pop()
+            stream.idleQueued = false
+            counters.resetsIdle += 1
+            stream.resetInternal(reason: "no activity from peer", counted: true)
+        }
+    }
+
+    /// The number of streams in the idle queue (each stream at most once). For tests and metrics.
+    public var idleQueueCount: Int { idleStreams.count }
 
     // MARK: Called by streams
 
@@ -744,6 +867,7 @@ public final class MinervaServerEngine {
     func forget(_ stream: ServerStream) {
         if streams[stream.streamID] === stream {
             streams[stream.streamID] = nil
+            streamBudget?.release()
             if configuration.resetStreamMemory > 0 {
                 recentlyReset[stream.streamID] = now + configuration.resetStreamMemory
             }

@@ -12,7 +12,17 @@ public final class ServerStream {
     /// Whether the stream was reset; afterwards nothing can be sent.
     public internal(set) var isReset = false
     /// Seconds without transports and without received data after which the stream is reset.
-    public var maxIdleTime: Double
+    public var maxIdleTime: Double {
+        didSet {
+            // Queued at the old time: a shorter time needs an earlier entry (the old one is dropped when popped).
+            if maxIdleTime < oldValue, idleQueued, let engine {
+                idleQueued = false
+                engine.queueIfIdle(self)
+            }
+        }
+    }
+    /// Whether the stream is in its engine's idle queue.
+    var idleQueued = false
     /// The engine's time of the last received chunk or transport detach (PROTOCOL.md 6.7, 10.10).
     public internal(set) var lastReceived: Double
 
@@ -24,6 +34,8 @@ public final class ServerStream {
     @exclusivity(unchecked) var window: ReceiveWindow
     var lastSackSeenByServer = SACK.initial
     var pretendAcked: Int64?
+    /// The highest sequence number written on any transport (for counting retransmissions).
+    var highestWritten: Int64 = -1
     var sendScheduled = false
     /// The strings of one delivery (reused between deliveries).
     @exclusivity(unchecked) private var deliverable: [ArraySlice<UInt8>] = []
@@ -84,10 +96,11 @@ public final class ServerStream {
     private func enqueue(_ string: [UInt8]) throws {
         guard !isReset else { throw MinervaStreamError.streamIsReset }
         queue.append(string)
-        if let engine, queue.queuedBytes > engine.configuration.maxQueuedBytesPerStream {
+        engine?.counters.queuedBytes += string.count
+        if let engine, queue.queuedMemory > engine.configuration.maxQueuedBytesPerStream {
             engine.reportReset(
                 self, reason: "send queue limit exceeded", limit: "maxQueuedBytesPerStream",
-                detail: "\(queue.queuedBytes) bytes queued")
+                detail: "\(queue.count) strings, \(queue.queuedBytes) bytes queued")
             resetInternal(reason: "send queue limit exceeded")
             throw MinervaStreamError.sendQueueFull
         }
@@ -101,6 +114,7 @@ public final class ServerStream {
     public func reset(reason: String) throws {
         guard !isReset else { throw MinervaStreamError.streamIsReset }
         guard RestrictedString.isValidResetReason(reason.utf8) else { throw MinervaStreamError.invalidResetReason }
+        engine?.counters.resetsByApplication += 1
         performReset(reason: reason, applicationLevel: true, writeResetFrame: true)
     }
 
@@ -131,20 +145,23 @@ public final class ServerStream {
     // MARK: Engine side
 
     /// Resets with a reason chosen by Minerva (not application level).
-    func resetInternal(reason: String) {
+    func resetInternal(reason: String, counted: Bool = false) {
         guard !isReset else { return }
+        if !counted { engine?.counters.resetsOther += 1 }
         performReset(reason: reason, applicationLevel: false, writeResetFrame: true)
     }
 
     /// The peer sent a ResetFrame (PROTOCOL.md 6.8): close every transport gently, tell the application.
     func resetFromPeer(reason: String, applicationLevel: Bool) {
         guard !isReset else { return }
+        engine?.counters.resetsByPeer += 1
         performReset(reason: reason, applicationLevel: applicationLevel, writeResetFrame: false)
     }
 
     private func performReset(reason: String, applicationLevel: Bool, writeResetFrame: Bool) {
         isReset = true
         sendScheduled = false
+        engine?.counters.queuedBytes -= queue.queuedBytes
         queue.removeAll()
         engine?.forget(self)
         for transport in transports {
@@ -172,6 +189,8 @@ public final class ServerStream {
         let wasPretending = pretendAcked != nil
         pretendAcked = nil
         lastSackSeenByServer = sack
+        let before = queue.queuedBytes
+        defer { engine?.counters.queuedBytes -= before - queue.queuedBytes }
         guard queue.process(sack) else { return false }
         if wasPretending { trySend() }
         return true
@@ -251,6 +270,10 @@ public final class ServerStream {
         guard !isReset else { return false }
         deliverable.removeAll(keepingCapacity: true)
         let hit = window.receive(pairs.lazy.map { ($0.seq, $0.bytes) }) { deliverable.append($0) }
+        if let engine {
+            engine.counters.stringsReceived += deliverable.count
+            if window.cachedCount > 0 { engine.counters.sackHoles += 1 }
+        }
         if !deliverable.isEmpty, let handler {
             // A copy of the reused buffer (no allocation unless the handler keeps the array).
             let strings = deliverable

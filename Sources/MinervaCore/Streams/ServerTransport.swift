@@ -148,10 +148,21 @@ final class ServerTransport {
             rememberedStart = start
         }
         let from = max(start, ourSeqNum &+ 1)
+        var written = 0
+        var firstTime = 0
         queue.forEach(from: from) { seq, bytes in
             if ourSeqNum == -1 || seq != ourSeqNum + 1 { append(.seqNum(seq)) }
             append(.string(bytes[...]))
             ourSeqNum = seq
+            written += 1
+            if seq > stream.highestWritten {
+                stream.highestWritten = seq
+                firstTime += 1
+            }
+        }
+        if written > 0, let engine = stream.engine {
+            engine.counters.stringsSent += firstTime
+            engine.counters.stringsRetransmitted += written - firstTime
         }
     }
 }

@@ -1,0 +1,441 @@
+// The WebSocket transport (PROTOCOL.md 11.1): `GET <prefix>ws` upgrades through http-parser's upgrade path, and the
+// connection becomes one socket transport of the engine (socket semantics, section 5), like an int32 socket
+// (MinervaSocketListener.swift): each text message is one frame, fed to the engine as a batch of its own; the
+// engine's int32-framed output is rewritten as one text message per frame, several per write. With several loops,
+// a WebSocket whose stream another loop owns is handed over like a socket (MinervaLoopHandOff.swift).
+import Logging
+import MinervaCore
+import MinervaHTTP
+import MinervaIO
+
+/// A connection carrying a transport with socket semantics (an int32 socket or a WebSocket): the driver writes the
+/// engine's output (int32-framed frames) to it and closes it.
+protocol MinervaSocketTransportConnection: AnyObject {
+    /// Queues the engine's int32-framed output (borrowed: copied before returning).
+    func write(_ bytes: UnsafeRawBufferPointer)
+    /// Closes the connection (the engine's grace period after `Y` ran out).
+    func close(abort: Bool)
+}
+
+extension MinervaSocketConnection: MinervaSocketTransportConnection {}
+
+/// The subprotocol a WebSocket client may offer (PROTOCOL.md 11.1).
+let minervaWebSocketSubprotocol = "minerva.v2"
+
+// MARK: - The handshake
+
+extension MinervaLoopDriver {
+    /// Answers `GET <prefix>ws`: validates the RFC 6455 handshake and the origin (PROTOCOL.md 11.1), then switches
+    /// the connection to a ``MinervaWebSocketConnection``.
+    func handleWebSocketUpgrade(_ request: MinervaHTTPRequest, _ response: MinervaHTTPResponse) {
+        guard request.method == .GET else {
+            refuseUpgrade(response, 405, "Method Not Allowed", request: request) { $0.setHeader("Allow", "GET") }
+            return
+        }
+        guard request.isUpgrade, request.versionMajor == 1, request.versionMinor >= 1,
+            let upgrade = request.headerBytes("Upgrade"),
+            MinervaWebSocketHandshake.listContains(upgrade, "websocket"),
+            let connectionHeader = request.headerBytes("Connection"),
+            MinervaWebSocketHandshake.listContains(connectionHeader, "upgrade"),
+            let rawKey = request.headerBytes("Sec-WebSocket-Key")
+        else {
+            refuseUpgrade(response, 400, "Not a WebSocket upgrade", request: request)
+            return
+        }
+        let key = MinervaWebSocketHandshake.trimmed(rawKey)
+        guard MinervaWebSocketHandshake.isValidKey(key) else {
+            refuseUpgrade(response, 400, "Bad Sec-WebSocket-Key", request: request)
+            return
+        }
+        let version = request.headerBytes("Sec-WebSocket-Version").map(MinervaWebSocketHandshake.trimmed)
+        guard let version, version.elementsEqual("13".utf8) else {
+            refuseUpgrade(response, 426, "Upgrade Required", request: request) {
+                $0.setHeader("Sec-WebSocket-Version", "13")
+            }
+            return
+        }
+        guard endpoint.originPermitted(request) else {
+            refuseUpgrade(response, 403, "Origin not allowed", request: request)
+            return
+        }
+        var offered = false
+        var selected = false
+        request.forEachHeader { name, value in
+            guard equalsLowercase(name, "sec-websocket-protocol") else { return }
+            MinervaWebSocketHandshake.forEachToken(value) { token in
+                offered = true
+                if token.elementsEqual(minervaWebSocketSubprotocol.utf8) { selected = true }
+                return false
+            }
+        }
+        if offered && !selected {
+            refuseUpgrade(response, 400, "Unsupported subprotocol", request: request)
+            return
+        }
+
+        let peer = request.remoteAddress?.description ?? ""
+        let info = ConnectionInfo(
+            localAddress: request.localAddress?.description ?? "", peerAddress: peer,
+            rateLimitKey: endpoint.rateLimitKey(forHost: hostPart(of: peer)))
+        var headers: [([UInt8], [UInt8])]?
+        if endpoint.configuration.includeRequestHeaders {
+            var list: [([UInt8], [UInt8])] = []
+            request.forEachHeader { name, value in list.append((Array(name), Array(value))) }
+            headers = list
+        }
+        response.setHeader("Upgrade", "websocket")
+        response.setHeader("Connection", "Upgrade")
+        response.setHeader("Sec-WebSocket-Accept", MinervaWebSocketHandshake.acceptValue(key: key))
+        if selected { response.setHeader("Sec-WebSocket-Protocol", minervaWebSocketSubprotocol) }
+        let connection = MinervaWebSocketConnection(driver: self, info: info, headers: headers)
+        guard let tcp = response.upgrade(to: connection) else { return }
+        connection.start(tcp)
+    }
+
+    private func refuseUpgrade(
+        _ response: MinervaHTTPResponse, _ status: Int, _ text: String, request: MinervaHTTPRequest,
+        _ headers: (MinervaHTTPResponse) -> Void = { _ in }
+    ) {
+        logWebSocket("upgrade refused: \(status) \(text)", peer: request.remoteAddress?.description ?? "")
+        response.status = status
+        headers(response)
+        response.setHeader("Content-Type", "text/plain")
+        response.end(text + "\n")
+    }
+
+    /// Logs a refused upgrade or a WebSocket closed for bad input, rate-limited (the engine's rejection budget).
+    func logWebSocket(_ message: String, peer: String) {
+        guard let suppressed = webSocketLog.admit(now: now) else { return }
+        var metadata: Logger.Metadata = ["peer": "\(peer)"]
+        if suppressed > 0 { metadata["earlierRejectionsNotLogged"] = "\(suppressed)" }
+        endpoint.logger.notice("websocket \(message)", metadata: metadata)
+    }
+
+    // MARK: Messages to the engine
+
+    /// Feeds a WebSocket's received messages (int32-framed, as the connection encodes them) to the engine, each
+    /// message a batch of its own (PROTOCOL.md 11.1). A length over the engine's frame limit (an over-long message,
+    /// of which nothing was kept) is `frame_corruption`.
+    func deliverMessages(_ handle: TransportHandle, _ bytes: [UInt8]) {
+        var i = 0
+        let now = self.now
+        while i + 4 <= bytes.count {
+            let length = Int(bytes[i]) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
+            if length > engine.maxFrameLength || i + 4 + length > bytes.count {
+                engine.messageTooLong(handle, length: length, now: now)
+                return
+            }
+            engine.messageReceived(handle, frame: bytes[(i + 4)..<(i + 4 + length)], now: now)
+            i += 4 + length
+        }
+    }
+
+    /// Hands a WebSocket transport to the owner loop (its messages follow with ``forwardSocketBytes(_:_:)``).
+    func handOffWebSocket(
+        _ handle: TransportHandle, info: ConnectionInfo, headers: [([UInt8], [UInt8])]?, to owner: Int
+    ) {
+        proxied[handle.rawValue] = ProxiedTransport(owner: owner)
+        let from = loopIndex
+        let raw = handle.rawValue
+        let transport = HandedOffTransport(kind: .socket, info: info, headers: headers, bytes: [], perMessage: true)
+        sendToLoop(owner) { $0.remoteOpened(transport, from: from, handle: raw) }
+    }
+}
+
+// MARK: - The connection
+
+/// One upgraded WebSocket (a handler on the loop's one socket type, reached through the HTTP connection it
+/// upgraded): RFC 6455 framing around one socket transport of the engine, PROTOCOL.md 11.1.
+final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSocketTransportConnection {
+    private enum State {
+        /// Upgraded; the first message (the hello) has not arrived.
+        case awaitingHello
+        /// Carrying the transport (this loop's engine, or another's).
+        case open
+        /// Our close frame is written: waiting for the client's (or the close timeout).
+        case closing
+        case closed
+    }
+
+    private unowned let driver: MinervaLoopDriver
+    private var tcp: MinervaTCPConnection!
+    let handle: TransportHandle
+    private var state = State.awaitingHello
+    private var decoder: MinervaWebSocketFrameDecoder
+    /// The decoder failed: a fresh one replaces it after the current chunk (to find the client's close frame).
+    private var restartDecoder = false
+    /// Received messages of the current chunk, int32-framed, for the engine (reused).
+    private var inbound: [UInt8] = []
+    private var info: ConnectionInfo
+    private var headers: [([UInt8], [UInt8])]?
+    /// Whether the engine runs a transport for this connection (until it detaches).
+    private var transportOpen = false
+    /// Whether another loop's engine runs it (this connection only carries bytes).
+    private var proxied = false
+    private var backedUp = false
+    /// The last frame written was `frame_corruptionK` (so the close after `Y` is 1009).
+    private var lastFrameWasCorruption = false
+    private var timer: MinervaLoopTimer?
+
+    private static let corruptionFrame: [UInt8] = {
+        var bytes = Array(KillReason.frameCorruption.rawValue.utf8)
+        bytes.append(UInt8(ascii: "K"))
+        return bytes
+    }()
+
+    init(driver: MinervaLoopDriver, info: ConnectionInfo, headers: [([UInt8], [UInt8])]?) {
+        self.driver = driver
+        self.info = info
+        self.headers = headers
+        handle = driver.newHandle()
+        decoder = MinervaWebSocketFrameDecoder(
+            maxMessageLength: driver.engine.maxFrameLength, expectsMaskedFrames: true)
+    }
+
+    /// The upgrade's 101 is queued: register and wait for the hello (bounded by the socket mode timeout).
+    func start(_ tcp: MinervaTCPConnection) {
+        self.tcp = tcp
+        driver.sockets[handle.rawValue] = self
+        let timeout = driver.endpoint.configuration.socketModeTimeout
+        timer = tcp.eventLoop.schedule(after: timeout) { [unowned self] in
+            self.timer = nil
+            guard self.state == .awaitingHello else { return }
+            self.driver.logWebSocket("closed: no hello in time", peer: self.info.peerAddress)
+            self.startClosing(MinervaWebSocketCloseCode.policyViolation)
+        }
+    }
+
+    // MARK: Receiving
+
+    func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
+        guard state != .closed else { return }
+        let wasAwaitingHello = state == .awaitingHello
+        decoder.feed(bytes) { event in self.received(event) }
+        deliverInbound()
+        if wasAwaitingHello && state != .awaitingHello {
+            // The hello was the largest message so far and the handshake the largest output: an idle WebSocket
+            // keeps only what its later, usually small, messages need.
+            decoder.releaseBuffers()
+            inbound = []
+            tcp.shrinkOutputWhenDrained()
+        }
+        if restartDecoder {
+            restartDecoder = false
+            decoder = MinervaWebSocketFrameDecoder(maxMessageLength: 0, expectsMaskedFrames: true)
+        }
+    }
+
+    /// One decoded event; false stops decoding this connection for good.
+    private func received(_ event: MinervaWebSocketEvent) -> Bool {
+        switch event {
+        case .message(let text, let payload):
+            guard state == .awaitingHello || state == .open else { return true }
+            guard text else {
+                deliverInbound()
+                fail(MinervaWebSocketCloseCode.unsupportedData, "binary message")
+                return true
+            }
+            if state == .awaitingHello { settle(firstMessage: payload) }
+            appendInbound(length: payload.count, payload)
+        case .messageTooLong(let length):
+            guard state == .awaitingHello || state == .open else { return true }
+            if state == .awaitingHello { settle(firstMessage: nil) }
+            // Announced as it is: the engine's frame limit turns it into frame_corruption, nothing was buffered.
+            appendInbound(length: max(length, driver.engine.maxFrameLength + 1), nil)
+        case .ping(let payload):
+            guard state == .awaitingHello || state == .open else { return true }
+            writeFrame(MinervaWebSocketOpcode.pong, payload)
+        case .pong:
+            break
+        case .close(let code, _):
+            deliverInbound()
+            if state == .closing {
+                tcp.close()
+                return false
+            }
+            // RFC 6455 5.5.1: answer with a close frame (echoing the code), then the TCP connection ends; the
+            // transport detaches like a closed socket's.
+            if let code {
+                let payload: [UInt8] = [UInt8(code >> 8), UInt8(code & 0xFF)]
+                payload.withUnsafeBytes { writeFrame(MinervaWebSocketOpcode.close, $0) }
+            } else {
+                writeFrame(MinervaWebSocketOpcode.close, UnsafeRawBufferPointer(start: nil, count: 0))
+            }
+            state = .closing
+            detachTransport()
+            tcp.close()
+            return false
+        case .failure(let code, let reason):
+            deliverInbound()
+            if state == .closing {
+                tcp.close()
+                return false
+            }
+            fail(code, String(describing: reason))
+            restartDecoder = true
+            return false
+        }
+        return true
+    }
+
+    /// A WebSocket-level error (PROTOCOL.md 11.1): a close frame only, and the transport detaches as if the
+    /// connection had been lost.
+    private func fail(_ code: UInt16, _ reason: String) {
+        driver.logWebSocket("closed with \(code): \(reason)", peer: info.peerAddress)
+        detachTransport()
+        startClosing(code)
+    }
+
+    private func appendInbound(length: Int, _ payload: UnsafeRawBufferPointer?) {
+        let length = UInt32(clamping: length)
+        inbound.append(UInt8(truncatingIfNeeded: length >> 24))
+        inbound.append(UInt8(truncatingIfNeeded: length >> 16))
+        inbound.append(UInt8(truncatingIfNeeded: length >> 8))
+        inbound.append(UInt8(truncatingIfNeeded: length))
+        if let payload { inbound.append(contentsOf: payload) }
+    }
+
+    /// The first message decides which loop's engine runs the transport (its hello names the stream).
+    private func settle(firstMessage: UnsafeRawBufferPointer?) {
+        state = .open
+        timer?.cancel()
+        timer = nil
+        transportOpen = true
+        let owner = firstMessage.flatMap { driver.peers.isEmpty ? nil : driver.owner(ofFrame: $0) }
+        let headers = self.headers
+        self.headers = nil
+        if let owner {
+            proxied = true
+            driver.handOffWebSocket(handle, info: info, headers: headers, to: owner)
+        } else if let headers {
+            driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now) { raw in
+                for (name, value) in headers {
+                    name.withUnsafeBytes { name in value.withUnsafeBytes { raw.append(name: name, value: $0) } }
+                }
+            }
+        } else {
+            driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
+        }
+    }
+
+    /// Gives the messages received so far to the engine (each its own batch), or to the owner loop.
+    private func deliverInbound() {
+        guard !inbound.isEmpty else { return }
+        if transportOpen {
+            if proxied {
+                driver.forwardSocketBytes(handle, inbound)
+            } else {
+                driver.deliverMessages(handle, inbound)
+                driver.perform()
+            }
+        }
+        if inbound.capacity > MinervaWebSocketFrameDecoder.keptMessageCapacity {
+            inbound = []
+        } else {
+            inbound.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// The transport ends as if the connection had been lost (the engine detaches it; no Minerva frames).
+    private func detachTransport() {
+        guard transportOpen else { return }
+        transportOpen = false
+        if proxied {
+            _ = driver.proxiedClosed(handle.rawValue)
+        } else {
+            driver.engine.transportClosed(handle, now: driver.now)
+            driver.perform()
+        }
+    }
+
+    // MARK: Writing
+
+    /// The engine's output: int32-framed frames, each written as one text message (all in this turn's write).
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        guard state == .open else { return }
+        var sawYouCloseIt = false
+        var closeCode = MinervaWebSocketCloseCode.normal
+        tcp.withOutput { out in
+            var i = 0
+            while i + 4 <= bytes.count {
+                let length = Int(bytes[i]) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
+                let end = min(i + 4 + length, bytes.count)
+                let frame = UnsafeRawBufferPointer(rebasing: bytes[(i + 4)..<end])
+                MinervaWebSocketFrameWriter.append(opcode: MinervaWebSocketOpcode.text, payload: frame, to: out)
+                if frame.count == 1 && frame[0] == FrameType.youCloseIt {
+                    sawYouCloseIt = true
+                    if lastFrameWasCorruption { closeCode = MinervaWebSocketCloseCode.messageTooBig }
+                }
+                lastFrameWasCorruption = frame.elementsEqual(Self.corruptionFrame)
+                i = end
+            }
+        }
+        if sawYouCloseIt {
+            // PROTOCOL.md 11.1: `Y`, then the close frame. The engine has detached the transport; it forgets it
+            // when the connection ends.
+            startClosing(closeCode)
+            return
+        }
+        if !backedUp && !tcp.isWritable && tcp.isOpen {
+            backedUp = true
+            if proxied {
+                _ = driver.proxiedWritable(handle.rawValue, false)
+            } else {
+                driver.engine.transportWritable(handle, false)
+            }
+        }
+    }
+
+    private func writeFrame(_ opcode: UInt8, _ payload: UnsafeRawBufferPointer) {
+        tcp.withOutput { MinervaWebSocketFrameWriter.append(opcode: opcode, payload: payload, to: $0) }
+    }
+
+    /// Writes our close frame; the TCP connection ends when the client's close frame arrives or after the close
+    /// timeout.
+    private func startClosing(_ code: UInt16) {
+        guard state != .closing && state != .closed else { return }
+        state = .closing
+        MinervaWebSocketFrameWriter.closePayload(code: code).withUnsafeBytes {
+            writeFrame(MinervaWebSocketOpcode.close, $0)
+        }
+        timer?.cancel()
+        timer = tcp.eventLoop.schedule(after: driver.endpoint.configuration.webSocketCloseTimeout) {
+            [unowned self] in
+            self.timer = nil
+            self.tcp.close()
+        }
+    }
+
+    /// The engine's grace period after `Y` ran out (the close timeout normally ends the connection first).
+    func close(abort: Bool) {
+        if abort { tcp.abort() } else { tcp.close() }
+    }
+
+    func connectionBecameWritable(_ connection: MinervaTCPConnection) {
+        guard backedUp else { return }
+        backedUp = false
+        guard transportOpen else { return }
+        if proxied {
+            _ = driver.proxiedWritable(handle.rawValue, true)
+            return
+        }
+        driver.engine.transportWritable(handle, true)
+        driver.perform()
+    }
+
+    func connectionDidClose(_ connection: MinervaTCPConnection) {
+        state = .closed
+        timer?.cancel()
+        timer = nil
+        driver.sockets[handle.rawValue] = nil
+        if transportOpen {
+            transportOpen = false
+            if proxied {
+                _ = driver.proxiedClosed(handle.rawValue)
+            } else {
+                driver.engine.transportClosed(handle, now: driver.now)
+                driver.perform()
+            }
+        }
+    }
+}
