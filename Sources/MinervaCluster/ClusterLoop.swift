@@ -139,6 +139,12 @@ final class ClusterLoop {
         for id in abandoned { release(id) }
     }
 
+    /// Claims a stream that started here without a claim (unless another node holds the id).
+    func claimStarted(_ id: StreamID) {
+        let ttl = String(Int(configuration.streamClaimTTL * 1000))
+        redis.send(["SET", streamKey(id), address, "NX", "PX", ttl])
+    }
+
     /// Deletes a stream's ownership key if it still names this node.
     func release(_ id: StreamID) {
         redis.send([

@@ -122,8 +122,14 @@ public final class MinervaCluster: MinervaStreamPlacement, Sendable {
         loop.slot(for: ObjectIdentifier(self)) as? ClusterLoop
     }
 
-    func streamStarted(_ id: StreamID) {
-        owned.withLock { $0[id] = -1 }
+    func streamStarted(_ id: StreamID, on loop: MinervaEventLoop) {
+        let claimed = owned.withLock { owned in
+            defer { owned[id] = -1 }
+            return owned[id] != nil
+        }
+        // A stream created without a claim (its first transport was a WebSocket or a socket, which are not
+        // relayed, or Redis was down): record it now, so other nodes relay its HTTP transports here.
+        if !claimed { loopState(loop)?.claimStarted(id) }
     }
 
     func streamEnded(_ id: StreamID, on loop: MinervaEventLoop) {
@@ -155,7 +161,7 @@ final class ClusterTrackedHandler: MinervaStreamHandler {
     }
 
     func streamStarted(_ stream: ServerStream) throws {
-        cluster.streamStarted(stream.streamID)
+        cluster.streamStarted(stream.streamID, on: loop)
         try inner.streamStarted(stream)
     }
 
