@@ -440,9 +440,10 @@ def check_node_kill(c):
 
 
 def run_browser(c):
-    # HTTP transports only: the cluster relays HTTP transports between nodes, not (yet) WebSockets.
+    # Not 'websocket': the cluster relays HTTP transports between nodes, not (yet) WebSockets ('auto' starts on a
+    # WebSocket that stays on the node it reached, and falls back to relayed HTTP).
     env = dict(os.environ, MINERVA_SERVER_URL=c.base, MINERVA_BROWSER_TESTS='1',
-               MINERVA_BROWSER_TRANSPORTS='streaming,long-poll')
+               MINERVA_BROWSER_TRANSPORTS='auto,streaming,long-poll')
     proc = subprocess.run(['/usr/bin/python3', '-m', 'pytest', '-p', 'no:cacheprovider', '-q', '-s',
                            os.path.join(REPO, 'Client', 'test', 'browser', 'test_browser.py')],
                           env=env, capture_output=True, text=True, timeout=900)
