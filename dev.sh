@@ -20,7 +20,7 @@ demo)
     exec "$(swift build -c release --show-bin-path)/minerva-demo" "$@"
     ;;
 test)
-    ensure_apt "${BUILD_DEPS[@]}"
+    ensure_apt "${BUILD_DEPS[@]}" redis-server haproxy  # the cluster tests (MinervaClusterTests, cluster-test.sh)
     exec scripts/test-all.sh "$@"
     ;;
 bench)

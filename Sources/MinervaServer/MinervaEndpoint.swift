@@ -82,6 +82,9 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// connection (PROTOCOL.md 11.1). A WebSocket that sends no first message within ``socketModeTimeout`` is
     /// closed (1008).
     public var webSocketCloseTimeout = 5.0
+    /// Where streams run when several servers share them (a cluster, e.g. `MinervaCluster`); nil: every stream runs
+    /// here. Asked before each POST of `io/` runs.
+    public var placement: (any MinervaStreamPlacement)?
 
     /// `Client/minerva-client.js` of the source tree this library was built from (for ``clientScriptPath`` during
     /// development; a deployed binary does not need it).
@@ -496,12 +499,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             refuseOrigin(request, response)
             return
         }
-        let handle = newHandle()
         response.appendHeaderBlock(postHeaders)
         if let origin = endpoint.allowedOrigin(request) { endpoint.addCORSHeaders(origin, response) }
-        responses[handle.rawValue] = response
-        response.delegate = self
-        response.delegateTag = handle.rawValue
         var info = ConnectionInfo()
         if let connection = response.connection {
             let entry = addresses(of: connection)
@@ -515,6 +514,11 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
                 info.rateLimitKey = client
             }
         }
+        if endpoint.configuration.placement != nil, placementTakes(request, response, info) { return }
+        let handle = newHandle()
+        responses[handle.rawValue] = response
+        response.delegate = self
+        response.delegateTag = handle.rawValue
         if !peers.isEmpty, let owner = owner(ofBody: request.body) {
             handOffPost(request, handle: handle, info: info, to: owner)
             return

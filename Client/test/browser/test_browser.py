@@ -35,6 +35,12 @@ ENABLED = os.environ.get('MINERVA_BROWSER_TESTS') == '1'
 TRANSPORTS = ('websocket', 'auto', 'streaming', 'long-poll')
 # Through lossy-proxy.mjs, which passes no WebSocket upgrades: 'auto' shows the fallback to HTTP streaming.
 HTTP_TRANSPORTS = ('auto', 'streaming', 'long-poll')
+# MINERVA_BROWSER_TRANSPORTS (comma-separated) limits the transports tried, e.g. `streaming,long-poll` for a cluster,
+# which relays HTTP transports between nodes but not WebSockets; the WebSocket-only tests then skip.
+if os.environ.get('MINERVA_BROWSER_TRANSPORTS'):
+    _only = os.environ['MINERVA_BROWSER_TRANSPORTS'].split(',')
+    TRANSPORTS = tuple(t for t in TRANSPORTS if t in _only)
+    HTTP_TRANSPORTS = tuple(t for t in HTTP_TRANSPORTS if t in _only)
 RESTRICTED = ''.join(chr(c) for c in range(0x20, 0x7F))
 
 
@@ -331,6 +337,7 @@ class BrowserTests(unittest.TestCase):
             self.assertIsInstance(ms, (int, float))
             print(f'2000 echo round trips over {transport}: {ms:.0f} ms')
 
+    @unittest.skipUnless('websocket' in TRANSPORTS, 'WebSocket not among MINERVA_BROWSER_TRANSPORTS')
     def test_chromium_websocket_against_the_server(self):
         """Chromium's own WebSocket, no Minerva client (issue 11, item 2): PROTOCOL.md 11.1 W1-W3 and W14."""
         self.open_harness()
@@ -339,6 +346,7 @@ class BrowserTests(unittest.TestCase):
         self.assertEqual(result['frames'], ['C', '|0A', '0N', 'hi ', '|1A', 'bye|1!', 'Y'])
         self.assertEqual(result['closeCode'], 1000)
 
+    @unittest.skipUnless('websocket' in TRANSPORTS, 'WebSocket not among MINERVA_BROWSER_TRANSPORTS')
     def test_websockets_killed_mid_stream_switch_to_http_and_back(self):
         """A proxy kills the WebSockets mid-stream and refuses upgrades for a while: the stream moves to HTTP
         streaming and back to WebSocket, and 4,000 strings arrive once each, in order (issue 11)."""
