@@ -601,6 +601,7 @@ public struct ClientStreamMachine: Sendable {
         secondary = .empty
         resettingTransport = nil
         sendAttemptAt = nil
+        penaltyResetAt = nil
         sendQueue.removeAll()
         state = .disconnected
         actions.append(.disconnected)
