@@ -33,6 +33,9 @@ for target in MinervaServer MinervaClient; do
     fi
 done 2>&1 | tee "$LOGS/docs.log"
 
+echo "== the README's snippets in a fresh swift package init (Swift 6) package: build, run, one echo"
+scripts/check-readme-package.sh 2>&1 | tee -a "$LOGS/docs.log"
+
 echo "== fuzz targets: 20,000 seeded inputs each, then libFuzzer (coverage-guided, ASan) for 8 s each"
 { .build/debug/minerva-fuzz 20000 && scripts/fuzz.sh all 8; } 2>&1 | tee "$LOGS/fuzz.log"
 
@@ -83,7 +86,7 @@ for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7]):
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
 fuzz = open(sys.argv[8], errors="replace").read() + open(sys.argv[9], errors="replace").read()
-passed += len(re.findall(r"no invariant broken$|^(?:fuzz|docs) \w+: ok", fuzz, re.M))
-failed += len(re.findall(r"^(?:fuzz|docs) \w+: FAILED", fuzz, re.M))
+passed += len(re.findall(r"no invariant broken$|^(?:fuzz|docs|readme) \w+: ok", fuzz, re.M))
+failed += len(re.findall(r"^(?:fuzz|docs|readme) \w+: FAILED", fuzz, re.M))
 print(f"total: {passed} passed, {failed} failed")
 PY

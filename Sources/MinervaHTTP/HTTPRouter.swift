@@ -11,7 +11,7 @@ import MinervaIO
 public final class MinervaHTTPRouter: @unchecked Sendable {
     // @unchecked: routes are added before the server starts and only read afterwards (from every loop).
     /// A request handler: answer through the response now, or keep it and answer later on the same loop.
-    public typealias Handler = (MinervaHTTPRequest, MinervaHTTPResponse) -> Void
+    public typealias Handler = @Sendable (MinervaHTTPRequest, MinervaHTTPResponse) -> Void
 
     private struct Route {
         let path: [UInt8]

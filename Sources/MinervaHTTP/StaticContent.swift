@@ -114,7 +114,7 @@ extension MinervaHTTPResponse {
 }
 
 /// Serves files under a directory, safe against `..` traversal.
-public final class MinervaStaticDirectoryHandler {
+public final class MinervaStaticDirectoryHandler: Sendable {
     private let root: String
     private let prefix: [UInt8]
     private let cacheControl: String?

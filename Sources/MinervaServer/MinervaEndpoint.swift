@@ -45,6 +45,10 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// Seconds a socket may take to send its mode prefix before it is aborted (PROTOCOL.md 10.8); also how long a
     /// connection that got the policy file may stay open.
     public var socketModeTimeout = SocketModeDetector.defaultTimeout
+    /// Seconds an int32 socket may take to finish a frame once its first byte arrived (after the first frame, whose
+    /// deadline is ``socketModeTimeout``); a frame left unfinished longer is a stalled or hostile peer, and the
+    /// connection is aborted with a rate-limited notice. 0 disables the deadline.
+    public var socketFrameTimeout: Double = 30
     /// Whether a socket is aborted as soon as its first bytes can match no mode prefix (false: wait for 512 bytes).
     public var socketEarlyRejection = true
     /// The most connections one ``MinervaSocketListener`` keeps open at once (in mode detection or carrying a

@@ -102,6 +102,14 @@ public final class MinervaSocketListener: @unchecked Sendable {
         driver.endpoint.logger.notice("socket aborted: no whole first frame in time", metadata: metadata)
     }
 
+    /// Logs a connection aborted because a later frame stayed unfinished too long, rate-limited (the same budget).
+    func logFrameTimeout(peer: String) {
+        guard let suppressed = abortLog.admit(now: eventLoop.now) else { return }
+        var metadata: Logger.Metadata = ["peer": "\(peer)"]
+        if suppressed > 0 { metadata["earlierAbortsNotLogged"] = "\(suppressed)" }
+        driver.endpoint.logger.notice("socket aborted: a frame stayed unfinished too long", metadata: metadata)
+    }
+
     /// One of this listener's connections closed.
     func connectionClosed(_ connection: MinervaSocketConnection) {
         connections[ObjectIdentifier(connection)] = nil
@@ -127,6 +135,9 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
     private var info = ConnectionInfo()
     /// Whether another loop's engine runs this transport (this connection only carries its bytes).
     private var proxied = false
+    /// Where the int32 stream stands between frames, so that an unfinished frame can have a deadline.
+    private var boundary = Int32FrameBoundary()
+    private var frameTimer: MinervaLoopTimer?
 
     init(tcp: MinervaTCPConnection, listener: MinervaSocketListener, driver: MinervaLoopDriver) {
         self.tcp = tcp
@@ -185,6 +196,7 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         case .peeking:
             peek(bytes)
         case .int32:
+            trackFrames(bytes)
             if proxied {
                 driver.forwardSocketBytes(handle, Array(bytes))
             } else {
@@ -223,12 +235,31 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         cancelDetectionTimer()
         let bytes = peeked
         peeked = []
+        bytes.withUnsafeBytes { trackFrames($0) }
         if let owner {
             proxied = true
             driver.handOffSocket(handle, info: info, bytes: bytes, to: owner)
         } else {
             driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
             framesArrived(bytes)
+        }
+    }
+
+    /// Arms the frame deadline when the bytes end inside a frame, and disarms it when they end on a frame boundary.
+    private func trackFrames(_ bytes: UnsafeRawBufferPointer) {
+        let timeout = driver.endpoint.configuration.socketFrameTimeout
+        guard timeout > 0 else { return }
+        if boundary.consume(bytes) {
+            guard frameTimer == nil else { return }
+            frameTimer = listener.eventLoop.schedule(after: timeout) { [unowned self] in
+                self.frameTimer = nil
+                guard self.state == .int32 else { return }
+                self.listener.logFrameTimeout(peer: self.peerAddress)
+                self.tcp.abort()
+            }
+        } else {
+            frameTimer?.cancel()
+            frameTimer = nil
         }
     }
 
@@ -248,6 +279,8 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         let wasTransport = state == .int32
         state = .closed
         cancelDetectionTimer()
+        frameTimer?.cancel()
+        frameTimer = nil
         driver.sockets[handle.rawValue] = nil
         listener.connectionClosed(self)
         if wasTransport { driver.socketTransportClosed(handle, proxied: proxied) }
@@ -274,5 +307,37 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
     /// Closes the socket: `abort` resets it (RST), otherwise it closes once queued output is written.
     func close(abort: Bool) {
         if abort { tcp.abort() } else { tcp.close() }
+    }
+}
+
+/// Follows an int32-framed byte stream (4-byte big-endian length, then the frame) only far enough to tell whether it
+/// stands between two frames; it keeps no bytes.
+struct Int32FrameBoundary {
+    private var headerBytes = 0
+    private var length = 0
+    private var remaining = 0
+
+    /// Takes the next bytes of the stream.
+    /// - Returns: true if they end inside a frame (or its length prefix).
+    mutating func consume(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            if remaining > 0 {
+                let step = min(remaining, count - index)
+                remaining -= step
+                index += step
+                continue
+            }
+            length = length << 8 | Int(bytes[index])
+            headerBytes += 1
+            index += 1
+            if headerBytes == 4 {
+                remaining = length
+                headerBytes = 0
+                length = 0
+            }
+        }
+        return headerBytes > 0 || remaining > 0
     }
 }

@@ -62,6 +62,44 @@ struct MinervaSocketTests {
         #expect(slow.buffer.isEmpty)
     }
 
+    @Test("issue 12: a later frame left unfinished past socketFrameTimeout aborts; finished frames never do")
+    func unfinishedLaterFrameTimesOut() throws {
+        let server = try socketServer { $0.socketFrameTimeout = 0.3 }
+        defer { server.stop() }
+        let client = try RawClient(port: server.socketPort)
+        try client.send(Array("<int32/>\n".utf8) + int32Frame(Array(hs().utf8)))
+        #expect(try client.readFrames(1) == ["C"])
+        try client.send([0, 0])  // half a length prefix, then nothing
+        #expect(client.waitForClose(within: 3))
+        let partial = try RawClient(port: server.socketPort)
+        try partial.send(Array("<int32/>\n".utf8) + int32Frame(Array(hs("-new", "tnum:1").utf8)))
+        try partial.send([0, 0, 0, 9] + Array("|-".utf8))  // a frame of 9 bytes, 2 of them sent
+        #expect(partial.waitForClose(within: 3))
+        let steady = try RawClient(port: server.socketPort)
+        try steady.send(Array("<int32/>\n".utf8) + int32Frame(Array(hs("-new", "tnum:2").utf8)))
+        for _ in 0..<6 {
+            let frame = int32Frame(Array("|-1A".utf8))
+            try steady.send(Array(frame[..<3]))  // frames cut across writes, each finished soon
+            usleep(50_000)
+            try steady.send(Array(frame[3...]))
+            usleep(50_000)
+        }
+        #expect(steady.receivesNothing(for: 0.4))
+    }
+
+    @Test func int32FrameBoundaryTellsWhetherAFrameIsUnfinished() {
+        var boundary = Int32FrameBoundary()
+        let frames: [UInt8] = [0, 0, 0, 2, 65, 66, 0, 0, 0, 1, 67]
+        for cut in 0...frames.count {
+            var b = Int32FrameBoundary()
+            let first = frames[..<cut].withUnsafeBytes { b.consume($0) }
+            let rest = frames[cut...].withUnsafeBytes { b.consume($0) }
+            #expect(first == (cut != 0 && cut != 6 && cut != 11))
+            #expect(rest == false)
+        }
+        #expect([0, 0, 0, 0].withUnsafeBytes { boundary.consume($0) } == false)  // an empty frame ends at once
+    }
+
     @Test("29, 30: the policy-file request in chunks gets exactly the policy and a NUL; garbage after is ignored")
     func cases29and30() throws {
         let server = try socketServer { $0.socketPolicy = "<nonsense-policy/>" }
