@@ -168,9 +168,9 @@ public final class MinervaEventLoop: @unchecked Sendable {
         releaseLater(connection)
     }
 
-    /// Adds a hook that runs at the end of every loop turn, before the turn's end-of-turn tasks (socket flushes),
-    /// in ascending `order` (hooks of equal order run in the order added), and again after them if they queued
-    /// more. Output written by a hook is flushed in the same turn, with what was queued before it. Loop thread only.
+    /// Adds a hook that runs at the end of every loop turn, after the turn's end-of-turn tasks, in ascending
+    /// `order` (hooks of equal order run in the order added). Output written by a hook is flushed in the same
+    /// turn: the tasks are drained again after the hooks. Loop thread only.
     /// - Parameters:
     ///   - order: where the hook runs among the others (see ``EndOfTurnOrder``).
     ///   - hook: the work.
@@ -226,15 +226,12 @@ public final class MinervaEventLoop: @unchecked Sendable {
         return list
     }
 
-    /// End of a turn: the hooks in order, then the queued tasks (socket flushes among them), and again while the
-    /// tasks' callbacks may have produced work for the hooks, so nothing written in this turn waits for the next
-    /// wake-up. Hooks first: what an engine writes at the end of the turn (the strings the application sent) joins
-    /// the bytes already queued on the same socket in one writev (a WebSocket's SACK and echo: one system call, not
-    /// two).
+    /// End of a turn: the queued tasks (socket flushes among them), then the hooks in order, and again while the
+    /// hooks queued more tasks (whose callbacks may have produced work for the hooks), so nothing written in this
+    /// turn waits for the next wake-up.
     private func prepareToBlock() {
-        if hooks.isEmpty {
-            drainEndOfTurnTasks()
-        } else {
+        drainEndOfTurnTasks()
+        if !hooks.isEmpty {
             repeat {
                 for entry in hooks { entry.hook() }
                 if endOfTurn.isEmpty { break }
