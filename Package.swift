@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "MinervaServer", targets: ["MinervaServer"]),
         .library(name: "MinervaClient", targets: ["MinervaClient"]),
         .library(name: "MinervaJSON", targets: ["MinervaJSON"]),
+        .library(name: "MinervaCluster", targets: ["MinervaCluster"]),
         .executable(name: "minerva-demo", targets: ["minerva-demo"]),
     ],
     dependencies: [
@@ -60,6 +61,16 @@ let package = Package(
             ],
             swiftSettings: swift6
         ),
+        // A cluster of servers on Redis (membership, stream ownership, relay between nodes) and publish/subscribe
+        // channels (in-process across loops, across nodes through Redis). Above the endpoint; its own RESP client.
+        .target(
+            name: "MinervaCluster",
+            dependencies: [
+                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swift6
+        ),
         // The Swift client: MinervaCore's client state machine over MinervaIO and MinervaHTTP (not the server).
         .target(
             name: "MinervaClient",
@@ -72,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "minerva-demo",
             dependencies: [
-                "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
+                "MinervaCluster", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -130,6 +141,14 @@ let package = Package(
                 "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "minerva-demo", "MinervaTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swift6
+        ),
+        .testTarget(
+            name: "MinervaClusterTests",
+            dependencies: [
+                "MinervaCluster", "MinervaServer", "MinervaHTTP", "MinervaIO", "MinervaCore", "MinervaTestSupport",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6
         ),

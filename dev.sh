@@ -20,11 +20,11 @@ demo)
     exec "$(swift build -c release --show-bin-path)/minerva-demo" "$@"
     ;;
 test)
-    ensure_apt "${BUILD_DEPS[@]}"
+    ensure_apt "${BUILD_DEPS[@]}" redis-server haproxy  # the cluster tests (MinervaClusterTests, cluster-test.sh)
     exec scripts/test-all.sh "$@"
     ;;
 bench)
-    ensure_apt "${BUILD_DEPS[@]}" nginx-light wrk
+    ensure_apt "${BUILD_DEPS[@]}" nginx-light wrk python3-socketio python3-aiohttp
     (cd Benchmarks && swift package --disable-sandbox benchmark --no-progress)
     exec Benchmarks/run-load.sh "$@"
     ;;

@@ -7,11 +7,16 @@
 #  3. Minerva echo round trips/s through the demo protocol over long-poll, the way a browser does it, with
 #     32, 256 and 2,000 concurrent streams (minerva-load, Benchmarks/Tools/minerva-load), and the same over one
 #     WebSocket per stream (`minerva-load --websocket`), with the ratio WebSocket / long-poll;
-#  4. the server's RSS per idle WebSocket stream (the hold of item 2 with `--websocket`, on a fresh demo process).
+#  4. the server's RSS per idle WebSocket stream (the hold of item 2 with `--websocket`, on a fresh demo process);
+#  3b. the peer a user would pick instead: python-socketio's WebSocket echo (Benchmarks/peers/socketio_echo.py) at
+#     32 and 256 streams, driven by the same generator (`minerva-load --socketio`);
+#  5. fan-out: N WebSocket streams in the demo's chat, one broadcast every 100 ms: delivery latency p50/p99/max and
+#     strings delivered per second (and per second of server CPU), on a fresh demo process.
 #
 #   Benchmarks/run-load.sh [--connections N] [--duration SECONDS] [--threads N]
 #                          [--echo-duration SECONDS] [--echo-streams "32 256 2000"] [--echo-repeat R]
-#                          [--hold N] [--only-minerva]
+#                          [--hold N] [--only-minerva] [--fanout N (10000; 0 skips)] [--fanout-duration S (30)]
+#                          [--no-peers]
 #
 # Prints requests/s and latency p50/p99 for each server and the ratio ours/nginx, then a table of the
 # Minerva figures. Needs nginx-light and wrk (`./dev.sh bench` installs them) unless --only-minerva.
@@ -27,6 +32,9 @@ ECHO_STREAMS="32 256 2000"
 ECHO_REPEAT=1
 HOLD=10000
 ONLY_MINERVA=0
+FANOUT=10000
+FANOUT_DURATION=30
+PEERS=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --connections) CONNECTIONS="$2"; shift 2 ;;
@@ -37,6 +45,9 @@ while [ $# -gt 0 ]; do
     --echo-repeat) ECHO_REPEAT="$2"; shift 2 ;;
     --hold) HOLD="$2"; shift 2 ;;
     --only-minerva) ONLY_MINERVA=1; shift ;;
+    --fanout) FANOUT="$2"; shift 2 ;;
+    --no-peers) PEERS=0; shift ;;
+    --fanout-duration) FANOUT_DURATION="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -210,15 +221,30 @@ fi
 # Echo round trips: one line of key=value figures per stream count and transport (with --echo-repeat R, the run
 # with the median round trips/s of R runs; the machine is shared, so single runs vary).
 ECHO_RESULTS=()
+# The peer: python-socketio (Debian's python3-socketio on aiohttp, one process) answering `echo` events, driven by the
+# same generator over WebSocket (Engine.IO 4); at 32 and 256 streams.
+PEER_PORT=""
+if [ "$PEERS" = 1 ] && /usr/bin/python3 -c 'import socketio, aiohttp' 2>/dev/null; then
+    PEER_PORT="$(free_port)"
+    /usr/bin/python3 Benchmarks/peers/socketio_echo.py "$PEER_PORT" >"$WORK/peer.log" 2>&1 &
+    PIDS+=($!)
+    wait_for "http://127.0.0.1:$PEER_PORT/healthz"
+fi
 for n in $ECHO_STREAMS; do
-  for transport in long-poll websocket; do
+  for transport in long-poll websocket socketio; do
     runs=()
     flag=""
+    target="$OURS_PORT"
     [ "$transport" = websocket ] && flag="--websocket"
+    if [ "$transport" = socketio ]; then
+        [ -n "$PEER_PORT" ] && [ "$n" -le 256 ] || continue
+        flag="--socketio"
+        target="$PEER_PORT"
+    fi
     for r in $(seq 1 "$ECHO_REPEAT"); do
         echo "echo: $n streams over $transport, 1 s warm-up + ${ECHO_DURATION}s (run $r of $ECHO_REPEAT)..." >&2
         load_before="$(cut -d' ' -f1 /proc/loadavg)"
-        line="$("$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --streams "$n" --duration "$ECHO_DURATION" $flag \
+        line="$("$LOAD" --host 127.0.0.1 --port "$target" --streams "$n" --duration "$ECHO_DURATION" $flag \
             2>>"$WORK/echo.err")" || true
         line="$line load_before=$load_before load_after=$(cut -d' ' -f1 /proc/loadavg)"
         echo "$line" >>"$WORK/echo.log"
@@ -267,6 +293,9 @@ for (transport, streams), rate in sorted(rates.items()):
     if transport == "websocket" and rates.get(("long-poll", streams)):
         print(f"ratio WebSocket / long-poll at {streams} streams: {rate / rates[('long-poll', streams)]:.2f}"
               " (target >= 2)")
+    if transport == "socketio-websocket" and rates.get(("websocket", streams)):
+        print(f"ratio Minerva WebSocket / python-socketio WebSocket at {streams} streams: "
+              f"{rates[('websocket', streams)] / rate:.2f}")
 PY
 echo "target: >= 25000 round trips/s with 32 streams (2 cores shared by server and load generator; the load" \
     "average includes both, about 2 when nothing else runs)"
@@ -283,4 +312,19 @@ import sys
 idle, held, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 print(f'server RSS: idle {idle} KiB, with {n} idle WebSocket streams {held} KiB: {(held - idle) * 1024 / n:.0f} bytes per idle WebSocket stream (target <= 2048)')
 " "$ws_idle_kib" "$ws_held_kib" "$HOLD"
+fi
+
+# --- Fan-out (issue 9 item 4): FANOUT WebSocket streams in the demo's chat, one broadcast every 100 ms ---
+if [ "$FANOUT" -gt 0 ]; then
+    FAN_PORT="$(free_port)"
+    "$DEMO" --host 127.0.0.1 --port "$FAN_PORT" --log-level warning >"$WORK/fanout-demo.log" 2>&1 &
+    FAN_PID=$!
+    PIDS+=("$FAN_PID")
+    wait_for "http://127.0.0.1:$FAN_PORT/healthz"
+    echo "fan-out: $FANOUT WebSocket streams in one chat, a broadcast every 100 ms for ${FANOUT_DURATION}s..." >&2
+    if fan_line="$("$LOAD" --fanout "$FANOUT" --interval 0.1 --duration "$FANOUT_DURATION" --port "$FAN_PORT" \
+        --server-pid "$FAN_PID" 2>"$WORK/fanout.err")"; then :; fi
+    printf '\nFan-out through the demo chat (%s receivers, one broadcast per 100 ms; the server and the load generator share the 2 cores)\n' "$FANOUT"
+    echo "${fan_line:-(run failed: $(head -c 300 "$WORK/fanout.err"))}"
+    echo "target: delivery p99 <= 50 ms"
 fi

@@ -15,7 +15,8 @@ declare -A ALLOWED=(
     [MinervaHTTP]="MinervaIO CShims"
     [MinervaServer]="MinervaHTTP MinervaIO MinervaCore"
     [MinervaClient]="MinervaCore MinervaIO MinervaHTTP"
-    [minerva-demo]="MinervaServer MinervaHTTP MinervaIO MinervaCore MinervaClient"
+    [MinervaCluster]="MinervaServer MinervaHTTP MinervaIO MinervaCore"
+    [minerva-demo]="MinervaCluster MinervaServer MinervaHTTP MinervaIO MinervaCore MinervaClient"
     [minerva-fuzz]="MinervaHTTP MinervaCore"
     [MinervaJSON]="MinervaCore"
     [MinervaJSONTests]="MinervaJSON MinervaCore"
@@ -24,6 +25,7 @@ declare -A ALLOWED=(
     [MinervaIOTests]="MinervaIO CShims MinervaTestSupport"
     [MinervaHTTPTests]="MinervaHTTP MinervaIO MinervaTestSupport"
     [MinervaServerTests]="MinervaServer MinervaHTTP MinervaIO MinervaCore minerva-demo MinervaTestSupport"
+    [MinervaClusterTests]="MinervaCluster MinervaServer MinervaHTTP MinervaIO MinervaCore MinervaTestSupport"
     [MinervaClientTests]="MinervaClient MinervaCore MinervaIO MinervaHTTP MinervaServer minerva-demo MinervaTestSupport"
 )
 

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${1:-all}"
 seconds="${2:-60}"
-targets=(http frames hello int32 engine)
+targets=(http frames hello int32 engine response mode websocket)
 [ "$target" = all ] || targets=("$target")
 
 swift build --build-path .build/fuzz --product minerva-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \

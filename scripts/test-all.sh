@@ -55,9 +55,15 @@ scripts/run-websocket-python-tests.sh 2>&1 | tee "$LOGS/websocket.log"
 echo "== the same WebSocket checks against minerva-demo --threads 2"
 MINERVA_DEMO_THREADS=2 scripts/run-websocket-python-tests.sh 2>&1 | tee "$LOGS/websocket-2-loops.log"
 
+echo "== deployment recipes: the browser suite and proxy checks through nginx (deploy/nginx-minerva.conf), proxy checks through HAProxy"
+scripts/run-nginx-tests.sh 2>&1 | tee "$LOGS/nginx.log"
+
+echo "== cluster: redis-server, 3 nodes with --redis, haproxy round-robin per request (scripts/cluster-test.sh)"
+scripts/cluster-test.sh 2>&1 | tee "$LOGS/cluster.log"
+
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
     "$LOGS/browser-2-loops.log" "$LOGS/websocket.log" "$LOGS/websocket-2-loops.log" "$LOGS/fuzz.log" \
-    "$LOGS/docs.log" <<'PY'
+    "$LOGS/docs.log" "$LOGS/nginx.log" "$LOGS/cluster.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -79,14 +85,22 @@ if p:
     passed += int(p.group(1))
 if f:
     failed += int(f.group(1))
-for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7]):
+for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[10]):
     browser = open(log, errors="replace").read()
-    m = re.search(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M)
-    if m:
+    # Every pytest summary of the log (run-nginx-tests.sh runs pytest twice: nginx, then HAProxy).
+    for m in re.finditer(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M):
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
 fuzz = open(sys.argv[8], errors="replace").read() + open(sys.argv[9], errors="replace").read()
 passed += len(re.findall(r"no invariant broken$|^(?:fuzz|docs|readme) \w+: ok", fuzz, re.M))
 failed += len(re.findall(r"^(?:fuzz|docs|readme) \w+: FAILED", fuzz, re.M))
+cluster = re.search(r"^cluster: (\d+) passed, (\d+) failed", open(sys.argv[11], errors="replace").read(), re.M)
+if cluster:
+    passed += int(cluster.group(1))
+    failed += int(cluster.group(2))
+    print(f"cluster: {cluster.group(1)} passed, {cluster.group(2)} failed")
+else:
+    failed += 1
+    print("cluster: no summary line (the script failed)")
 print(f"total: {passed} passed, {failed} failed")
 PY

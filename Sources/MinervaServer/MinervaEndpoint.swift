@@ -82,6 +82,9 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// connection (PROTOCOL.md 11.1). A WebSocket that sends no first message within ``socketModeTimeout`` is
     /// closed (1008).
     public var webSocketCloseTimeout = 5.0
+    /// Where streams run when several servers share them (a cluster, e.g. `MinervaCluster`); nil: every stream runs
+    /// here. Asked before each POST of `io/` runs.
+    public var placement: (any MinervaStreamPlacement)?
 
     /// `Client/minerva-client.js` of the source tree this library was built from (for ``clientScriptPath`` during
     /// development; a deployed binary does not need it).
@@ -269,8 +272,8 @@ public final class MinervaEndpoint: Sendable {
         return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
     }
 
-    /// Whether the request's `Origin` may use the endpoint: absent (a native client), the request's own origin
-    /// (`http://` or `https://` followed by its `Host`, so a TLS-terminating proxy in front changes nothing), or
+    /// Whether the request's `Origin` may use the endpoint: absent (a native client), the request's own site
+    /// (`http://` or `https://` followed by its `Host`'s name, any port, so a proxy in front changes nothing), or
     /// allowed by ``MinervaEndpointConfiguration/allowedOrigins``.
     /// `Origin: null` (sandboxed pages, files) passes only if `null` is listed. The rule of `io/` and of WebSockets
     /// (PROTOCOL.md 11.1).
@@ -285,22 +288,40 @@ public final class MinervaEndpoint: Sendable {
         return allowedOrigin(request) != nil
     }
 
-    /// Whether `origin` is `http://HOST` or `https://HOST` (ASCII case-insensitive scheme and host).
+    /// Whether `origin` is `http://` or `https://` followed by the host name of `host` (the `Host` header), on any
+    /// port (ASCII case-insensitive). The port is not compared: a reverse proxy or a test proxy in front (nginx,
+    /// HAProxy, a lossy proxy) often rewrites `Host` to the server's own address and port while the browser's `Origin`
+    /// names the proxy's; a page of another site has another host name either way.
     static func isOrigin(_ origin: UnsafeRawBufferPointer, ofHost host: UnsafeRawBufferPointer) -> Bool {
+        let hostName = withoutPort(host)
         for scheme in ["http://", "https://"] {
             let schemeBytes = Array(scheme.utf8)
-            guard origin.count == schemeBytes.count + host.count else { continue }
-            var equal = true
-            for (index, byte) in origin.enumerated() {
-                let expected = index < schemeBytes.count ? schemeBytes[index] : host[index - schemeBytes.count]
-                if lowercased(byte) != lowercased(expected) {
-                    equal = false
-                    break
-                }
+            guard origin.count > schemeBytes.count else { continue }
+            var schemeMatches = true
+            for index in 0..<schemeBytes.count where lowercased(origin[index]) != schemeBytes[index] {
+                schemeMatches = false
+                break
             }
-            if equal { return true }
+            guard schemeMatches else { continue }
+            let originHost = withoutPort(UnsafeRawBufferPointer(rebasing: origin[schemeBytes.count...]))
+            guard originHost.count == hostName.count else { return false }
+            for index in 0..<hostName.count where lowercased(originHost[index]) != lowercased(hostName[index]) {
+                return false
+            }
+            return true
         }
         return false
+    }
+
+    /// `name` or `[v6]` without a trailing `:port`.
+    private static func withoutPort(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var end = bytes.count
+        if let close = bytes.lastIndex(of: UInt8(ascii: "]")) {
+            end = close + 1  // an IPv6 literal: the port, if any, follows the bracket
+        } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
+            end = colon
+        }
+        return UnsafeRawBufferPointer(rebasing: bytes[..<end])
     }
 
     private static func lowercased(_ byte: UInt8) -> UInt8 {
@@ -478,12 +499,8 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             refuseOrigin(request, response)
             return
         }
-        let handle = newHandle()
         response.appendHeaderBlock(postHeaders)
         if let origin = endpoint.allowedOrigin(request) { endpoint.addCORSHeaders(origin, response) }
-        responses[handle.rawValue] = response
-        response.delegate = self
-        response.delegateTag = handle.rawValue
         var info = ConnectionInfo()
         if let connection = response.connection {
             let entry = addresses(of: connection)
@@ -497,6 +514,11 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
                 info.rateLimitKey = client
             }
         }
+        if endpoint.configuration.placement != nil, placementTakes(request, response, info) { return }
+        let handle = newHandle()
+        responses[handle.rawValue] = response
+        response.delegate = self
+        response.delegateTag = handle.rawValue
         if !peers.isEmpty, let owner = owner(ofBody: request.body) {
             handOffPost(request, handle: handle, info: info, to: owner)
             return

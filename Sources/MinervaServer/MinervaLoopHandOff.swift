@@ -126,7 +126,7 @@ extension MinervaLoopDriver {
             to: owner)
     }
 
-    private func handOff(_ transport: HandedOffTransport, handle: Int, to owner: Int) {
+    func handOff(_ transport: HandedOffTransport, handle: Int, to owner: Int) {
         proxied[handle] = ProxiedTransport(owner: owner)
         let from = loopIndex
         sendToLoop(owner) { $0.remoteOpened(transport, from: from, handle: handle) }

@@ -1,80 +1,64 @@
 // The demo protocol that minerva-demo runs and that tests and benchmarks rely on (issue 4, item 4).
+import MinervaCluster
 import MinervaCore
 import MinervaIO
 import MinervaServer
 import Synchronization
 
-/// The demo application: one ``MinervaDemoHandler`` per stream, a chat room per event loop.
+/// The demo application: one ``MinervaDemoHandler`` per stream; the chat is the channel `chat` of
+/// ``MinervaChannels`` (every loop of this server and, in a cluster, every node).
 ///
 /// Commands (one per received string): `echo:X`, `echo_twice:X`, `reset_me:R`, `string_then_reset_me:R`,
 /// `send_demo`, `begin_chat`, `broadcast:T`; anything else is answered with `unknown_message_type`. Streams are
-/// numbered from 0 in creation order across the whole process. A broadcast reaches the room of every loop: the
-/// sender's own loop at once, the others as a message to each loop (in the order the sender sent them).
+/// numbered from 0 in creation order across the whole process. A broadcast reaches every stream that sent
+/// `begin_chat`: on the sender's own loop at once, on the other loops and nodes in the order the sender sent them.
 final class MinervaDemoApplication: Sendable {
-    /// One room per loop, each opened only on its own loop.
-    private let rooms = Mutex<[ObjectIdentifier: MinervaLoopBound<MinervaDemoRoom>]>([:])
+    /// The chat channel's name.
+    static let chatChannel = "chat"
+    let channels: MinervaChannels
     private let streamCounter = Atomic<Int>(0)
 
     /// Creates the application.
-    init() {}
+    /// - Parameter channels: the channels the chat uses (default: this server's loops only).
+    init(channels: MinervaChannels = MinervaChannels()) {
+        self.channels = channels
+    }
 
     /// The handler factory to give to ``MinervaEndpoint``.
     var handlerFactory: MinervaEndpoint.HandlerFactory {
         { @Sendable [self] stream, loop in
-            let room = self.room(for: loop)
             let number = streamCounter.wrappingAdd(1, ordering: .relaxed).oldValue
-            return MinervaDemoHandler(number: number, room: room, application: self, loop: loop)
+            return MinervaDemoHandler(number: number, application: self, loop: loop)
         }
     }
 
-    /// The chat room of `loop`. Call on `loop`'s thread.
+    /// The chat room of `loop` (its members on that loop). Call on `loop`'s thread.
     /// - Parameter loop: the event loop.
-    /// - Returns: the room; use it on `loop`'s thread only.
+    /// - Returns: the room.
     func room(for loop: MinervaEventLoop) -> MinervaDemoRoom {
         loop.preconditionInEventLoop()
-        let bound = rooms.withLock { rooms in
-            if let room = rooms[ObjectIdentifier(loop)], room.eventLoop === loop { return room }
-            let room = MinervaLoopBound(MinervaDemoRoom(), eventLoop: loop)
-            rooms[ObjectIdentifier(loop)] = room
-            return room
-        }
-        return bound.value
-    }
-
-    /// Sends `line` to the rooms of the loops other than `loop` (each delivers it on its own thread).
-    func broadcastToOtherLoops(_ line: String, from loop: MinervaEventLoop) {
-        let others = rooms.withLock { rooms in rooms.values.filter { $0.eventLoop !== loop } }
-        for room in others { room.execute { $0.deliver(line) } }
+        return MinervaDemoRoom(memberCount: channels.memberCount(Self.chatChannel, on: loop))
     }
 }
 
-/// The streams of one loop that sent `begin_chat` (and have not reset).
-final class MinervaDemoRoom {
-    var members: [MinervaDemoHandler] = []
-
-    /// The number of streams in the room.
-    var memberCount: Int { members.count }
-
-    /// Sends `line` to every member.
-    func deliver(_ line: String) {
-        for member in members { member.deliver(line) }
-    }
+/// The chat members of one loop.
+struct MinervaDemoRoom {
+    /// The number of streams of the loop that sent `begin_chat` (and have not reset).
+    let memberCount: Int
 }
 
 /// The demo protocol's handler of one stream.
 final class MinervaDemoHandler: MinervaStreamHandler {
     /// The stream's number, assigned at creation (0, 1, 2...).
     let number: Int
-    private let room: MinervaDemoRoom
     private let application: MinervaDemoApplication
     private unowned let loop: MinervaEventLoop
     private weak var stream: ServerStream?
     private var demoTimer: MinervaLoopTimer?
     private var inRoom = false
 
-    init(number: Int, room: MinervaDemoRoom, application: MinervaDemoApplication, loop: MinervaEventLoop) {
+    init(number: Int, application: MinervaDemoApplication, loop: MinervaEventLoop) {
         self.number = number
-        self.room = room
         self.application = application
         self.loop = loop
     }
@@ -110,12 +94,11 @@ final class MinervaDemoHandler: MinervaStreamHandler {
         } else if text == "begin_chat" {
             if !inRoom {
                 inRoom = true
-                room.members.append(self)
+                application.channels.join(stream, MinervaDemoApplication.chatChannel, on: loop)
             }
         } else if let message = text.dropPrefix("broadcast:") {
-            let line = "TEXT|\(number)|\(message)"
-            room.deliver(line)
-            application.broadcastToOtherLoops(line, from: loop)
+            application.channels.publish(
+                "TEXT|\(number)|\(message)", to: MinervaDemoApplication.chatChannel, from: loop)
         } else {
             try stream.send("unknown_message_type")
         }
@@ -140,18 +123,13 @@ final class MinervaDemoHandler: MinervaStreamHandler {
         }
     }
 
-    /// Sends a chat line to this member's stream (if it is still open).
-    func deliver(_ line: String) {
-        if let stream, !stream.isReset { try? stream.send(line) }
-    }
-
     /// Leaves the room and stops the send demo.
     func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {
         demoTimer?.cancel()
         demoTimer = nil
         if inRoom {
             inRoom = false
-            room.members.removeAll { $0 === self }
+            application.channels.leaveAll(stream, on: loop)
         }
     }
 }

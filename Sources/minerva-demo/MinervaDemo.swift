@@ -2,6 +2,7 @@
 import ArgumentParser
 import Logging
 import Metrics
+import MinervaCluster
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
@@ -58,10 +59,22 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Serve this file at /chat instead of the chat page compiled into the binary.")
     var chatPage: String?
 
+    @Option(
+        help:
+            "Join the cluster of every node using this Redis (redis://HOST:PORT): any node then accepts any request of any stream."
+    )
+    var redis: String?
+
+    @Option(help: "With --redis: the host:port the other nodes reach this node at (default: the bound address).")
+    var advertise: String?
+
     @Flag(inversion: .prefixedNo, help: "Serve Prometheus metrics at /metrics.")
     var metrics = true
 
     func validate() throws {
+        if let redis, MinervaClusterConfiguration.parse(redisURL: redis) == nil {
+            throw ValidationError("--redis wants redis://HOST:PORT, not \(redis)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level \(logLevel)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard maxNewStreamsPerSecond >= 0 else { throw ValidationError("bad --max-new-streams-per-second") }
@@ -99,9 +112,13 @@ struct MinervaDemo: ParsableCommand {
         minerva.engine.maxStreams = maxStreams
         minerva.engine.maxNewStreamsPerKeyPerSecond = maxNewStreamsPerSecond
         minerva.clientScriptPath = clientScript
-        let demo = MinervaDemoApplication()
+        let cluster = try redis.map { MinervaCluster(configuration: try MinervaClusterConfiguration(redisURL: $0)) }
+        minerva.placement = cluster
+        let channels = MinervaChannels(cluster: cluster)
+        let demo = MinervaDemoApplication(channels: channels)
         let endpoint = MinervaEndpoint(
-            configuration: minerva, logger: Logger(label: "minerva"), handlerFactory: demo.handlerFactory)
+            configuration: minerva, logger: Logger(label: "minerva"),
+            handlerFactory: cluster?.tracking(demo.handlerFactory) ?? demo.handlerFactory)
         endpoint.mount(on: router)
         let html = "text/html; charset=utf-8"
         let chat =
@@ -128,6 +145,12 @@ struct MinervaDemo: ParsableCommand {
         try server.start()
         let address = server.localAddress.contains(":") ? "[\(server.localAddress)]" : server.localAddress
         logger.info("minerva-demo listening on http://\(address):\(server.localPort)/ (\(threads) loop thread(s))")
+        if let cluster, let redis {
+            let advertised = advertise ?? "\(address):\(server.localPort)"
+            cluster.start(on: server.eventLoops, advertising: advertised)
+            logger.info("cluster node \(advertised) on \(redis)")
+        }
+        channels.start(on: server.eventLoops)
         var socketListener: MinervaSocketListener?
         if let socketPort {
             socketListener = try MinervaSocketListener(

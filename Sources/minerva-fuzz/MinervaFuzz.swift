@@ -6,7 +6,7 @@
 // replays files: `minerva-fuzz <target> [file...]`.
 import Glibc
 import MinervaCore
-@_spi(Benchmarks) import MinervaHTTP
+@_spi(Benchmarks) @_spi(MinervaTools) import MinervaHTTP
 
 /// One fuzz target: bytes in, a trap if an invariant breaks.
 enum FuzzTarget: String, CaseIterable {
@@ -20,6 +20,12 @@ enum FuzzTarget: String, CaseIterable {
     case int32
     /// Whole engine: the bytes as an HTTP body, then as socket frames, of transports of one engine.
     case engine
+    /// HTTP responses (the client side's http-parser wrapper), fed in two chunks.
+    case response
+    /// Socket-mode detection (policy file, `<int32/>`, abort), fed byte by byte.
+    case mode
+    /// WebSocket client frames (masking, fragmentation, control frames, size limit), in chunks.
+    case websocket
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         switch self {
@@ -28,6 +34,9 @@ enum FuzzTarget: String, CaseIterable {
         case .hello: fuzzHello(bytes)
         case .int32: fuzzInt32(bytes)
         case .engine: fuzzEngine(bytes)
+        case .response: fuzzResponse(bytes)
+        case .mode: fuzzMode(bytes)
+        case .websocket: fuzzWebSocket(bytes)
         }
     }
 }
@@ -110,6 +119,54 @@ func fuzzEngine(_ bytes: UnsafeRawBufferPointer) {
     engine.resetIdleStreams()
 }
 
+func fuzzResponse(_ bytes: UnsafeRawBufferPointer) {
+    let decoder = HTTPResponseDecoder()
+    let split = bytes.isEmpty ? 0 : Int(bytes[0]) % (bytes.count + 1)
+    var bodyBytes = 0
+    do {
+        for part in [bytes[..<split], bytes[split...]] {
+            try decoder.feed(UnsafeRawBufferPointer(rebasing: part)) { event in
+                if case .body(let body) = event { bodyBytes += body.count }
+            }
+        }
+        _ = decoder.connectionClosed()
+    } catch {}
+    check(bodyBytes <= bytes.count, "more body bytes than input")
+}
+
+func fuzzMode(_ bytes: UnsafeRawBufferPointer) {
+    var detector = SocketModeDetector(policy: Array("<policy/>".utf8), now: 0)
+    var decided = false
+    for (index, byte) in bytes.enumerated() {
+        switch detector.receive(CollectionOfOne(byte)) {
+        case .needMoreBytes:
+            check(!decided, "undecided again after a decision")
+            check(index < SocketModeDetector.maxUndecidedBytes, "more than 512 bytes without a decision")
+        case .int32(let remainder):
+            // The decision, then every later byte passes through as the frame stream.
+            check(decided ? remainder.elementsEqual(CollectionOfOne(byte)) : remainder.isEmpty, "int32 bytes lost")
+            decided = true
+        case .policyFile, .abort:
+            check(!decided, "a second decision")
+            decided = true
+        case .ignore:
+            check(decided, "ignoring before a decision")
+        }
+    }
+}
+
+func fuzzWebSocket(_ bytes: UnsafeRawBufferPointer) {
+    let probe = MinervaWebSocketCodecProbe()
+    var index = 0
+    while index < bytes.count {
+        let size = 1 + Int(bytes[index]) % 97
+        let end = min(bytes.count, index + size)
+        probe.feed(UnsafeRawBufferPointer(rebasing: bytes[index..<end]))
+        index = end
+    }
+    check(probe.messageBytes <= bytes.count, "more message bytes than input")
+}
+
 /// Sends every string back.
 final class EchoHandler: MinervaStreamHandler {
     func streamStarted(_ stream: ServerStream) throws {}
@@ -188,6 +245,9 @@ final class EchoHandler: MinervaStreamHandler {
             "0N\necho:hi \n|0A\n5N\nx \nbye|1!\n",
             "{\"tnum\":0,\"new\":1,\"ver\":2,\"id\":\"abcdefghijklmnopqrstuv\",\"ming\":1,\"maxia\":0,\"seenack\":\"|-1\"}",
             "\u{0}\u{0}\u{0}\u{2}0N\u{0}\u{0}\u{0}\u{8}echo:hi \u{0}\u{0}\u{0}\u{3}|0A",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n;)]}^\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+            "<int32/>\n\u{0}\u{0}\u{0}\u{1}C",
+            "\u{81}\u{83}abcd\u{2}\u{3}\u{4}\u{1}\u{82}abcd\u{1}\u{89}\u{80}abcd\u{80}\u{81}abcd\u{5}",
         ]
 
         static func replay(_ target: FuzzTarget, _ path: String) {

@@ -263,6 +263,32 @@ struct ClientReactionTests {
         #expect(actions.disconnected)
     }
 
+    @Test func aPenaltyResetWaitsForTheOtherOpenTransportWhichMayCarryTheServersReset() throws {
+        // The server reset the stream while a poll sent just after it got stream_attach_failure, and that answer came
+        // first: the upload still open carries the real reason.
+        var client = try established()
+        try client.send("reset_me:go away")
+        client.runTimers(until: client.now + 0.1)
+        let upload = try #require(client.log.opened.last { $0.transportNumber != 1 })
+        var actions = client.respond(1, preamble + "stream_attach_failureK\n")
+        #expect(actions.resets.isEmpty)
+        #expect(actions.opened.isEmpty)
+        actions = client.respond(upload.transportNumber, preamble + "go away|1!\n")
+        #expect(actions.resets.map { $0.reason } == ["go away"])
+        #expect(actions.resets.map { $0.applicationLevel } == [true])
+    }
+
+    @Test func aPenaltyResetHappensAfterTheGraceWhenNoResetArrives() throws {
+        var client = try established()
+        try client.send("x")
+        client.runTimers(until: client.now + 0.1)
+        var actions = client.respond(1, preamble + "stream_attach_failureK\n")
+        #expect(actions.resets.isEmpty)
+        actions = client.runTimers(until: client.now + ClientStreamMachine.penaltyResetGrace + 0.1)
+        #expect(actions.resets.map { $0.reason } == ["stream penalty reached limit"])
+        #expect(client.machine.state == .disconnected)
+    }
+
     @Test func penaltyResetsAfterACleanTransport() throws {
         var client = try established()
         client.respond(1, preamble + "acked_unsent_stringsK\n")

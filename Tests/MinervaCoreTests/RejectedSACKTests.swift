@@ -35,3 +35,19 @@ import Testing
         #expect(h.stream?.lastSackSeenByServer == SACK.initial)
     }
 }
+
+/// Sequence numbers stay within 2^53 (PROTOCOL.md 2.2): a string that would need a larger one is a kill, so the
+/// server never emits a SACK its peers must reject (issue 12 item 6).
+@Suite struct SequenceNumberLimitTests {
+    @Test func theStringNumbered2To53IsTheLastOne() {
+        let h = Harness()
+        let t = h.socket()
+        h.send(t, [hs(), "9007199254740992N", "last "])
+        #expect(h.out(t) == ["C", "9007199254740992|-1A"])  // held: strings 0... are missing
+        let t1 = h.socket()
+        h.send(t1, [hs("-new", "tnum:1"), "9007199254740992N", "a ", "b "])
+        let out = h.out(t1)
+        #expect(out.contains("invalid_frame_type_or_argumentsK"))
+        #expect(!out.contains { $0.contains("9007199254740993") })
+    }
+}

@@ -33,18 +33,23 @@ def free_port():
 
 def main():
     client = sys.argv[1]
+    # MINERVA_SERVER_URL: use that server (e.g. a balancer in front of a cluster) instead of starting one; its
+    # --static-dir must already hold minerva-client.js (the original) and orig.html (check.html).
+    server = os.environ.get('MINERVA_SERVER_URL', '').rstrip('/')
     static = tempfile.mkdtemp()
     shutil.copy(client, os.path.join(static, 'minerva-client.js'))
     shutil.copy(os.path.join(HERE, 'check.html'), os.path.join(static, 'orig.html'))
     port = free_port()
+    base = server or 'http://127.0.0.1:%d' % port
     threads = os.environ.get('MINERVA_DEMO_THREADS', '1')
-    demo = subprocess.Popen([os.path.join(REPO, '.build', 'debug', 'minerva-demo'), '--port', str(port),
-                             '--static-dir', static, '--threads', threads], stderr=subprocess.DEVNULL)
+    demo = None if server else subprocess.Popen(
+        [os.path.join(REPO, '.build', 'debug', 'minerva-demo'), '--port', str(port), '--static-dir', static,
+         '--threads', threads], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                urllib.request.urlopen('http://127.0.0.1:%d/healthz' % port, timeout=2)
+                urllib.request.urlopen(base + '/healthz', timeout=2)
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -56,7 +61,7 @@ def main():
             options.add_argument(argument)
         driver = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
         try:
-            driver.get('http://127.0.0.1:%d/static/orig.html' % port)
+            driver.get(base + '/static/orig.html')
             deadline = time.time() + 60
             while time.time() < deadline and driver.title != 'done':
                 time.sleep(0.2)
@@ -64,8 +69,9 @@ def main():
         finally:
             driver.quit()
     finally:
-        demo.terminate()
-        demo.wait()
+        if demo:
+            demo.terminate()
+            demo.wait()
         shutil.rmtree(static)
     checks = {k: results.get(k) for k in ('echoOk', 'chatOk', 'resetOk', 'afterResetOk')}
     print(json.dumps({'checks': checks, 'errors': results['errors'], 'echoMs': results.get('echoMs'),

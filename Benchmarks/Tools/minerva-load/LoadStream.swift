@@ -18,6 +18,10 @@ final class LoadStats {
     var reopened = 0
     /// True while round trips are being counted.
     var counting = false
+    /// Fan-out: broadcasts received, and their delivery latencies in microseconds (sent by the broadcaster, stamped with
+    /// the monotonic clock that the whole machine shares).
+    var delivered = 0
+    var deliveryLatencies: [UInt32] = []
     private var printedErrors = 0
 
     /// Creates empty statistics.
@@ -42,6 +46,10 @@ enum LoadMode {
     case echo
     /// Create the stream, then hold one open long-poll primary.
     case hold
+    /// Join the demo's chat (`begin_chat`) and time every broadcast that arrives (WebSocket streams only).
+    case fanout
+    /// Send `broadcast:<monotonic nanoseconds>` when told to (WebSocket streams only).
+    case broadcast
 }
 
 /// Bytes used to build requests, made once.

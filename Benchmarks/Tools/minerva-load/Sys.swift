@@ -149,3 +149,18 @@ func exitProcess(_ code: Int32) -> Never {
     fflush(nil)
     exit(code)
 }
+
+/// The contents of a small text file (e.g. under /proc), or nil.
+func readTextFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n <= 0 { break }
+        bytes += chunk[..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}

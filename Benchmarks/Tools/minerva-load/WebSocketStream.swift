@@ -27,15 +27,67 @@ final class WebSocketStream: LoadClient {
     /// Set when the run ends: nothing more is sent.
     var stopped = false
 
+    /// Speaks Socket.IO (Engine.IO 4 over WebSocket, an `echo` event) instead of Minerva: the peer benchmark.
+    private let socketIO: Bool
+
     /// Creates a stream; call `start()` to begin.
-    init(mode: LoadMode, loop: LoadLoop, stats: LoadStats, host: String, port: UInt16, prefix: String) {
+    init(
+        mode: LoadMode, loop: LoadLoop, stats: LoadStats, host: String, port: UInt16, prefix: String,
+        socketIO: Bool = false
+    ) {
         self.mode = mode
         self.loop = loop
         self.stats = stats
+        self.socketIO = socketIO
+        let target = socketIO ? "/socket.io/?EIO=4&transport=websocket" : "\(prefix)ws"
         handshake = Array(
-            ("GET \(prefix)ws HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            ("GET \(target) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                + "Sec-WebSocket-Protocol: minerva.v2\r\n\r\n").utf8)
+                + (socketIO ? "" : "Sec-WebSocket-Protocol: minerva.v2\r\n") + "\r\n").utf8)
+    }
+
+    /// Socket.IO: one Engine.IO packet (`0` open, `2` ping, `40` connected, `42[...]` an event).
+    private func socketIOPacket(_ bytes: ArraySlice<UInt8>) {
+        guard let type = bytes.first else { return }
+        switch type {
+        case UInt8(ascii: "0"):
+            sendMessage(Array("40".utf8))  // connect to the default namespace
+        case UInt8(ascii: "2"):
+            sendMessage(Array("3".utf8))  // pong
+        case UInt8(ascii: "4"):
+            let rest = bytes.dropFirst()
+            if rest.first == UInt8(ascii: "0") {
+                if mode == .echo { sendNextSocketIOEcho() }
+                if mode == .hold { holding = true }
+            } else if rest.first == UInt8(ascii: "2") {
+                // 42["echo","<n>"]
+                let digits = rest.reversed().drop { !(0x30...0x39).contains($0) }.prefix { (0x30...0x39).contains($0) }
+                let value = digits.reversed().reduce(0) { $0 * 10 + Int($1 - 0x30) }
+                guard let (expected, sentAt) = awaiting, value == expected else {
+                    stats.error("unexpected event \(String(decoding: bytes, as: UTF8.self))")
+                    return
+                }
+                awaiting = nil
+                if stats.counting && sentAt >= stats.countingSince {
+                    stats.roundTrips += 1
+                    stats.latencies.append(UInt32(min((monotonicNanos() - sentAt) / 1000, UInt64(UInt32.max))))
+                }
+                if !stopped { sendNextSocketIOEcho() }
+            }
+        default:
+            break
+        }
+    }
+
+    private func sendNextSocketIOEcho() {
+        let value = nextEcho
+        nextEcho += 1
+        var packet = Array("42[\"echo\",\"".utf8)
+        appendDecimal(&packet, value)
+        packet += Array("\"]".utf8)
+        sendMessage(packet)
+        awaiting = (value, monotonicNanos())
+        stats.requests += 1
     }
 
     private static let idAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
@@ -130,12 +182,43 @@ final class WebSocketStream: LoadClient {
     }
 
     private func sendHello() {
+        if socketIO { return }  // Socket.IO: the server speaks first (the open packet)
         var hello = Array(#"{"tnum":0,"ver":2,"new":true,"id":""#.utf8)
         hello += id
         hello += Array(#"","ming":true,"maxia":0,"eeds":null,"seenack":"|-1"}H"#.utf8)
         sendMessage(hello)
         if mode == .echo { sendNextEcho(sack: false) }
+        if mode == .fanout { sendMessage(Array("begin_chat ".utf8)) }
         flush()
+    }
+
+    /// Broadcaster: sends one `broadcast:<now>` to the chat.
+    func broadcastNow() {
+        guard upgraded, fd >= 0, !stopped else { return }
+        var frame = Array("broadcast:".utf8)
+        appendDecimal(&frame, Int(monotonicNanos()))
+        frame.append(UInt8(ascii: " "))
+        sendMessage(frame)
+        stats.requests += 1
+        flush()
+    }
+
+    /// Fan-out: one chat line `TEXT|<sender>|<nanoseconds>` arrived; acknowledge now and then.
+    private func chatLine(_ bytes: ArraySlice<UInt8>) {
+        receivedAck += 1
+        if let bar = bytes.lastIndex(of: UInt8(ascii: "|")), let sent = parseDecimal(bytes[(bar + 1)...].dropLast()) {
+            stats.delivered += 1
+            let now = monotonicNanos()
+            let micros = now > UInt64(sent) ? (now - UInt64(sent)) / 1000 : 0
+            stats.deliveryLatencies.append(UInt32(min(micros, UInt64(UInt32.max))))
+        }
+        if receivedAck % 32 == 31 && !stopped {
+            var frame: [UInt8] = [UInt8(ascii: "|")]
+            appendDecimal(&frame, receivedAck)
+            frame.append(UInt8(ascii: "A"))
+            sendMessage(frame)
+            flush()
+        }
     }
 
     /// Queues the SACK of what was received (so the server can drop it) and the next `echo:<n>`.
@@ -207,6 +290,7 @@ final class WebSocketStream: LoadClient {
             let payload = input[(at + headerLength)..<(at + headerLength + length)]
             at += headerLength + length
             switch opcode {
+            case 1 where socketIO: socketIOPacket(payload)
             case 1: frame(payload)
             case 8:
                 fail(
@@ -236,7 +320,9 @@ final class WebSocketStream: LoadClient {
         guard let type = bytes.last else { return }
         switch type {
         case UInt8(ascii: "C"):
-            if mode == .hold { holding = true }
+            if mode != .echo { holding = true }
+        case UInt8(ascii: " ") where mode == .fanout:
+            chatLine(bytes)
         case UInt8(ascii: " "):
             receivedAck += 1
             guard let (value, sentAt) = awaiting, parseDecimal(bytes.dropLast()) == value else {

@@ -3,6 +3,11 @@
 //   minerva-load [--streams N] [--duration S] [--warmup S] [--host H] [--port P] [--prefix /_minerva/]
 //   minerva-load --hold N [--duration S] [--host H] [--port P] [--prefix /_minerva/]
 //   add --websocket to either: each stream is one WebSocket (`<prefix>ws`, PROTOCOL.md 11.1) instead of long-polls
+//   minerva-load --socketio [--streams N] ...: the peer: Socket.IO echo events over WebSocket (Engine.IO 4)
+//   minerva-load --fanout N [--interval S] [--duration S] [--server-pid PID] [--host H] [--port P]
+//     N WebSocket streams join the demo's chat; once all are in, one more stream broadcasts its clock every --interval
+//     (0.1 s) for --duration; prints delivery latency p50/p99/max, strings delivered per second, and (with
+//     --server-pid) per second of server CPU time.
 //
 // Echo mode: N streams, each a browser-like long-poll client (PROTOCOL.md 7.3, 7.4) sending `echo:<n>` and
 // waiting for `<n>` before sending the next. Prints one line of `key=value` figures: round trips/s, p50/p99
@@ -18,6 +23,10 @@ var port: UInt16 = 8080
 var prefix = "/_minerva/"
 var holdCount: Int?
 var webSocket = false
+var fanoutCount: Int?
+var socketIO = false
+var interval = 0.1
+var serverPID: Int?
 
 var arguments = CommandLine.arguments.dropFirst()
 @MainActor func value(_ name: String) -> String {
@@ -47,6 +56,12 @@ while let argument = arguments.popFirst() {
     case "--prefix": prefix = value(argument)
     case "--hold": holdCount = number(argument, Int.self)
     case "--websocket": webSocket = true
+    case "--fanout": fanoutCount = number(argument, Int.self)
+    case "--socketio":
+        socketIO = true
+        webSocket = true
+    case "--interval": interval = number(argument, Double.self)
+    case "--server-pid": serverPID = number(argument, Int.self)
     case "-h", "--help":
         print(
             "usage: minerva-load [--streams N] [--duration S] [--warmup S] [--host IPv4] [--port P] [--prefix P]\n"
@@ -64,6 +79,74 @@ ignoreSIGPIPE()
 let loop = LoadLoop(host: host, port: port)
 let template = RequestTemplate(host: host, port: port, prefix: prefix)
 let stats = LoadStats()
+
+if let fanoutCount {
+    runFanout(fanoutCount)
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+func cpuSeconds(_ pid: Int) -> Double? {
+    guard let text = readTextFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / 100  // USER_HZ
+}
+
+@MainActor func runFanout(_ count: Int) -> Never {
+    let receivers = (0..<count).map { _ in
+        WebSocketStream(mode: .fanout, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
+    }
+    for receiver in receivers { receiver.start() }
+    let joinDeadline = monotonicNanos() + 120_000_000_000
+    while receivers.contains(where: { !$0.holding }) && monotonicNanos() < joinDeadline {
+        loop.runOnce(timeoutMilliseconds: 100)
+    }
+    // A quiet second so that every begin_chat has been read.
+    let settle = monotonicNanos() + 1_000_000_000
+    while monotonicNanos() < settle { loop.runOnce(timeoutMilliseconds: 50) }
+    let joined = receivers.filter(\.holding).count
+    let sender = WebSocketStream(mode: .broadcast, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
+    sender.start()
+    while !sender.holding { loop.runOnce(timeoutMilliseconds: 10) }
+    let cpuBefore = serverPID.flatMap(cpuSeconds)
+    let begin = monotonicNanos()
+    let end = begin + UInt64(duration * 1e9)
+    var next = begin
+    var broadcasts = 0
+    while monotonicNanos() < end {
+        if monotonicNanos() >= next {
+            sender.broadcastNow()
+            broadcasts += 1
+            next += UInt64(interval * 1e9)
+        }
+        loop.runOnce(timeoutMilliseconds: 1)
+    }
+    // Stragglers: up to 5 s for the last broadcasts to arrive everywhere.
+    let drain = monotonicNanos() + 5_000_000_000
+    while stats.delivered < broadcasts * joined && monotonicNanos() < drain { loop.runOnce(timeoutMilliseconds: 10) }
+    let elapsed = Double(monotonicNanos() - begin) / 1e9
+    let cpuAfter = serverPID.flatMap(cpuSeconds)
+    for receiver in receivers { receiver.stopped = true }
+    sender.stopped = true
+    var sorted = stats.deliveryLatencies
+    sorted.sort()
+    func ms(_ fraction: Double) -> String {
+        guard !sorted.isEmpty else { return "0" }
+        return fixed(Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]) / 1000, 2)
+    }
+    let perSecond = Double(stats.delivered) / elapsed
+    var line =
+        "fanout receivers=\(joined) broadcasts=\(broadcasts) expected=\(broadcasts * joined) delivered=\(stats.delivered) "
+        + "p50_ms=\(ms(0.5)) p99_ms=\(ms(0.99)) max_ms=\(ms(1.0)) delivered_per_s=\(Int(perSecond))"
+    if let cpuBefore, let cpuAfter, cpuAfter > cpuBefore {
+        line += " server_cpu_s=\(fixed(cpuAfter - cpuBefore, 2))"
+        line += " delivered_per_cpu_s=\(Int(Double(stats.delivered) / (cpuAfter - cpuBefore)))"
+    }
+    line += " errors=\(stats.errors)"
+    print(line)
+    flushOutput()
+    exitProcess(stats.errors == 0 && stats.delivered == broadcasts * joined ? 0 : 1)
+}
 
 if let holdCount {
     // Hold mode.
@@ -115,7 +198,7 @@ let streams = (0..<(webSocket ? 0 : streamCount)).map { _ in
     LoadStream(mode: .echo, loop: loop, template: template, stats: stats)
 }
 let sockets = (0..<(webSocket ? streamCount : 0)).map { _ in
-    WebSocketStream(mode: .echo, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
+    WebSocketStream(mode: .echo, loop: loop, stats: stats, host: host, port: port, prefix: prefix, socketIO: socketIO)
 }
 for stream in streams { stream.start() }
 for socket in sockets { socket.start() }
@@ -157,7 +240,7 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 let rate = Double(stats.roundTrips) / elapsed
 let requestRate = Double(stats.requests - requestsAtStart) / elapsed
 print(
-    "transport=\(webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
+    "transport=\(socketIO ? "socketio-websocket" : webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
         + "round_trips_per_s=\(Int(rate.rounded())) requests_per_s=\(Int(requestRate.rounded())) "
         + "p50_ms=\(fixed(percentile(0.5), 3)) p99_ms=\(fixed(percentile(0.99), 3)) errors=\(stats.errors)")
 exitProcess(stats.errors == 0 ? 0 : 1)

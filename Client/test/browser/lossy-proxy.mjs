@@ -59,7 +59,9 @@ export function startProxy(options) {
     });
 
     function forward(req, res, body, abortDuring) {
-        const headers = { ...req.headers, host: target.host };
+        // Host passes unchanged, as a deployed reverse proxy must (README, Deployment): the server accepts a
+        // browser's Origin only when it is http(s):// + Host, and the page's origin is this proxy's.
+        const headers = { ...req.headers };
         const upstream = http.request(
             { host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
             (up) => {

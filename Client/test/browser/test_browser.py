@@ -26,6 +26,7 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,6 +35,12 @@ ENABLED = os.environ.get('MINERVA_BROWSER_TESTS') == '1'
 TRANSPORTS = ('websocket', 'auto', 'streaming', 'long-poll')
 # Through lossy-proxy.mjs, which passes no WebSocket upgrades: 'auto' shows the fallback to HTTP streaming.
 HTTP_TRANSPORTS = ('auto', 'streaming', 'long-poll')
+# MINERVA_BROWSER_TRANSPORTS (comma-separated) limits the transports tried, e.g. `streaming,long-poll` for a cluster,
+# which relays HTTP transports between nodes but not WebSockets; the WebSocket-only tests then skip.
+if os.environ.get('MINERVA_BROWSER_TRANSPORTS'):
+    _only = os.environ['MINERVA_BROWSER_TRANSPORTS'].split(',')
+    TRANSPORTS = tuple(t for t in TRANSPORTS if t in _only)
+    HTTP_TRANSPORTS = tuple(t for t in HTTP_TRANSPORTS if t in _only)
 RESTRICTED = ''.join(chr(c) for c in range(0x20, 0x7F))
 
 
@@ -57,9 +64,18 @@ def wait_for_http(url, timeout=30.0):
 
 class Demo:
     """The release minerva-demo on a free loopback port (flags per issue 4; --static-dir is assumed), with
-    MINERVA_DEMO_THREADS event loops (default 1)."""
+    MINERVA_DEMO_THREADS event loops (default 1). With MINERVA_SERVER_URL set (e.g. nginx in front of a demo that
+    serves this folder with --static-dir, scripts/run-nginx-tests.sh), that server is used and nothing is started."""
 
     def __init__(self):
+        self.process = None
+        if os.environ.get('MINERVA_SERVER_URL'):
+            self.base = os.environ['MINERVA_SERVER_URL'].rstrip('/')
+            url = urllib.parse.urlsplit(self.base)
+            self.host, self.port = url.hostname, url.port or 80
+            wait_for_http(self.base + '/healthz')
+            return
+        self.host = '127.0.0.1'
         self.port = free_port()
         binary = os.environ.get('MINERVA_DEMO_BINARY') or os.path.join(REPO, '.build', 'release', 'minerva-demo')
         threads = os.environ.get('MINERVA_DEMO_THREADS', '1')  # the suite runs with 1 and with 2 event loops
@@ -73,8 +89,9 @@ class Demo:
         wait_for_http(self.base + '/healthz')
 
     def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 class Proxy:
@@ -104,8 +121,9 @@ class WebSocketKillingProxy:
     command aborts them (no close frame: the TCP connection just dies) and refuses new upgrades (closes the
     connection as soon as the upgrade request arrives) until told to allow them again."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, target_host='127.0.0.1'):
         self.target_port = target_port
+        self.target_host = target_host
         self.refusing = False
         self.upgraded = set()
         self.tasks = set()
@@ -160,7 +178,7 @@ class WebSocketKillingProxy:
             self.stats['refused'] += 1
             writer.transport.abort()
             return
-        up_reader, up_writer = await asyncio.open_connection('127.0.0.1', self.target_port)
+        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         up_writer.write(head)
         pair = (writer, up_writer)
         if upgrade:
@@ -319,6 +337,7 @@ class BrowserTests(unittest.TestCase):
             self.assertIsInstance(ms, (int, float))
             print(f'2000 echo round trips over {transport}: {ms:.0f} ms')
 
+    @unittest.skipUnless('websocket' in TRANSPORTS, 'WebSocket not among MINERVA_BROWSER_TRANSPORTS')
     def test_chromium_websocket_against_the_server(self):
         """Chromium's own WebSocket, no Minerva client (issue 11, item 2): PROTOCOL.md 11.1 W1-W3 and W14."""
         self.open_harness()
@@ -327,11 +346,12 @@ class BrowserTests(unittest.TestCase):
         self.assertEqual(result['frames'], ['C', '|0A', '0N', 'hi ', '|1A', 'bye|1!', 'Y'])
         self.assertEqual(result['closeCode'], 1000)
 
+    @unittest.skipUnless('websocket' in TRANSPORTS, 'WebSocket not among MINERVA_BROWSER_TRANSPORTS')
     def test_websockets_killed_mid_stream_switch_to_http_and_back(self):
         """A proxy kills the WebSockets mid-stream and refuses upgrades for a while: the stream moves to HTTP
         streaming and back to WebSocket, and 4,000 strings arrive once each, in order (issue 11)."""
         strings = [f'{i}:' + 'z' * (i % 200) for i in range(4000)]
-        proxy = WebSocketKillingProxy(self.demo.port)
+        proxy = WebSocketKillingProxy(self.demo.port, self.demo.host)
         result = {'states': None}
         try:
             self.open_harness(proxy.base)

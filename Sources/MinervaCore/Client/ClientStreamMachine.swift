@@ -101,6 +101,13 @@ public struct ClientStreamMachine: Sendable {
     private var webSocketFailures = 0
     /// ``ClientEndpointKind/auto``: when to try WebSocket again.
     private var webSocketRetryAt: Double?
+    /// When the penalty limit was reached while other transports were still open: the stream is reset for the
+    /// penalty once they are gone or at this time, whichever comes first. One of them may carry the server's own
+    /// reset (a poll sent just after the server reset the stream gets `stream_attach_failure` and may be answered
+    /// first), which then wins.
+    private var penaltyResetAt: Double?
+    /// How long a penalty reset waits for the other open transports.
+    static let penaltyResetGrace = 1.0
 
     /// Creates a stream (unstarted).
     /// - Parameters:
@@ -154,6 +161,7 @@ public struct ClientStreamMachine: Sendable {
         if case .delay(let until) = primary { consider(until) }
         if case .delay(let until) = secondary { consider(until) }
         if let at = webSocketRetryAt { consider(at) }
+        if let at = penaltyResetAt { consider(at) }
         return result
     }
 
@@ -347,10 +355,21 @@ public struct ClientStreamMachine: Sendable {
         return finish()
     }
 
-    /// Handles everything due at `now`: receive timeouts, delay placeholders, the coalesced send attempt.
+    private mutating func resetForPenalty() {
+        penaltyResetAt = nil
+        actions.append(.streamReset(reason: Array("stream penalty reached limit".utf8), applicationLevel: false))
+        disconnect()
+    }
+
+    /// Handles everything due at `now`: receive timeouts, delay placeholders, the coalesced send attempt, a penalty
+    /// reset that waited for the other transports.
     /// - Parameter now: the current time in seconds.
     /// - Returns: the actions to carry out.
     public mutating func timersDue(now: Double) -> [ClientAction] {
+        if let at = penaltyResetAt, at <= now {
+            if state == .started { resetForPenalty() } else { penaltyResetAt = nil }
+            return finish()
+        }
         for number in transports.keys.sorted() {
             guard var transport = transports[number], transport.deadline <= now else { continue }
             transport.hadProblems = true
@@ -532,9 +551,12 @@ public struct ClientStreamMachine: Sendable {
         } else {
             penaltyHalves += transport.penaltyHalves
         }
-        if penaltyHalves >= 2 {
-            actions.append(.streamReset(reason: Array("stream penalty reached limit".utf8), applicationLevel: false))
-            disconnect()
+        if penaltyHalves >= 2 || penaltyResetAt != nil {
+            if transports.isEmpty {
+                resetForPenalty()
+            } else if penaltyResetAt == nil {
+                penaltyResetAt = now + Self.penaltyResetGrace
+            }
             return
         }
         let duration = now - transport.openedAt

@@ -589,6 +589,11 @@ public final class MinervaServerEngine {
                     failBatch(transport, .invalidFrameTypeOrArguments, "string with bytes outside 0x20...0x7E")
                     return
                 }
+                guard transport.peerSeqNum < maxProtocolInteger else {
+                    // Its number would be above 2^53, which no SACK may carry (PROTOCOL.md 2.2).
+                    failBatch(transport, .invalidFrameTypeOrArguments, "string numbered above 2^53")
+                    return
+                }
                 transport.peerSeqNum &+= 1
                 transport.pending.append((transport.peerSeqNum, string))
             case .seqNum(let number):
