@@ -128,6 +128,10 @@ extension MinervaLoopDriver {
             engine.messageReceived(handle, frame: bytes[(i + 4)..<(i + 4 + length)], now: now)
             i += 4 + length
         }
+        // What the application sent in answer is written now, beside the SACKs just queued on the same socket, so
+        // they leave in one writev at the end of the turn (the engine's end-of-turn flush runs after the sockets'
+        // flushes and would cost a second system call per round trip).
+        if engine.needsFlush { engine.flush(now: now) }
     }
 
     /// A socket transport's connection ended, or its transport is abandoned: the engine running it (this loop's, or
