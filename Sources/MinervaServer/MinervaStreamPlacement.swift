@@ -12,7 +12,7 @@ import MinervaIO
 public protocol MinervaStreamPlacement: AnyObject, Sendable {
     /// A POST of `io/` arrived; its response already carries the endpoint's headers (and CORS ones).
     /// - Parameters:
-    ///   - request: the request (borrowed: valid only during the call; copy it with ``MinervaPostCopy/init(_:)``).
+    ///   - request: the request (borrowed: valid only during the call; copy it with ``MinervaPostCopy/init(_:connection:)``).
     ///   - hello: the hello that opens its body.
     ///   - connection: its addresses as the endpoint sees them (the client's, through trusted proxies).
     ///   - response: its response.
