@@ -133,6 +133,8 @@ public final class MinervaEndpoint: Sendable {
     let trustedProxies: Set<String>
     /// `configuration.engine.maxStreams`, counted across every loop's engine.
     public let streamBudget: MinervaStreamBudget
+    /// `configuration.engine.maxQueuedBytesTotal`, counted across every loop's engine.
+    public let queuedMemoryBudget: MinervaQueuedMemoryBudget
 
     /// Creates an endpoint.
     /// - Parameters:
@@ -152,6 +154,7 @@ public final class MinervaEndpoint: Sendable {
         corsAnyOrigin = corsOrigins.contains("*")
         trustedProxies = Set(configuration.trustedProxies)
         streamBudget = MinervaStreamBudget(limit: configuration.engine.maxStreams)
+        queuedMemoryBudget = MinervaQueuedMemoryBudget(limit: configuration.engine.maxQueuedBytesTotal)
         let javascript = "text/javascript; charset=utf-8"
         if !configuration.servesClientScript {
             clientScript = nil
@@ -440,6 +443,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             return factory(stream, loop)
         }
         engine.streamBudget = endpoint.streamBudget
+        engine.queuedMemoryBudget = endpoint.queuedMemoryBudget
         engine.streamAuthorizer = endpoint.configuration.authorizeStream
         engine.errorReporter = { error, callback in
             logger.error("application callback \(callback) failed: \(error)")
@@ -472,7 +476,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     /// Limits whose refusals are logged as warnings (the server's capacity or an address's rate); every other
     /// rejection is the peer's fault and is logged as a notice.
     private static let warningLimits: Set<String> = [
-        "maxStreams", "maxNewStreamsPerKeyPerSecond", "maxQueuedBytesPerStream",
+        "maxStreams", "maxNewStreamsPerKeyPerSecond", "maxQueuedBytesPerStream", "maxQueuedBytesTotal",
     ]
 
     private func log(_ rejection: EngineRejection) {

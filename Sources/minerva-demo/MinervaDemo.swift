@@ -35,6 +35,12 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "The most Minerva streams open at once (all loops together); new streams beyond it are refused.")
     var maxStreams = ServerEngineConfiguration().maxStreams
 
+    @Option(
+        help:
+            "The most memory of strings queued for clients, all streams together, in bytes (each string counted at its length + 80); at the limit the stream with the most queued is reset."
+    )
+    var maxQueuedBytes = ServerEngineConfiguration().maxQueuedBytesTotal
+
     @Option(help: "Serve files from this directory under /static/.")
     var staticDir: String?
 
@@ -81,6 +87,7 @@ struct MinervaDemo: ParsableCommand {
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         guard maxStreams >= 1 else { throw ValidationError("--max-streams must be at least 1") }
+        guard maxQueuedBytes >= 1 else { throw ValidationError("--max-queued-bytes must be at least 1") }
         if let socketPort, !(0...65535).contains(socketPort) { throw ValidationError("bad --socket-port") }
     }
 
@@ -110,6 +117,7 @@ struct MinervaDemo: ParsableCommand {
         minerva.trustedProxies = trustedProxy
         minerva.engine.maxIdleTime = idleTimeout
         minerva.engine.maxStreams = maxStreams
+        minerva.engine.maxQueuedBytesTotal = maxQueuedBytes
         minerva.engine.maxNewStreamsPerKeyPerSecond = maxNewStreamsPerSecond
         minerva.clientScriptPath = clientScript
         let cluster = try redis.map { MinervaCluster(configuration: try MinervaClusterConfiguration(redisURL: $0)) }

@@ -158,3 +158,93 @@ struct ServerHardeningTests {
         #expect(r.rejections.isEmpty)
     }
 }
+
+/// The queued-memory budget across all streams (issue 12 item 2): many streams each under the per-stream limit cannot
+/// together exceed it; the stream holding the most is reset, the others go on.
+@Suite struct QueuedMemoryBudgetTests {
+    /// A harness whose engine has two streams, `big` and `small`, on separate socket transports.
+    private func twoStreams(total: Int) -> (Harness, [EngineRejection], ServerStream, ServerStream) {
+        var configuration = ServerEngineConfiguration()
+        configuration.maxQueuedBytesTotal = total
+        let h = Harness(configuration: configuration)
+        h.send(h.socket(), [hs("id:\"aaaaaaaaaaaaaaaaaaaaaaaaaa\"")])
+        h.send(h.socket(), [hs("id:\"bbbbbbbbbbbbbbbbbbbbbbbbbb\"")])
+        let big = h.engine.stream(StreamID(String(repeating: "a", count: 26))!)!
+        let small = h.engine.stream(StreamID(String(repeating: "b", count: 26))!)!
+        return (h, [], big, small)
+    }
+
+    @Test func theLargestQueueIsResetWhenTheTotalIsExceeded() throws {
+        // 6,400 bytes of budget, reserved in 100-byte chunks. Strings are never acknowledged here (no SACK).
+        let (h, _, big, small) = twoStreams(total: 6_400)
+        var rejections: [EngineRejection] = []
+        h.engine.rejectionReporter = { rejections.append($0) }
+        let string = String(repeating: "x", count: 920)  // 1,000 bytes of queued memory each
+        try small.send(string)
+        for _ in 0..<5 { try big.send(string) }
+        #expect(h.engine.queuedMemory == 6_000)
+        #expect(rejections.isEmpty)
+        // The seventh string takes the total over 6,400: the stream holding the most (big, 5,000) is reset, even
+        // though the string is small's.
+        try small.send(string)
+        #expect(big.isReset)
+        #expect(!small.isReset)
+        #expect(rejections.count == 1)
+        #expect(rejections.first?.action == .streamReset("queued memory limit exceeded"))
+        #expect(rejections.first?.limit == "maxQueuedBytesTotal")
+        #expect(h.engine.queuedMemory == 2_000)
+        // What big held is given back: small can queue again.
+        try small.send(string)
+        try small.send(string)
+        #expect(!small.isReset)
+        #expect(small.queuedMemory == 4_000)
+    }
+
+    @Test func theSenderIsToldWhenItIsTheLargest() throws {
+        let (h, _, big, small) = twoStreams(total: 6_400)
+        let string = String(repeating: "x", count: 920)
+        try small.send(string)
+        for _ in 0..<5 { try big.send(string) }
+        #expect(throws: MinervaStreamError.sendQueueFull) { try big.send(string) }
+        #expect(big.isReset)
+        #expect(!small.isReset)
+        #expect(h.engine.queuedMemory == 1_000)
+    }
+
+    @Test func acknowledgedStringsGiveTheBudgetBack() throws {
+        let (h, _, _, _) = twoStreams(total: 6_400)
+        h.engine.queuedMemoryBudget = MinervaQueuedMemoryBudget(limit: 6_400)
+        let t = h.socket()
+        h.send(t, [hs("id:\"cccccccccccccccccccccccccc\"")])
+        let stream = h.engine.stream(StreamID(String(repeating: "c", count: 26))!)!
+        let string = String(repeating: "x", count: 920)
+        for round in 0..<20 {
+            for _ in 0..<5 { try stream.send(string) }
+            h.endTurn()
+            // The client acknowledges everything sent so far: the queue empties, the budget is given back.
+            h.send(t, ["|\(round * 5 + 4)A"])
+            #expect(stream.queuedMemory == 0)
+        }
+        #expect(!stream.isReset)
+        #expect(h.engine.queuedMemory == 0)
+        #expect(h.engine.queuedMemoryBudget.reserved <= 3 * h.engine.queuedMemoryBudget.chunk)
+    }
+
+    @Test func twoEnginesShareOneBudget() throws {
+        let shared = MinervaQueuedMemoryBudget(limit: 6_400)
+        let (h1, _, big1, _) = twoStreams(total: 1 << 30)
+        let (h2, _, big2, _) = twoStreams(total: 1 << 30)
+        h1.engine.queuedMemoryBudget = shared
+        h2.engine.queuedMemoryBudget = shared
+        let string = String(repeating: "x", count: 920)
+        for _ in 0..<3 { try big1.send(string) }
+        for _ in 0..<3 { try big2.send(string) }
+        #expect(shared.reserved >= 6_000)
+        #expect(!big1.isReset && !big2.isReset)
+        // 7,000 bytes would be over the shared 6,400: the engine where it happens resets its largest.
+        #expect(throws: MinervaStreamError.sendQueueFull) { try big2.send(string) }
+        #expect(big2.isReset)
+        #expect(!big1.isReset)
+        #expect(shared.reserved >= 3_000 && shared.reserved <= 3_000 + 2 * 2 * shared.chunk)
+    }
+}

@@ -277,6 +277,12 @@ public struct ServerEngineConfiguration: Sendable {
     /// The most memory the strings queued for sending on one stream may hold, counted as their bytes plus
     /// ``SendQueue/costPerString`` (80) each; exceeding it resets the stream (PROTOCOL.md 10.13).
     public var maxQueuedBytesPerStream = 16 * 1_048_576
+    /// The most memory the strings queued on all streams together may hold, counted the same way. When a string
+    /// would exceed it, the stream with the most queued memory (on the engine where it happened) is reset with
+    /// `queued memory limit exceeded`, and ``ServerStream/send(_:)-([UInt8])`` throws
+    /// ``MinervaStreamError/sendQueueFull`` if that stream is the sender. An endpoint applies it to all its event
+    /// loops together (``MinervaQueuedMemoryBudget``). The default, 1 GiB, is 64 streams at the per-stream limit.
+    public var maxQueuedBytesTotal = 1 << 30
     /// Seconds after writing `Y` before the engine closes a socket the peer did not close (PROTOCOL.md 10.9).
     public var socketCloseGracePeriod: Double = 30
     /// Seconds a reset stream's id is remembered, so a `new` hello for it fails (PROTOCOL.md 10.18).

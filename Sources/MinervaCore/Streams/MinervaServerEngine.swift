@@ -42,6 +42,14 @@ public final class MinervaServerEngine {
     /// The stream limit shared with other engines (several event loops); when set it replaces
     /// ``ServerEngineConfiguration/maxStreams`` for this engine. Set it before the first stream.
     public var streamBudget: MinervaStreamBudget?
+    /// The queued-memory limit, shared with other engines when an endpoint sets it (before the first stream); by
+    /// default this engine's own, from ``ServerEngineConfiguration/maxQueuedBytesTotal``.
+    public var queuedMemoryBudget: MinervaQueuedMemoryBudget
+    /// The memory queued on this engine's streams now (bytes plus ``SendQueue/costPerString`` per string).
+    public private(set) var queuedMemory = 0
+    /// The part of ``queuedMemoryBudget`` this engine holds (whole chunks, at least ``queuedMemory`` unless the
+    /// budget is exhausted).
+    private var reservedMemory = 0
     /// What this engine has done so far (streams, transports, strings, kills, resets), for metrics.
     public internal(set) var counters = EngineCounters()
     /// The frame limit in force: ``ServerEngineConfiguration/maxFrameLength`` clamped to 1...1,048,576.
@@ -86,6 +94,7 @@ public final class MinervaServerEngine {
         handlerFactory: @escaping (ServerStream) -> any MinervaStreamHandler
     ) {
         self.configuration = configuration
+        queuedMemoryBudget = MinervaQueuedMemoryBudget(limit: configuration.maxQueuedBytesTotal)
         self.handlerFactory = handlerFactory
         self.now = now
         self.nextIdleCheck = MinervaServerEngine.idleCheck(after: now, configuration.idleCheckInterval)
@@ -877,6 +886,44 @@ public final class MinervaServerEngine {
                 recentlyReset[stream.streamID] = now + configuration.resetStreamMemory
             }
         }
+    }
+
+    /// Counts memory newly queued on a stream against ``queuedMemoryBudget``.
+    /// - Returns: false when the budget could not cover it (the string stays queued; the caller resets a stream).
+    func queuedMemoryGrew(by bytes: Int) -> Bool {
+        queuedMemory += bytes
+        while queuedMemory > reservedMemory {
+            guard queuedMemoryBudget.reserveChunk() else { return false }
+            reservedMemory += queuedMemoryBudget.chunk
+        }
+        return true
+    }
+
+    /// Counts memory no longer queued (acknowledged, or dropped by a reset), giving back chunks beyond two spare.
+    func queuedMemoryShrank(by bytes: Int) {
+        queuedMemory -= bytes
+        let chunk = queuedMemoryBudget.chunk
+        while reservedMemory - queuedMemory > 2 * chunk {
+            reservedMemory -= chunk
+            queuedMemoryBudget.releaseChunk()
+        }
+    }
+
+    /// The budget is exhausted: resets the stream with the most queued memory on this engine (one scan of the
+    /// streams, only when the limit is hit) and returns it.
+    func resetLargestQueue() -> ServerStream? {
+        var largest: ServerStream?
+        for stream in streams.values where !stream.isReset {
+            if stream.queuedMemory > (largest?.queuedMemory ?? 0) { largest = stream }
+        }
+        guard let largest else { return nil }
+        reportReset(
+            largest, reason: "queued memory limit exceeded", limit: "maxQueuedBytesTotal",
+            detail:
+                "\(largest.queuedMemory) of \(queuedMemory) bytes queued on this loop; limit \(queuedMemoryBudget.limit) for all"
+        )
+        largest.resetInternal(reason: "queued memory limit exceeded")
+        return largest
     }
 
     /// Reports a stream reset for a limit (the send queue's) to ``rejectionReporter``.

@@ -57,6 +57,8 @@ public final class ServerStream {
     public var queuedCount: Int { queue.count }
     /// The bytes of the strings sent but not yet acknowledged by the client.
     public var queuedBytes: Int { queue.queuedBytes }
+    /// The memory the queued strings are counted at: their bytes plus ``SendQueue/costPerString`` each.
+    public var queuedMemory: Int { queue.queuedMemory }
     /// The number of transports attached now.
     public var transportCount: Int { transports.count }
 
@@ -95,16 +97,20 @@ public final class ServerStream {
 
     private func enqueue(_ string: [UInt8]) throws {
         guard !isReset else { throw MinervaStreamError.streamIsReset }
+        let memoryBefore = queue.queuedMemory
         queue.append(string)
-        engine?.counters.queuedBytes += string.count
-        if let engine, queue.queuedMemory > engine.configuration.maxQueuedBytesPerStream {
+        guard let engine else { return }
+        engine.counters.queuedBytes += string.count
+        let withinBudget = engine.queuedMemoryGrew(by: queue.queuedMemory - memoryBefore)
+        if queue.queuedMemory > engine.configuration.maxQueuedBytesPerStream {
             engine.reportReset(
                 self, reason: "send queue limit exceeded", limit: "maxQueuedBytesPerStream",
                 detail: "\(queue.count) strings, \(queue.queuedBytes) bytes queued")
             resetInternal(reason: "send queue limit exceeded")
             throw MinervaStreamError.sendQueueFull
         }
-        engine?.scheduleSend(self)
+        if !withinBudget, engine.resetLargestQueue() === self { throw MinervaStreamError.sendQueueFull }
+        engine.scheduleSend(self)
     }
 
     /// Resets the stream (application level): writes `reason|1!` on every transport, drops queued strings and
@@ -162,6 +168,7 @@ public final class ServerStream {
         isReset = true
         sendScheduled = false
         engine?.counters.queuedBytes -= queue.queuedBytes
+        engine?.queuedMemoryShrank(by: queue.queuedMemory)
         queue.removeAll()
         engine?.forget(self)
         for transport in transports {
@@ -190,7 +197,11 @@ public final class ServerStream {
         pretendAcked = nil
         lastSackSeenByServer = sack
         let before = queue.queuedBytes
-        defer { engine?.counters.queuedBytes -= before - queue.queuedBytes }
+        let memoryBefore = queue.queuedMemory
+        defer {
+            engine?.counters.queuedBytes -= before - queue.queuedBytes
+            engine?.queuedMemoryShrank(by: memoryBefore - queue.queuedMemory)
+        }
         guard queue.process(sack) else { return false }
         if wasPretending { trySend() }
         return true
