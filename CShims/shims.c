@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -225,3 +226,10 @@ int cshims_abort_close(int fd) {
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     return close(fd) == 0 ? 0 : -errno;
 }
+
+size_t cshims_heap_free_bytes(void) {
+    struct mallinfo2 info = mallinfo2();
+    return info.fordblks;
+}
+
+int cshims_heap_trim(void) { return malloc_trim(0); }

@@ -96,6 +96,10 @@ int cshims_set_nonblocking(int fd, int on);
 int cshims_raise_nofile(void);
 // The CPUs this process may run on (its affinity mask), or the online CPUs; at least 1.
 int cshims_available_cpus(void);
+/// Bytes the allocator holds free (glibc mallinfo2 fordblks, all arenas): freed by the program, not yet returned.
+size_t cshims_heap_free_bytes(void);
+/// Returns the allocator's free pages to the kernel (glibc malloc_trim(0)); 1 if memory was released.
+int cshims_heap_trim(void);
 /// A connected pair of non-blocking, close-on-exec Unix stream sockets (embedded connections).
 int cshims_socketpair(int fds[2]);
 /// pthread_create with default attributes.

@@ -213,3 +213,14 @@ public struct HelloFrame: Equatable, Sendable {
         self.lastSackSeenByClient = lastSackSeenByClient
     }
 }
+
+extension Array {
+    /// The most elements whose storage a per-stream or per-transport list keeps when emptied: a burst (260,000 strings
+    /// in one body) must not leave megabytes of capacity with a stream for its life (issue 12, memory amplification).
+    static var keptCapacity: Int { 256 }
+
+    /// Removes every element, keeping the storage only if it is small (at most ``keptCapacity`` elements).
+    mutating func removeAllKeepingSmallCapacity() {
+        removeAll(keepingCapacity: capacity <= Self.keptCapacity)
+    }
+}

@@ -57,6 +57,12 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// Seconds between two reports of each loop's counters to swift-metrics (streams, transports by kind, strings in,
     /// out and retransmitted, SACK holes, kills and resets by reason, queued bytes); 0 turns metrics off.
     public var metricsInterval: Double = 1
+    /// Seconds between two checks of the process heap by the first event loop: when the allocator holds more than
+    /// ``heapTrimThreshold`` bytes freed (streams reset or expired, a burst's buffers), they are returned to the kernel
+    /// (``MinervaHeap/trim()``), so RSS falls back after an attack or a crowd leaves. 0 turns it off.
+    public var heapTrimInterval: Double = 10
+    /// Freed bytes held by the allocator above which ``heapTrimInterval``'s check returns them (default 16 MiB).
+    public var heapTrimThreshold = 16 * 1_048_576
     /// Decides whether a new stream may be created, seeing the hello and the request (headers with cookies and
     /// `Authorization`, peer address) before the stream exists: return nil to allow it, or a reason to refuse it; the
     /// client then gets `reason|1!` (its `streamReset(reason, true)`) and no handler is built. Called on the loop that
@@ -409,6 +415,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     var peekScratch: [UInt8] = []
     private var metrics: MinervaEngineMetrics?
     private var metricsTimer: MinervaLoopTimer?
+    private var heapTimer: MinervaLoopTimer?
     /// Engine rejections logged per second at most; the rest are counted.
     private var rejectionLog = RateLimitedLog(window: 1, linesPerWindow: 20)
     /// POSTs refused for their origin, logged per second at most.
@@ -459,6 +466,18 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
             self.perform()
         }
         rearm()
+        let trimInterval = endpoint.configuration.heapTrimInterval
+        if trimInterval > 0, loopIndex == 0 {
+            let threshold = endpoint.configuration.heapTrimThreshold
+            heapTimer = loop.schedule(after: trimInterval, repeating: trimInterval) {
+                let free = MinervaHeap.freeBytes
+                guard free > threshold else { return }
+                MinervaHeap.trim()
+                logger.debug(
+                    "returned free heap memory to the kernel",
+                    metadata: ["free before": "\(free)", "free after": "\(MinervaHeap.freeBytes)"])
+            }
+        }
         let interval = endpoint.configuration.metricsInterval
         if interval > 0 {
             let metrics = MinervaEngineMetrics(

@@ -642,7 +642,7 @@ public final class MinervaServerEngine {
 
     private func deliverPending(_ transport: ServerTransport) {
         guard !transport.pending.isEmpty, let stream = transport.stream else {
-            transport.pending.removeAll(keepingCapacity: true)
+            transport.pending.removeAllKeepingSmallCapacity()
             return
         }
         if !isSorted(transport.pending) {
@@ -653,7 +653,7 @@ public final class MinervaServerEngine {
         transport.sackDirty = true
         let overflow = stream.stringsReceived(transport.pending)
         // Keeps the storage for the next batch (and releases the slices of the received bytes).
-        transport.pending.removeAll(keepingCapacity: true)
+        transport.pending.removeAllKeepingSmallCapacity()
         if overflow {
             kill(transport, .rwinOverflow, "receive window overflow", limit: "receiveWindow")
         }

@@ -279,7 +279,7 @@ public final class ServerStream {
     /// - Returns: true if the receive window overflowed.
     func stringsReceived(_ pairs: [(seq: Int64, bytes: ArraySlice<UInt8>)]) -> Bool {
         guard !isReset else { return false }
-        deliverable.removeAll(keepingCapacity: true)
+        deliverable.removeAllKeepingSmallCapacity()
         let hit = window.receive(pairs.lazy.map { ($0.seq, $0.bytes) }) { deliverable.append($0) }
         if let engine {
             engine.counters.stringsReceived += deliverable.count
@@ -290,7 +290,7 @@ public final class ServerStream {
             let strings = deliverable
             handler.stringsReceived(strings, on: self)
         }
-        deliverable.removeAll(keepingCapacity: true)
+        deliverable.removeAllKeepingSmallCapacity()
         return hit && !isReset
     }
 }

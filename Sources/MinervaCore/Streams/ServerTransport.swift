@@ -80,7 +80,7 @@ final class ServerTransport {
         buffer.removeAll(keepingCapacity: true)
         wroteAnything = false
         bytesWritten = 0
-        pending.removeAll(keepingCapacity: true)
+        pending.removeAllKeepingSmallCapacity()
         if kind == .socket { int32Decoder = Int32FrameDecoder(maxLength: int32Decoder.maxLength) }
         heartbeatDeadline = nil
         heartbeatQueued = false

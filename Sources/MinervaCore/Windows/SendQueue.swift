@@ -49,7 +49,7 @@ public struct SendQueue: Sendable {
         let seq = nextSequenceNumber
         if count == 0 {
             // Nothing queued: restart the storage at this number.
-            slots.removeAll(keepingCapacity: true)
+            slots.removeAllKeepingSmallCapacity()
             head = 0
             baseSeq = seq
         }
@@ -75,7 +75,7 @@ public struct SendQueue: Sendable {
         if count == 0 {
             // Keep baseSeq consistent even when the ack skipped over removed (nil) slots.
             baseSeq = nextSequenceNumber
-            slots.removeAll(keepingCapacity: true)
+            slots.removeAllKeepingSmallCapacity()
             head = 0
         }
         for seq in sack.sackList {
@@ -112,7 +112,7 @@ public struct SendQueue: Sendable {
 
     private mutating func compactIfNeeded() {
         if head == slots.count {
-            slots.removeAll(keepingCapacity: true)
+            slots.removeAllKeepingSmallCapacity()
             head = 0
         } else if head > 64, head * 2 > slots.count {
             slots.removeFirst(head)
