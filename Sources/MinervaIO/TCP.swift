@@ -307,6 +307,8 @@ package struct ListeningSocket: Sendable {
 /// keeps at most `maxConnections` of its connections open (at the limit it stops accepting; the kernel queues new
 /// clients up to the backlog) with a rate-limited warning. Closes the listening socket when released. Loop thread.
 package final class Acceptor {
+    /// How long the acceptor waits before asking the shed hook again when it found nothing to close at the limit.
+    static let shedRetryDelay = 0.25
     private let fd: Int32
     @exclusivity(unchecked) private var watcher: IOWatcher!
     private unowned let loop: MinervaEventLoop
@@ -391,8 +393,20 @@ package final class Acceptor {
     private func acceptAll() {
         if openConnections >= maxConnections {
             // Woken at the limit, so a client is waiting: make room if an idle or slow connection can be spared.
-            guard let shed, shed(), openConnections < maxConnections else {
+            guard let shed else {
                 limitReached(pause: true)
+                return
+            }
+            guard shed(), openConnections < maxConnections else {
+                // Nothing can be spared yet (the slow requests are younger than the shedding age): look again soon,
+                // rather than when a connection closes, which a slow-request attack may put off for a whole timeout.
+                limitReached(pause: true)
+                if retryTimer == nil {
+                    retryTimer = loop.schedule(after: Acceptor.shedRetryDelay) { [unowned self] in
+                        self.retryTimer = nil
+                        self.startWatching()
+                    }
+                }
                 return
             }
         }

@@ -170,6 +170,27 @@ struct HardeningDeadlineTests {
         #expect(s.logs.messages(containing: "closing a slow connection for a new client").count == 1)
     }
 
+    @Test func aClientArrivingBeforeTheSlowRequestsAreOldEnoughIsServedOnceTheyAre() throws {
+        // The slow-POST attack: every slot is taken by bodies younger than the shedding age when the new client
+        // arrives. Accepting must not stay paused until a connection closes (the body deadline, 10 s here).
+        let s = try TestServer(
+            {
+                $0.maxConnections = 4
+                $0.shedSlowRequestsAfter = 0.3
+                $0.bodyTimeout = 10
+            }, logLevel: .trace, routes: deadlineRoutes)
+        defer { s.stop() }
+        let slow = try (0..<4).map { _ in try RawClient(port: s.port, timeoutMillis: 2000) }
+        for c in slow { try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc") }
+        #expect(waitUntil { s.server.connectionCount == 4 })
+        let fifth = try RawClient(port: s.port, timeoutMillis: 3000)
+        try fifth.send(get("/hello"))
+        #expect(try fifth.readResponse().status == 200)
+        var closed = 0
+        for c in slow where c.waitForClose(within: 0.2) { closed += 1 }
+        #expect(closed == 1)
+    }
+
     @Test func atTheLimitBusyConnectionsAreNotShed() throws {
         let s = try TestServer({ $0.maxConnections = 2 }, logLevel: .trace, routes: deadlineRoutes)
         defer { s.stop() }
