@@ -151,10 +151,11 @@ public struct NewlineFrameDecoder: Sendable {
         return .success(DecodedFrames(storage: body, ranges: ranges[...]))
     }
 
-    /// Forgets the body, keeping the buffers' capacity (drop the frames of ``finish()`` first).
+    /// Forgets the body, keeping the buffers' capacity up to 64 KiB of body and 4,096 frames (drop the frames of
+    /// ``finish()`` first): one 2 MiB body of tiny strings must not pin 6 MB for the decoder's life.
     public mutating func reset() {
-        body.removeAll(keepingCapacity: true)
-        ranges.removeAll(keepingCapacity: true)
+        body.removeAll(keepingCapacity: body.capacity <= 65_536)
+        ranges.removeAll(keepingCapacity: ranges.capacity <= 4_096)
         lineStart = 0
         scanned = 0
         failure = nil
