@@ -66,7 +66,8 @@ public struct ClientConfiguration: Sendable {
     public var downloadSpeed: Double = 3072
     /// The most the server may lag in seconds (2).
     public var maxServerJank: Double = 2
-    /// Delay in seconds before queued strings are sent, so a burst goes in one request (0.006).
+    /// Delay in seconds before queued strings are sent, so a burst goes in one request (0.006, the original's;
+    /// `MinervaClientStream` uses 0: a burst sent in one event-loop turn still goes in one request).
     public var sendCoalescingDelay: Double = 0.006
     /// The most strings the receive window caches above a gap (50).
     public var maxUndeliveredStrings: Int = 50
