@@ -50,7 +50,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         decoder = HTTPRequestDecoder(
             limits: HTTPDecoderLimits(
                 maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount,
-                maxURLBytes: config.maxURLBytes, maxBodyBytes: config.maxBodyBytes))
+                maxURLBytes: config.maxURLBytes, maxBodyBytes: config.maxBodyBytes),
+            pool: context.decoderBuffers)
         timeoutNode.target = self
         socket.handler = self
         context.headerTimeouts.add(timeoutNode)

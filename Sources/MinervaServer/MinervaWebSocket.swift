@@ -243,7 +243,6 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
             // keeps only what its later, usually small, messages need.
             decoder.releaseBuffers()
             inbound = []
-            tcp.shrinkOutputWhenDrained()
         }
         if restartDecoder {
             restartDecoder = false
