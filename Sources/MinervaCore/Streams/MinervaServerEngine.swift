@@ -205,6 +205,22 @@ public final class MinervaServerEngine {
         open(handle, kind: kind, connection: connection, now: now, hasRequestHeaders: true, requestHeaders)
     }
 
+    /// A transport opened, with its request headers already copied (shared with `headers`, not copied again).
+    /// - Parameters:
+    ///   - handle: the I/O layer's name for it, unique among open transports.
+    ///   - kind: HTTP or socket.
+    ///   - connection: addresses (its `requestHeaders` are replaced by `headers`).
+    ///   - now: the current time.
+    ///   - headers: the request headers.
+    public func openTransport(
+        _ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double,
+        headers: RawRequestHeaders
+    ) {
+        var connection = connection
+        connection.rawHeaders = headers
+        open(handle, kind: kind, connection: connection, now: now, hasRequestHeaders: false) { _ in }
+    }
+
     private func open(
         _ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double,
         hasRequestHeaders: Bool, _ requestHeaders: (inout RawRequestHeaders) -> Void
