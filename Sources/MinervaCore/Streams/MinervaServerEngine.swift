@@ -57,6 +57,8 @@ public final class MinervaServerEngine {
     @exclusivity(unchecked) var transports: [TransportHandle: ServerTransport] = [:]
     private var recentlyReset: [StreamID: Double] = [:]
     @exclusivity(unchecked) private var pendingSends: [ServerStream] = []
+    /// The strings of one delivery to an application (reused between deliveries, by every stream).
+    @exclusivity(unchecked) var deliverable: [ArraySlice<UInt8>] = []
     @exclusivity(unchecked) private var sendingNow: [ServerStream] = []
     /// The outbox: actions in order, the bytes of their writes in `outboxBytes`. Both are swapped with the spare pair
     /// while an outbox is carried out, so nothing is allocated once they have grown.
