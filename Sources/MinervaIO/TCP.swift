@@ -189,7 +189,6 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         updateWatcher()
     }
 
-
     /// Closes once the queued output is written (reading stops at once).
     public func close() {
         guard isOpen else { return }

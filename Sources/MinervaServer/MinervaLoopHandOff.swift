@@ -209,7 +209,8 @@ extension MinervaLoopDriver {
             engine.socketBytesReceived(handle, bytes: transport.bytes, now: now)
         default:
             if let headers = transport.headers {
-                engine.openTransport(handle, kind: transport.kind, connection: transport.info, now: now, headers: headers)
+                engine.openTransport(
+                    handle, kind: transport.kind, connection: transport.info, now: now, headers: headers)
             } else {
                 engine.openTransport(handle, kind: transport.kind, connection: transport.info, now: now)
             }

@@ -313,7 +313,9 @@ public final class ServerStream {
         if let engine { swap(&deliverable, &engine.deliverable) }
         defer {
             deliverable.removeAll(keepingCapacity: true)
-            if let engine, engine.deliverable.capacity < deliverable.capacity { swap(&deliverable, &engine.deliverable) }
+            if let engine, engine.deliverable.capacity < deliverable.capacity {
+                swap(&deliverable, &engine.deliverable)
+            }
         }
         let hit = window.receive(pairs.lazy.map { ($0.seq, $0.bytes) }) { deliverable.append($0) }
         if let engine {
