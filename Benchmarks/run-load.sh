@@ -10,13 +10,19 @@
 #  4. the server's RSS per idle WebSocket stream (the hold of item 2 with `--websocket`, on a fresh demo process);
 #  3b. the peer a user would pick instead: python-socketio's WebSocket echo (Benchmarks/peers/socketio_echo.py) at
 #     32 and 256 streams, driven by the same generator (`minerva-load --socketio`);
+#  6. the server's RSS per idle stream (no transport): --idle-streams N streams created by `minerva-load --idle-streams`
+#     (one POST with a hello without `eeds` each, keep-alive, pipelined) on a fresh demo process, and the rate at
+#     which they were created (issue 9 item 3; the full size is --idle-streams 1000000, bounded by --idle-seconds);
 #  5. fan-out: N WebSocket streams in the demo's chat, one broadcast every 100 ms: delivery latency p50/p99/max and
 #     strings delivered per second (and per second of server CPU), on a fresh demo process.
 #
 #   Benchmarks/run-load.sh [--connections N] [--duration SECONDS] [--threads N]
 #                          [--echo-duration SECONDS] [--echo-streams "32 256 2000"] [--echo-repeat R]
 #                          [--hold N] [--only-minerva] [--fanout N (10000; 0 skips)] [--fanout-duration S (30)]
-#                          [--no-peers]
+#                          [--no-peers] [--idle-streams N (100000; 0 skips)] [--idle-seconds S (300)]
+#
+# --hold N runs the long-poll hold with `--max-connections` raised to N + 500 when N is above the demo's default
+# (19,000 held long-polls under a 20,000 open-files limit: --hold 19000).
 #
 # Prints requests/s and latency p50/p99 for each server and the ratio ours/nginx, then a table of the
 # Minerva figures. Needs nginx-light and wrk (`./dev.sh bench` installs them) unless --only-minerva.
@@ -35,6 +41,8 @@ ONLY_MINERVA=0
 FANOUT=10000
 FANOUT_DURATION=30
 PEERS=1
+IDLE_STREAMS=100000
+IDLE_SECONDS=300
 while [ $# -gt 0 ]; do
     case "$1" in
     --connections) CONNECTIONS="$2"; shift 2 ;;
@@ -47,6 +55,8 @@ while [ $# -gt 0 ]; do
     --only-minerva) ONLY_MINERVA=1; shift ;;
     --fanout) FANOUT="$2"; shift 2 ;;
     --no-peers) PEERS=0; shift ;;
+    --idle-streams) IDLE_STREAMS="$2"; shift 2 ;;
+    --idle-seconds) IDLE_SECONDS="$2"; shift 2 ;;
     --fanout-duration) FANOUT_DURATION="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -86,7 +96,9 @@ echo "building minerva-load (release)..." >&2
 LOAD="$(cd Benchmarks && swift build -c release --show-bin-path)/minerva-load"
 
 OURS_PORT="$(free_port)"
-"$DEMO" --host 127.0.0.1 --port "$OURS_PORT" --log-level warning >"$WORK/demo.log" 2>&1 &
+# Room for the held long-polls (the default is the open-files limit minus a reserve: 19,000 under 20,000).
+"$DEMO" --host 127.0.0.1 --port "$OURS_PORT" --log-level warning --max-connections $((HOLD + 500 > 19000 ? HOLD + 500 : 19000)) \
+    >"$WORK/demo.log" 2>&1 &
 DEMO_PID=$!
 PIDS+=("$DEMO_PID")
 wait_for "http://127.0.0.1:$OURS_PORT/healthz"
@@ -168,7 +180,7 @@ if [ "$HOLD" -gt 0 ]; then
         idle_kib="$(rss_kib)"
         "$LOAD" --host 127.0.0.1 --port "$OURS_PORT" --hold "$HOLD" >"$WORK/hold.out" 2>"$WORK/hold.err" &
         HOLD_PID=$!
-        for _ in $(seq 1 600); do
+        for _ in $(seq 1 1200); do
             grep -q '^open' "$WORK/hold.out" 2>/dev/null && break
             kill -0 "$HOLD_PID" 2>/dev/null || break
             sleep 0.1
@@ -177,7 +189,7 @@ if [ "$HOLD" -gt 0 ]; then
             held_kib="$(rss_kib)"
             HOLD_OK=1
         else
-            echo "minerva-load --hold did not open $HOLD long-polls within 60 s:" >&2
+            echo "minerva-load --hold did not open $HOLD long-polls within 120 s:" >&2
             cat "$WORK/hold.out" "$WORK/hold.err" >&2
         fi
         kill "$HOLD_PID" 2>/dev/null || true
@@ -216,6 +228,30 @@ if [ "$HOLD" -gt 0 ] && [ "$(ulimit -n)" -ge $((HOLD + 200)) ]; then
     HOLD_PID=""
     kill "$WS_DEMO_PID" 2>/dev/null || true
     wait "$WS_DEMO_PID" 2>/dev/null || true
+fi
+
+# RSS per idle stream (no transport), on a demo process of its own whose idle timeout outlasts the run.
+IDLE_OK=0
+if [ "$IDLE_STREAMS" -gt 0 ]; then
+    IDLE_PORT="$(free_port)"
+    "$DEMO" --host 127.0.0.1 --port "$IDLE_PORT" --log-level warning --idle-timeout $((IDLE_SECONDS + 600)) \
+        --max-streams $((IDLE_STREAMS + 1000)) >"$WORK/demo-idle.log" 2>&1 &
+    IDLE_DEMO_PID=$!
+    PIDS+=("$IDLE_DEMO_PID")
+    wait_for "http://127.0.0.1:$IDLE_PORT/healthz"
+    idle_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$IDLE_DEMO_PID/status"; }
+    idle_before_kib="$(idle_rss_kib)"
+    echo "idle streams: creating $IDLE_STREAMS (at most ${IDLE_SECONDS}s)..." >&2
+    if idle_line="$("$LOAD" --host 127.0.0.1 --port "$IDLE_PORT" --idle-streams "$IDLE_STREAMS" \
+        --duration "$IDLE_SECONDS" 2>"$WORK/idle.err")"; then
+        sleep 1
+        idle_after_kib="$(idle_rss_kib)"
+        IDLE_OK=1
+    else
+        echo "minerva-load --idle-streams failed: $idle_line $(head -c 300 "$WORK/idle.err")" >&2
+    fi
+    kill "$IDLE_DEMO_PID" 2>/dev/null || true
+    wait "$IDLE_DEMO_PID" 2>/dev/null || true
 fi
 
 # Echo round trips: one line of key=value figures per stream count and transport (with --echo-repeat R, the run
@@ -303,7 +339,7 @@ if [ "$HOLD_OK" = 1 ]; then
     python3 -c "
 import sys
 idle, held, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-print(f'\nserver RSS: idle {idle} KiB, with {n} open long-polls {held} KiB: {(held - idle) * 1024 / n:.0f} bytes per open long-poll')
+print(f'\nserver RSS: idle {idle} KiB, with {n} open long-polls {held} KiB: {(held - idle) * 1024 / n:.0f} bytes per open long-poll (target <= 2048 at 19000)')
 " "$idle_kib" "$held_kib" "$HOLD"
 fi
 if [ "$WS_HOLD_OK" = 1 ]; then
@@ -312,6 +348,17 @@ import sys
 idle, held, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 print(f'server RSS: idle {idle} KiB, with {n} idle WebSocket streams {held} KiB: {(held - idle) * 1024 / n:.0f} bytes per idle WebSocket stream (target <= 2048)')
 " "$ws_idle_kib" "$ws_held_kib" "$HOLD"
+fi
+
+if [ "$IDLE_OK" = 1 ]; then
+    python3 - "$idle_before_kib" "$idle_after_kib" "$IDLE_STREAMS" "$idle_line" <<'PY'
+import sys
+idle, held, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+fields = dict(item.split("=", 1) for item in sys.argv[4].split() if "=" in item)
+print(f"server RSS: idle {idle} KiB, with {n} idle streams (no transport) {held} KiB: {(held - idle) * 1024 / n:.0f} bytes "
+      f"per idle stream (target <= 512 at 1000000), created at {fields.get('streams_per_s', '?')}/s "
+      f"in {fields.get('seconds', '?')} s, errors={fields.get('errors', '?')}")
+PY
 fi
 
 # --- Fan-out (issue 9 item 4): FANOUT WebSocket streams in the demo's chat, one broadcast every 100 ms ---

@@ -15,7 +15,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// The socket.
     package let socket: MinervaTCPConnection
     unowned let context: HTTPLoopContext
-    let decoder: HTTPRequestDecoder
+    /// The request decoder; released once the connection switched protocols and handed over its last bytes.
+    @exclusivity(unchecked) private(set) var decoder: HTTPRequestDecoder!
     /// The connection's place in the read-side deadline lists (header, body, idle).
     private let timeoutNode = DeadlineNode()
     /// Position in `context.connections`.
@@ -50,7 +51,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         decoder = HTTPRequestDecoder(
             limits: HTTPDecoderLimits(
                 maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount,
-                maxURLBytes: config.maxURLBytes, maxBodyBytes: config.maxBodyBytes))
+                maxURLBytes: config.maxURLBytes, maxBodyBytes: config.maxBodyBytes),
+            pool: context.decoderBuffers)
         timeoutNode.target = self
         socket.handler = self
         context.headerTimeouts.add(timeoutNode)
@@ -150,7 +152,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// connection enters the list when the head (or body) starts and is not moved by the bytes that follow, so a
     /// request trickled byte by byte still ends at `headerTimeout` (`bodyTimeout`).
     private func armReadTimeout() {
-        if isClosed { return }
+        if isClosed || decoder == nil { return }
         switch decoder.phase {
         case .idle:
             if socket.isWriteBlocked { return }  // the write-stall timeout governs until the output is written
@@ -169,7 +171,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     }
 
     package func deadlineExpired(_ list: DeadlineList) {
-        if list === context.idleTimeouts || closeAfterFlush {
+        if list === context.idleTimeouts || closeAfterFlush || decoder == nil {
             close()
             return
         }
@@ -349,6 +351,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         guard let upgraded, !upgradeRemainderDelivered else { return }
         upgradeRemainderDelivered = true
         timeoutNode.list?.remove(timeoutNode)
+        let decoder = self.decoder!
+        self.decoder = nil  // an upgraded connection parses no more HTTP: the decoder's memory goes
         decoder.takeRemainder { upgraded.connection(socket, didReceive: $0) }
     }
 

@@ -27,6 +27,45 @@ package protocol HTTPRequestDecoderDelegate: AnyObject {
     func decoderDidFail(_ decoder: HTTPRequestDecoder, status: Int)
 }
 
+/// The buffers request decoders borrow while a request is in progress (one pool per loop): an idle keep-alive
+/// connection, or one whose request is being answered (a held long-poll), owns none of them, and taking one back
+/// from the pool costs no allocation.
+package final class HTTPDecoderBufferPool {
+    @exclusivity(unchecked) private var buffers: [ByteStorage] = []
+    @exclusivity(unchecked) private var headerLists: [[HTTPRequestDecoder.HeaderRange]] = []
+    /// The most spare buffers (and header lists) kept.
+    static let limit = 256
+    /// The largest capacity a spare buffer keeps (a larger one shrinks back when returned).
+    static let bufferCapacity = 16 * 1024
+
+    package init() {}
+
+    func takeBuffer() -> ByteStorage { buffers.popLast() ?? ByteStorage(capacity: 256) }
+
+    func recycle(_ buffer: ByteStorage) {
+        buffer.count = 0
+        guard buffers.count < HTTPDecoderBufferPool.limit else { return }
+        buffer.trim(toCapacity: HTTPDecoderBufferPool.bufferCapacity)
+        buffers.append(buffer)
+    }
+
+    func takeHeaderList() -> [HTTPRequestDecoder.HeaderRange] {
+        if let list = headerLists.popLast() { return list }
+        var list: [HTTPRequestDecoder.HeaderRange] = []
+        list.reserveCapacity(16)
+        return list
+    }
+
+    func recycle(_ list: inout [HTTPRequestDecoder.HeaderRange]) {
+        guard list.capacity > 0 else { return }
+        var taken: [HTTPRequestDecoder.HeaderRange] = []
+        swap(&taken, &list)
+        guard headerLists.count < HTTPDecoderBufferPool.limit, taken.capacity <= 256 else { return }
+        taken.removeAll(keepingCapacity: true)
+        headerLists.append(taken)
+    }
+}
+
 /// Incremental HTTP/1.x request decoder over http-parser.
 ///
 /// Debian's http-parser is built without `HTTP_PARSER_STRICT`, so the strict RFC 9112 rules it skips are enforced
@@ -57,6 +96,8 @@ package final class HTTPRequestDecoder {
     }
 
     let limits: HTTPDecoderLimits
+    /// Where the head, body and pipelined-input buffers come from while they are needed.
+    private let pool: HTTPDecoderBufferPool
     private let parser = UnsafeMutablePointer<http_parser>.allocate(capacity: 1)
     @exclusivity(unchecked) private(set) var phase = Phase.idle
 
@@ -83,36 +124,79 @@ package final class HTTPRequestDecoder {
     @exclusivity(unchecked) private var chunkCRLFPending = 0
     /// End of the bytes given to the current `http_parser_execute` call.
     @exclusivity(unchecked) private var chunkEnd: UnsafeRawPointer?
-    /// The request body received so far.
-    let body = ByteStorage(capacity: 256)
+    /// The request body received so far (borrowed from the pool from its first byte until the request was delivered).
+    @exclusivity(unchecked) private var bodyStore: ByteStorage?
 
-    // Where the head's bytes are.
-    private let headStore = ByteStorage(capacity: 256)
+    // Where the head's bytes are: the store (borrowed while a head spans reads) or the caller's buffer.
+    @exclusivity(unchecked) private var headStoreIfAny: ByteStorage?
     @exclusivity(unchecked) private var headInStore = false
     @exclusivity(unchecked) private var chunkBase: UnsafeRawPointer?
     @exclusivity(unchecked) private var chunkHeadOffset = 0
     /// Base of the head bytes while a request is delivered.
     @exclusivity(unchecked) private(set) var headBase: UnsafeRawPointer?
 
-    // Unparsed input kept while paused.
-    private let pending = ByteStorage(capacity: 0)
+    // Unparsed input kept while paused (borrowed while there is some).
+    @exclusivity(unchecked) private var pendingStore: ByteStorage?
     @exclusivity(unchecked) private var pendingStart = 0
 
     /// Increases with every delivered request (lets `MinervaHTTPRequest` views detect misuse).
     @exclusivity(unchecked) private(set) var generation: UInt64 = 0
 
-    init(limits: HTTPDecoderLimits) {
+    init(limits: HTTPDecoderLimits, pool: HTTPDecoderBufferPool = HTTPDecoderBufferPool()) {
         self.limits = limits
+        self.pool = pool
         http_parser_init(parser, HTTP_REQUEST)
         // `data` points to self, unretained: the parser memory is owned and freed by self.
         parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        headers.reserveCapacity(16)
     }
 
-    deinit { parser.deallocate() }
+    deinit {
+        parser.deallocate()
+        releaseMessageBuffers()
+        releasePending()
+    }
 
     /// Bytes received but not parsed yet (kept while paused).
-    var pendingCount: Int { pending.count - pendingStart }
+    var pendingCount: Int { (pendingStore?.count ?? 0) - pendingStart }
+
+    /// The body of the request being delivered.
+    var body: UnsafeRawBufferPointer { bodyStore?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0) }
+
+    private var headStore: ByteStorage {
+        if let store = headStoreIfAny { return store }
+        let store = pool.takeBuffer()
+        headStoreIfAny = store
+        return store
+    }
+
+    private var pending: ByteStorage {
+        if let store = pendingStore { return store }
+        let store = pool.takeBuffer()
+        pendingStore = store
+        return store
+    }
+
+    /// Gives the current message's buffers back to the pool (once it was delivered, or when the decoder ends).
+    private func releaseMessageBuffers() {
+        if let store = bodyStore {
+            bodyStore = nil
+            pool.recycle(store)
+        }
+        if let store = headStoreIfAny {
+            headStoreIfAny = nil
+            headInStore = false
+            pool.recycle(store)
+        }
+        pool.recycle(&headers)
+    }
+
+    private func releasePending() {
+        pendingStart = 0
+        if let store = pendingStore {
+            pendingStore = nil
+            pool.recycle(store)
+        }
+    }
 
     /// Parses `bytes`, which must not be retained by the caller's expectations beyond this call.
     func feed<D: HTTPRequestDecoderDelegate>(_ bytes: UnsafeRawBufferPointer, delegate: D) {
@@ -128,6 +212,7 @@ package final class HTTPRequestDecoder {
         }
         let consumed = run(base, bytes.count, delegate: delegate)
         if phase == .paused && consumed < bytes.count {
+            let pending = self.pending
             pending.count = 0
             pendingStart = 0
             pending.append(base + consumed, count: bytes.count - consumed)
@@ -139,18 +224,14 @@ package final class HTTPRequestDecoder {
     /// - Parameter body: receives the bytes, valid only during the call.
     func takeRemainder(_ body: (UnsafeRawBufferPointer) -> Void) {
         phase = .failed  // nothing more is parsed as HTTP
-        let start = pendingStart
-        let count = pending.count - start
-        if count > 0 { body(UnsafeRawBufferPointer(start: pending.base + start, count: count)) }
-        pending.count = 0
-        pendingStart = 0
-        // The decoder is done: its buffers go back (an idle WebSocket keeps as little as possible).
-        self.body.count = 0
-        self.body.shrinkIfEmpty()
-        headStore.count = 0
-        headStore.shrinkIfEmpty()
-        pending.shrinkIfEmpty()
-        headers = []
+        if let pending = pendingStore {
+            let start = pendingStart
+            let count = pending.count - start
+            if count > 0 { body(UnsafeRawBufferPointer(start: pending.base + start, count: count)) }
+        }
+        // The decoder is done: its buffers go back.
+        releaseMessageBuffers()
+        releasePending()
     }
 
     /// Continues after a paused request was answered: parses the bytes kept meanwhile.
@@ -158,14 +239,14 @@ package final class HTTPRequestDecoder {
         guard phase == .paused else { return }
         phase = .idle
         http_parser_pause(parser, 0)
-        while pendingCount > 0 && phase != .paused && phase != .failed {
+        guard let pending = pendingStore else { return }
+        while pendingStart < pending.count && phase != .paused && phase != .failed {
             let start = pendingStart
             let consumed = run(UnsafeRawPointer(pending.base + start), pending.count - start, delegate: delegate)
             pendingStart = start + consumed
         }
         if pendingStart >= pending.count {
-            pending.count = 0
-            pendingStart = 0
+            if pendingStore === pending { releasePending() }
         } else if pendingStart > 0 {
             pending.removeFirst(pendingStart)
             pendingStart = 0
@@ -173,7 +254,11 @@ package final class HTTPRequestDecoder {
     }
 
     private func resetMessage() {
-        headers.removeAll(keepingCapacity: true)
+        if headers.capacity == 0 {
+            headers = pool.takeHeaderList()
+        } else {
+            headers.removeAll(keepingCapacity: true)
+        }
         lastWasValue = false
         urlStart = 0
         urlEnd = 0
@@ -185,7 +270,7 @@ package final class HTTPRequestDecoder {
         isUpgrade = false
         chunkRemaining = 0
         chunkCRLFPending = 0
-        body.count = 0
+        bodyStore?.count = 0
     }
 
     /// Runs http-parser over `count` bytes; returns how many it consumed.
@@ -195,10 +280,10 @@ package final class HTTPRequestDecoder {
             let start = base + offset
             if phase == .idle {
                 headInStore = false
-                headStore.count = 0
+                headStoreIfAny?.count = 0
                 chunkHeadOffset = 0
             } else {
-                chunkHeadOffset = headStore.count
+                chunkHeadOffset = headStoreIfAny?.count ?? 0
             }
             chunkBase = start
             chunkEnd = base + count
@@ -221,6 +306,9 @@ package final class HTTPRequestDecoder {
                 if isUpgrade { keepAlive = false }
                 let goOn = delegate.decoderDidReceiveRequest(self)
                 headBase = nil
+                // The request views are gone: what held its head and body goes back to the pool (a held long-poll or
+                // an idle keep-alive connection owns none of it).
+                releaseMessageBuffers()
                 if !goOn || phase == .failed { return offset }
                 phase = .idle
                 http_parser_pause(parser, 0)
@@ -377,6 +465,13 @@ package final class HTTPRequestDecoder {
     }
 
     fileprivate func onBody(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
+        let body: ByteStorage
+        if let store = bodyStore {
+            body = store
+        } else {
+            body = pool.takeBuffer()
+            bodyStore = body
+        }
         if body.count + length > limits.maxBodyBytes { return fail(413) }
         body.append(UnsafeRawPointer(at), count: length)
         if chunkRemaining > 0 {
@@ -394,7 +489,7 @@ package final class HTTPRequestDecoder {
     /// A chunk size line was read: refuses a chunk that would take the body over its limit before its data comes.
     fileprivate func onChunkHeader() -> Int32 {
         let size = cshims_http_parser_content_length(parser)
-        if size > UInt64(limits.maxBodyBytes - body.count) { return fail(413) }
+        if size > UInt64(limits.maxBodyBytes - (bodyStore?.count ?? 0)) { return fail(413) }
         chunkRemaining = size
         return 0
     }

@@ -112,7 +112,7 @@ public struct MinervaHTTPRequest {
     /// The whole request body (de-chunked). - Warning: valid only during the handler call.
     public var body: UnsafeRawBufferPointer {
         check()
-        return decoder.body.bytes
+        return decoder.body
     }
 
     /// A copy of the request body.

@@ -247,7 +247,7 @@ public final class MinervaHTTPResponse {
     /// - Returns: the socket, or nil if the connection is gone or the head was already written.
     @discardableResult
     public func upgrade(to handler: any MinervaTCPConnectionHandler) -> MinervaTCPConnection? {
-        guard !headSent, !isFinished, let connection, connection.decoder.isUpgrade,
+        guard !headSent, !isFinished, let connection, connection.decoder?.isUpgrade == true,
             connection.upgrade(to: handler, response: self)
         else { return nil }
         headSent = true

@@ -23,6 +23,8 @@ package final class HTTPLoopContext {
     let headerTimeouts: DeadlineList
     let bodyTimeouts: DeadlineList
     let idleTimeouts: DeadlineList
+    /// The buffers this loop's request decoders borrow while a request is in progress.
+    let decoderBuffers = HTTPDecoderBufferPool()
     private let date = ByteStorage(capacity: 64)
     @exclusivity(unchecked) private var dateSecond = -1
     private let serverLine: [UInt8]

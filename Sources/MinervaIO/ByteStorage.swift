@@ -35,6 +35,13 @@ package final class ByteStorage {
         capacity = 16
     }
 
+    /// Shrinks an empty buffer whose capacity is above `limit` to `limit` (a pooled buffer that once grew large).
+    package func trim(toCapacity limit: Int) {
+        guard count == 0, capacity > limit else { return }
+        base = realloc(base, limit)!
+        capacity = limit
+    }
+
     /// The valid bytes. - Warning: invalid after the next mutation.
     package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 

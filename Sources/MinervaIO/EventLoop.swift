@@ -42,6 +42,12 @@ public final class MinervaEventLoop: @unchecked Sendable {
     let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: MinervaEventLoop.maxIovecs)
     /// Read buffer shared by every TCP connection of this loop.
     package let readBuffer: ByteStorage
+    /// Output queues no connection uses now (a connection borrows one while it has output queued).
+    @exclusivity(unchecked) private var spareOutputQueues: [OutputQueue] = []
+    /// The most spare output queues kept (beyond that, a drained connection's queue is freed).
+    static let spareOutputQueueLimit = 256
+    /// The largest capacity a spare output queue's copy buffer keeps (a larger one shrinks back when returned).
+    static let spareBufferCapacity = 16 * 1024
     /// Open TCP connections (kept alive until closed).
     @exclusivity(unchecked) var openConnections: [MinervaTCPConnection] = []
     @exclusivity(unchecked) private var deadlineListsByDuration: [Double: DeadlineList] = [:]
@@ -95,6 +101,19 @@ public final class MinervaEventLoop: @unchecked Sendable {
         timerWatcher = nil
         ev_loop_destroy(raw)
         iovecs.deallocate()
+    }
+
+    /// An empty output queue, from the pool if it has one.
+    func takeOutputQueue() -> OutputQueue {
+        spareOutputQueues.popLast() ?? OutputQueue(capacity: 1024)
+    }
+
+    /// Takes back a connection's output queue (its queued bytes are written or dropped).
+    func recycle(_ queue: OutputQueue) {
+        queue.removeAll()
+        guard spareOutputQueues.count < MinervaEventLoop.spareOutputQueueLimit else { return }
+        queue.trim(toCapacity: MinervaEventLoop.spareBufferCapacity)
+        spareOutputQueues.append(queue)
     }
 
     /// The loop's cached current time in seconds (libev's `ev_now`).

@@ -89,11 +89,11 @@ package final class OutputQueue {
         }
     }
 
-    /// Gives the copy buffer's memory back if nothing is queued (it grows again as needed).
-    package func shrinkIfEmpty() {
+    /// Shrinks an empty queue's copy buffer to at most `limit` bytes, and its segment list if it grew large.
+    func trim(toCapacity limit: Int) {
         guard segments.isEmpty else { return }
-        scratch.shrinkIfEmpty()
-        segments = []
+        scratch.trim(toCapacity: limit)
+        if segments.capacity > 64 { segments = [] }
     }
 
     /// Drops everything queued.

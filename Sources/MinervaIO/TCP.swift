@@ -76,10 +76,11 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     @exclusivity(unchecked) package private(set) var fd: Int32
     private let options: MinervaTCPConnectionOptions
     @exclusivity(unchecked) private var watcher: IOWatcher!
-    private let output = OutputQueue(capacity: 1024)
+    /// The queued output: borrowed from the loop's pool while there is some, returned once it is written (an idle
+    /// connection owns no output buffer; the pool makes a keep-alive request cost no allocation for it).
+    @exclusivity(unchecked) private var output: OutputQueue?
     @exclusivity(unchecked) private var writeBlocked = false
     @exclusivity(unchecked) private var flushScheduled = false
-    @exclusivity(unchecked) private var shrinkWhenDrained = false
     @exclusivity(unchecked) private var closeAfterFlush = false
     @exclusivity(unchecked) private var readPaused = false
     @exclusivity(unchecked) private var producerPaused = false
@@ -117,7 +118,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     public var localAddress: MinervaSocketAddress? { isOpen ? MinervaSocketAddress.of(fd: fd, peer: false) : nil }
 
     /// Bytes queued and not yet accepted by the kernel.
-    public var bufferedBytes: Int { output.count }
+    public var bufferedBytes: Int { output?.count ?? 0 }
 
     /// False while buffered output is above the high-water mark (or the connection is closed).
     public var isWritable: Bool { isOpen && !producerPaused }
@@ -137,17 +138,37 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     /// Appends to the output by letting `body` write into the scratch buffer, then schedules a flush.
     @inline(__always) package func withOutput(_ body: (ByteStorage) -> Void) {
         guard isOpen, !closeAfterFlush else { return }
-        if output.append(body) > 0 { enqueued() }
+        let queue = takeOutput()
+        if queue.append(body) > 0 {
+            enqueued(queue)
+        } else if queue.count == 0 {
+            returnOutput()
+        }
     }
 
     /// Queues a range of an immutable shared buffer without copying it.
     package func writeShared(_ storage: ByteStorage, start: Int, end: Int) {
         guard isOpen, !closeAfterFlush, end > start else { return }
-        output.appendShared(storage, start: start, end: end)
-        enqueued()
+        let queue = takeOutput()
+        queue.appendShared(storage, start: start, end: end)
+        enqueued(queue)
     }
 
-    private func enqueued() {
+    @inline(__always) private func takeOutput() -> OutputQueue {
+        if let output { return output }
+        let queue = eventLoop.takeOutputQueue()
+        output = queue
+        return queue
+    }
+
+    /// Gives the (drained) output queue back to the loop's pool.
+    private func returnOutput() {
+        guard let queue = output else { return }
+        output = nil
+        eventLoop.recycle(queue)
+    }
+
+    private func enqueued(_ output: OutputQueue) {
         if output.count >= options.highWaterMark { producerPaused = true }
         if flushScheduled || writeBlocked { return }
         flushScheduled = true
@@ -168,22 +189,12 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         updateWatcher()
     }
 
-    /// Gives the output buffer's memory back once everything queued is written (for a connection that turns
-    /// long-lived and mostly idle, like a WebSocket after its handshake; it grows again as needed).
-    package func shrinkOutputWhenDrained() {
-        if output.count == 0 {
-            output.shrinkIfEmpty()
-        } else {
-            shrinkWhenDrained = true
-        }
-    }
-
     /// Closes once the queued output is written (reading stops at once).
     public func close() {
         guard isOpen else { return }
         closeAfterFlush = true
         pauseReading()
-        if output.count == 0 { finish(.local, abort: false) }
+        if bufferedBytes == 0 { finish(.local, abort: false) }
     }
 
     /// Closes now, dropping queued output.
@@ -224,7 +235,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     /// Writes as much queued output as the socket takes.
     private func flush() {
         flushScheduled = false
-        guard isOpen else { return }
+        guard isOpen, let output else { return }
         while output.count > 0 {
             let n = output.writeOnce(fd: fd, iovecs: eventLoop.iovecs, maxIovecs: MinervaEventLoop.maxIovecs)
             if n < 0 {
@@ -254,11 +265,10 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
             handler?.connection(self, writeBlocked: false)
             if !isOpen { return }
         }
-        if shrinkWhenDrained && output.count == 0 {
-            shrinkWhenDrained = false
-            output.shrinkIfEmpty()
+        if output.count == 0 {
+            returnOutput()
+            if closeAfterFlush { finish(.local, abort: false) }
         }
-        if closeAfterFlush && output.count == 0 { finish(.local, abort: false) }
     }
 
     private func finish(_ reason: TCPCloseReason, abort: Bool) {
@@ -268,7 +278,8 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         watcher.watch(0)
         _ = abort ? cshims_abort_close(fd) : cshims_close(fd)
         fd = -1
-        output.removeAll()
+        output?.removeAll()
+        returnOutput()
         eventLoop.connectionFinished(self)
         acceptor?.connectionClosed()
         let handler = self.handler

@@ -550,6 +550,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         if endpoint.configuration.includeRequestHeaders {
             // Copied as bytes into the transport's reused storage; Strings only if the application reads them.
             engine.openTransport(handle, kind: .http, connection: info, now: now) { headers in
+                headers.reserveCapacity(rawHeadersSize(of: request))
                 request.forEachHeader { name, value in headers.append(name: name, value: value) }
             }
         } else {
@@ -557,6 +558,23 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         }
         engine.httpBodyReceived(handle, body: request.body, now: now)
         perform()
+    }
+
+    /// The storage the headers of `request` take as ``RawRequestHeaders``.
+    func rawHeadersSize(of request: MinervaHTTPRequest) -> Int {
+        var size = 0
+        request.forEachHeader { name, value in
+            size += RawRequestHeaders.storageSize(nameCount: name.count, valueCount: value.count)
+        }
+        return size
+    }
+
+    /// A copy of the headers of `request`, without spare capacity.
+    func rawHeaders(of request: MinervaHTTPRequest) -> RawRequestHeaders {
+        var headers = RawRequestHeaders()
+        headers.reserveCapacity(rawHeadersSize(of: request))
+        request.forEachHeader { name, value in headers.append(name: name, value: value) }
+        return headers
     }
 
     /// 403 for a POST from an origin that may not use the endpoint, and a rate-limited notice.

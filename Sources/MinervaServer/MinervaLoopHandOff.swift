@@ -41,7 +41,7 @@ enum RemoteAction: Sendable {
 struct HandedOffTransport: Sendable {
     var kind: TransportKind
     var info: ConnectionInfo
-    var headers: [([UInt8], [UInt8])]?
+    var headers: RawRequestHeaders?
     var bytes: [UInt8]
     /// A WebSocket: `bytes` and later bytes are int32-framed messages, each a batch of its own.
     var perMessage = false
@@ -109,12 +109,7 @@ extension MinervaLoopDriver {
     func handOffPost(
         _ request: MinervaHTTPRequest, handle: TransportHandle, info: ConnectionInfo, to owner: Int
     ) {
-        var headers: [([UInt8], [UInt8])]?
-        if endpoint.configuration.includeRequestHeaders {
-            var list: [([UInt8], [UInt8])] = []
-            request.forEachHeader { name, value in list.append((Array(name), Array(value))) }
-            headers = list
-        }
+        let headers = endpoint.configuration.includeRequestHeaders ? rawHeaders(of: request) : nil
         let transport = HandedOffTransport(kind: .http, info: info, headers: headers, bytes: Array(request.body))
         handOff(transport, handle: handle.rawValue, to: owner)
     }
@@ -204,11 +199,7 @@ extension MinervaLoopDriver {
         switch transport.kind {
         case .socket where transport.perMessage:
             if let headers = transport.headers {
-                engine.openTransport(handle, kind: .socket, connection: transport.info, now: now) { raw in
-                    for (name, value) in headers {
-                        name.withUnsafeBytes { name in value.withUnsafeBytes { raw.append(name: name, value: $0) } }
-                    }
-                }
+                engine.openTransport(handle, kind: .socket, connection: transport.info, now: now, headers: headers)
             } else {
                 engine.openTransport(handle, kind: .socket, connection: transport.info, now: now)
             }
@@ -218,11 +209,8 @@ extension MinervaLoopDriver {
             engine.socketBytesReceived(handle, bytes: transport.bytes, now: now)
         default:
             if let headers = transport.headers {
-                engine.openTransport(handle, kind: transport.kind, connection: transport.info, now: now) { raw in
-                    for (name, value) in headers {
-                        name.withUnsafeBytes { name in value.withUnsafeBytes { raw.append(name: name, value: $0) } }
-                    }
-                }
+                engine.openTransport(
+                    handle, kind: transport.kind, connection: transport.info, now: now, headers: headers)
             } else {
                 engine.openTransport(handle, kind: transport.kind, connection: transport.info, now: now)
             }

@@ -109,8 +109,19 @@ extension MinervaLoopDriver {
         response.delegateTag = handle.rawValue
         let includeHeaders = endpoint.configuration.includeRequestHeaders
         if !peers.isEmpty, let owner = post.body.withUnsafeBytes({ owner(ofBody: $0) }) {
-            let transport = HandedOffTransport(
-                kind: .http, info: post.connection, headers: includeHeaders ? post.headers : nil, bytes: post.body)
+            var headers: RawRequestHeaders?
+            if includeHeaders {
+                var raw = RawRequestHeaders()
+                raw.reserveCapacity(
+                    post.headers.reduce(0) {
+                        $0 + RawRequestHeaders.storageSize(nameCount: $1.0.count, valueCount: $1.1.count)
+                    })
+                for (name, value) in post.headers {
+                    name.withUnsafeBytes { name in value.withUnsafeBytes { raw.append(name: name, value: $0) } }
+                }
+                headers = raw
+            }
+            let transport = HandedOffTransport(kind: .http, info: post.connection, headers: headers, bytes: post.body)
             handOff(transport, handle: handle.rawValue, to: owner)
             return
         }

@@ -77,12 +77,7 @@ extension MinervaLoopDriver {
         let info = ConnectionInfo(
             localAddress: request.localAddress?.description ?? "", peerAddress: peer,
             rateLimitKey: endpoint.rateLimitKey(forHost: hostPart(of: peer)))
-        var headers: [([UInt8], [UInt8])]?
-        if endpoint.configuration.includeRequestHeaders {
-            var list: [([UInt8], [UInt8])] = []
-            request.forEachHeader { name, value in list.append((Array(name), Array(value))) }
-            headers = list
-        }
+        let headers = endpoint.configuration.includeRequestHeaders ? rawHeaders(of: request) : nil
         response.setHeader("Upgrade", "websocket")
         response.setHeader("Connection", "Upgrade")
         response.setHeader("Sec-WebSocket-Accept", MinervaWebSocketHandshake.acceptValue(key: key))
@@ -157,9 +152,7 @@ extension MinervaLoopDriver {
     }
 
     /// Hands a WebSocket transport to the owner loop (its messages follow with ``forwardSocketBytes(_:_:)``).
-    func handOffWebSocket(
-        _ handle: TransportHandle, info: ConnectionInfo, headers: [([UInt8], [UInt8])]?, to owner: Int
-    ) {
+    func handOffWebSocket(_ handle: TransportHandle, info: ConnectionInfo, headers: RawRequestHeaders?, to owner: Int) {
         proxied[handle.rawValue] = ProxiedTransport(owner: owner)
         let from = loopIndex
         let raw = handle.rawValue
@@ -193,7 +186,7 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     /// Received messages of the current chunk, int32-framed, for the engine (reused).
     private var inbound: [UInt8] = []
     private var info: ConnectionInfo
-    private var headers: [([UInt8], [UInt8])]?
+    private var headers: RawRequestHeaders?
     /// Whether the engine runs a transport for this connection (until it detaches).
     private var transportOpen = false
     /// Whether another loop's engine runs it (this connection only carries bytes).
@@ -209,7 +202,7 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         return bytes
     }()
 
-    init(driver: MinervaLoopDriver, info: ConnectionInfo, headers: [([UInt8], [UInt8])]?) {
+    init(driver: MinervaLoopDriver, info: ConnectionInfo, headers: RawRequestHeaders?) {
         self.driver = driver
         self.info = info
         self.headers = headers
@@ -243,7 +236,6 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
             // keeps only what its later, usually small, messages need.
             decoder.releaseBuffers()
             inbound = []
-            tcp.shrinkOutputWhenDrained()
         }
         if restartDecoder {
             restartDecoder = false
@@ -334,11 +326,7 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
             proxied = true
             driver.handOffWebSocket(handle, info: info, headers: headers, to: owner)
         } else if let headers {
-            driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now) { raw in
-                for (name, value) in headers {
-                    name.withUnsafeBytes { name in value.withUnsafeBytes { raw.append(name: name, value: $0) } }
-                }
-            }
+            driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now, headers: headers)
         } else {
             driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
         }

@@ -4,6 +4,9 @@
 //   minerva-load --hold N [--duration S] [--host H] [--port P] [--prefix /_minerva/]
 //   add --websocket to either: each stream is one WebSocket (`<prefix>ws`, PROTOCOL.md 11.1) instead of long-polls
 //   minerva-load --socketio [--streams N] ...: the peer: Socket.IO echo events over WebSocket (Engine.IO 4)
+//   minerva-load --idle-streams N [--connections C (16)] [--depth D (8)] [--duration S (600)] [--host H] [--port P]
+//     creates N streams, each with one POST whose only frame is a hello without `eeds` (the stream is left with no
+//     transport), C keep-alive connections with D requests in flight each; prints the creation rate.
 //   minerva-load --fanout N [--interval S] [--duration S] [--server-pid PID] [--host H] [--port P]
 //     N WebSocket streams join the demo's chat; once all are in, one more stream broadcasts its clock every --interval
 //     (0.1 s) for --duration; prints delivery latency p50/p99/max, strings delivered per second, and (with
@@ -27,6 +30,9 @@ var fanoutCount: Int?
 var socketIO = false
 var interval = 0.1
 var serverPID: Int?
+var idleStreamCount: Int?
+var idleConnections = 16
+var idleDepth = 8
 
 var arguments = CommandLine.arguments.dropFirst()
 @MainActor func value(_ name: String) -> String {
@@ -62,6 +68,9 @@ while let argument = arguments.popFirst() {
         webSocket = true
     case "--interval": interval = number(argument, Double.self)
     case "--server-pid": serverPID = number(argument, Int.self)
+    case "--idle-streams": idleStreamCount = number(argument, Int.self)
+    case "--connections": idleConnections = number(argument, Int.self)
+    case "--depth": idleDepth = number(argument, Int.self)
     case "-h", "--help":
         print(
             "usage: minerva-load [--streams N] [--duration S] [--warmup S] [--host IPv4] [--port P] [--prefix P]\n"
@@ -82,6 +91,11 @@ let stats = LoadStats()
 
 if let fanoutCount {
     runFanout(fanoutCount)
+}
+if let idleStreamCount {
+    runIdleStreams(
+        idleStreamCount, connections: idleConnections, depth: max(1, idleDepth),
+        deadline: durationGiven ? duration : 600)
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.

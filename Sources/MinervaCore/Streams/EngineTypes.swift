@@ -70,6 +70,36 @@ public struct RawRequestHeaders: Sendable {
     /// Forgets every header, keeping the storage.
     public mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
 
+    /// The bytes one header takes here (for ``reserveCapacity(_:)``).
+    /// - Parameters:
+    ///   - nameCount: the length of its name.
+    ///   - valueCount: the length of its value.
+    /// - Returns: the storage it needs.
+    public static func storageSize(nameCount: Int, valueCount: Int) -> Int { 8 + nameCount + valueCount }
+
+    /// Makes room for `byteCount` bytes of headers (sum their ``storageSize(nameCount:valueCount:)``), so that a list
+    /// filled once holds no spare capacity (a long-lived transport keeps it).
+    /// - Parameter byteCount: the storage wanted.
+    public mutating func reserveCapacity(_ byteCount: Int) { bytes.reserveCapacity(byteCount) }
+
+    /// Calls `body` with each header's name and value bytes, in order (valid only during the call).
+    /// - Parameter body: receives a name and its value.
+    public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
+        bytes.withUnsafeBytes { raw in
+            var i = 0
+            func next() -> UnsafeRawBufferPointer {
+                let n = Int(raw[i]) | Int(raw[i + 1]) << 8 | Int(raw[i + 2]) << 16 | Int(raw[i + 3]) << 24
+                i += 4
+                defer { i += n }
+                return UnsafeRawBufferPointer(rebasing: raw[i..<(i + n)])
+            }
+            while i < raw.count {
+                let name = next()
+                body(name, next())
+            }
+        }
+    }
+
     /// Appends one header.
     /// - Parameters:
     ///   - name: the header name's bytes.

@@ -65,6 +65,8 @@ public final class MinervaServerEngine {
     @exclusivity(unchecked) var transports: [TransportHandle: ServerTransport] = [:]
     private var recentlyReset: [StreamID: Double] = [:]
     @exclusivity(unchecked) private var pendingSends: [ServerStream] = []
+    /// The strings of one delivery to an application (reused between deliveries, by every stream).
+    @exclusivity(unchecked) var deliverable: [ArraySlice<UInt8>] = []
     @exclusivity(unchecked) private var sendingNow: [ServerStream] = []
     /// The outbox: actions in order, the bytes of their writes in `outboxBytes`. Both are swapped with the spare pair
     /// while an outbox is carried out, so nothing is allocated once they have grown.
@@ -212,6 +214,22 @@ public final class MinervaServerEngine {
         requestHeaders: (inout RawRequestHeaders) -> Void
     ) {
         open(handle, kind: kind, connection: connection, now: now, hasRequestHeaders: true, requestHeaders)
+    }
+
+    /// A transport opened, with its request headers already copied (shared with `headers`, not copied again).
+    /// - Parameters:
+    ///   - handle: the I/O layer's name for it, unique among open transports.
+    ///   - kind: HTTP or socket.
+    ///   - connection: addresses (its `requestHeaders` are replaced by `headers`).
+    ///   - now: the current time.
+    ///   - headers: the request headers.
+    public func openTransport(
+        _ handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, now: Double,
+        headers: RawRequestHeaders
+    ) {
+        var connection = connection
+        connection.rawHeaders = headers
+        open(handle, kind: kind, connection: connection, now: now, hasRequestHeaders: false) { _ in }
     }
 
     private func open(

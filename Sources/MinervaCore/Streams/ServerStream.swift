@@ -9,8 +9,6 @@ public final class ServerStream {
     public let streamID: StreamID
     /// The engine that owns this stream (nil once the engine is gone).
     public internal(set) weak var engine: MinervaServerEngine?
-    /// Whether the stream was reset; afterwards nothing can be sent.
-    public internal(set) var isReset = false
     /// Seconds without transports and without received data after which the stream is reset.
     public var maxIdleTime: Double {
         didSet {
@@ -21,29 +19,72 @@ public final class ServerStream {
             }
         }
     }
-    /// Whether the stream is in its engine's idle queue.
-    var idleQueued = false
     /// The engine's time of the last received chunk or transport detach (PROTOCOL.md 6.7, 10.10).
     public internal(set) var lastReceived: Double
 
+    // The fields are ordered so that no padding falls between them: a stream with no transport is mostly this
+    // object, and a million idle streams are a million of them.
     var handler: (any MinervaStreamHandler)?
-    var protocolBuilt = false
-    @exclusivity(unchecked) var transports: [ServerTransport] = []
+    @exclusivity(unchecked) var transports = TransportList()
     var primary: ServerTransport?
     @exclusivity(unchecked) var queue = SendQueue()
     @exclusivity(unchecked) var window: ReceiveWindow
     var lastSackSeenByServer = SACK.initial
-    var pretendAcked: Int64?
+    /// `pretendAcked`, with `Int64.min` for none (an optional would take 16 bytes).
+    private var pretendAckedOrMin = Int64.min
     /// The highest sequence number written on any transport (for counting retransmissions).
     var highestWritten: Int64 = -1
+    /// What few streams use (a producer, finish observers), allocated when first needed.
+    private var extras: Extras?
+    /// Whether the stream was reset; afterwards nothing can be sent.
+    public internal(set) var isReset = false
+    /// Whether the stream is in its engine's idle queue.
+    var idleQueued = false
+    var protocolBuilt = false
     var sendScheduled = false
-    /// The strings of one delivery (reused between deliveries).
-    @exclusivity(unchecked) private var deliverable: [ArraySlice<UInt8>] = []
-
-    var finishObservers: [() -> Void] = []
-    var producer: (any MinervaProducer)?
-    var producerIsPush = false
     var primaryPaused = false
+
+    private final class Extras {
+        var finishObservers: [() -> Void] = []
+        var producer: (any MinervaProducer)?
+        var producerIsPush = false
+    }
+
+    private var ensuredExtras: Extras {
+        if let extras { return extras }
+        let made = Extras()
+        extras = made
+        return made
+    }
+
+    var pretendAcked: Int64? {
+        get { pretendAckedOrMin == Int64.min ? nil : pretendAckedOrMin }
+        set { pretendAckedOrMin = newValue ?? Int64.min }
+    }
+
+    var finishObservers: [() -> Void] {
+        get { extras?.finishObservers ?? [] }
+        set {
+            if newValue.isEmpty && extras == nil { return }
+            ensuredExtras.finishObservers = newValue
+        }
+    }
+
+    var producer: (any MinervaProducer)? {
+        get { extras?.producer }
+        set {
+            if newValue == nil && extras == nil { return }
+            ensuredExtras.producer = newValue
+        }
+    }
+
+    var producerIsPush: Bool {
+        get { extras?.producerIsPush ?? false }
+        set {
+            if !newValue && extras == nil { return }
+            ensuredExtras.producerIsPush = newValue
+        }
+    }
 
     init(streamID: StreamID, engine: MinervaServerEngine, now: Double) {
         self.streamID = streamID
@@ -257,8 +298,7 @@ public final class ServerStream {
 
     /// Detaches a transport (PROTOCOL.md 6.2).
     func transportOffline(_ transport: ServerTransport) {
-        guard let index = transports.firstIndex(where: { $0 === transport }) else { return }
-        transports.remove(at: index)
+        guard transports.remove(transport) else { return }
         if transport === primary {
             primary = nil
             primaryPaused = false
@@ -279,7 +319,16 @@ public final class ServerStream {
     /// - Returns: true if the receive window overflowed.
     func stringsReceived(_ pairs: [(seq: Int64, bytes: ArraySlice<UInt8>)]) -> Bool {
         guard !isReset else { return false }
-        deliverable.removeAllKeepingSmallCapacity()
+        // The engine's reused array (a fresh one if a delivery is already using it).
+        var deliverable: [ArraySlice<UInt8>] = []
+        if let engine { swap(&deliverable, &engine.deliverable) }
+        defer {
+            // A burst's capacity (260,000 strings in one body) is not kept (issue 12, memory amplification).
+            deliverable.removeAllKeepingSmallCapacity()
+            if let engine, engine.deliverable.capacity < deliverable.capacity {
+                swap(&deliverable, &engine.deliverable)
+            }
+        }
         let hit = window.receive(pairs.lazy.map { ($0.seq, $0.bytes) }) { deliverable.append($0) }
         if let engine {
             engine.counters.stringsReceived += deliverable.count
@@ -290,7 +339,51 @@ public final class ServerStream {
             let strings = deliverable
             handler.stringsReceived(strings, on: self)
         }
-        deliverable.removeAllKeepingSmallCapacity()
         return hit && !isReset
     }
+}
+
+/// A stream's transports: the first one inline, the others (an upload beside the primary, a replacement during a
+/// handover) in an array, so that a stream that never had two at once owns no array storage.
+struct TransportList: Sequence {
+    private var head: ServerTransport?
+    private var rest: [ServerTransport] = []
+
+    var count: Int { head == nil ? 0 : 1 + rest.count }
+    var isEmpty: Bool { head == nil }
+    var first: ServerTransport? { head }
+
+    mutating func append(_ transport: ServerTransport) {
+        if head == nil { head = transport } else { rest.append(transport) }
+    }
+
+    /// Removes `transport` (by identity); false if it is not in the list.
+    mutating func remove(_ transport: ServerTransport) -> Bool {
+        if head === transport {
+            if rest.isEmpty {
+                head = nil
+            } else {
+                head = rest.removeFirst()
+            }
+            return true
+        }
+        guard let index = rest.firstIndex(where: { $0 === transport }) else { return false }
+        rest.remove(at: index)  // the storage stays: a stream that had an upload beside its primary gets another
+        return true
+    }
+
+    struct Iterator: IteratorProtocol {
+        fileprivate var head: ServerTransport?
+        fileprivate var rest: IndexingIterator<[ServerTransport]>
+
+        mutating func next() -> ServerTransport? {
+            if let transport = head {
+                head = nil
+                return transport
+            }
+            return rest.next()
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(head: head, rest: rest.makeIterator()) }
 }
