@@ -10,8 +10,8 @@ import MinervaServer
 enum WaitingTransport {
     /// A POST of `io/`; `relayed`: another node relayed it here, so it runs here whatever Redis says.
     case post(MinervaPostCopy, MinervaHTTPResponse, relayed: Bool)
-    /// A WebSocket whose hello arrived.
-    case webSocket(MinervaPlacedWebSocket, HelloFrame)
+    /// A WebSocket or an int32 socket whose hello arrived.
+    case webSocket(MinervaPlacedSocket, HelloFrame)
 }
 
 final class ClusterLoop {
@@ -207,9 +207,9 @@ final class ClusterLoop {
         return true
     }
 
-    /// A WebSocket's hello arrived (the handshake is answered): run it here (false), or find its stream's owner and
-    /// relay its bytes there (``relayWebSocket(_:hello:to:id:)``), as for a POST.
-    func takeWebSocket(_ socket: MinervaPlacedWebSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
+    /// A WebSocket's (handshake answered) or an int32 socket's hello arrived: run it here (false), or find its
+    /// stream's owner and relay its bytes there (``relayWebSocket(_:hello:to:id:)``), as for a POST.
+    func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
         self.endpoint = endpoint
         let id = hello.streamID
         if cluster.owns(id) { return false }
@@ -225,7 +225,7 @@ final class ClusterLoop {
             ownerCache[id] = nil
         }
         guard redis.isConnected else {
-            logRelay("cluster: redis unreachable; closing (1013) a WebSocket of a stream this node does not own")
+            logRelay("cluster: redis unreachable; closing (1013) a socket of a stream this node does not own")
             socket.refuse(code: 1013)  // try again later
             return true
         }

@@ -9,7 +9,8 @@
 // the owner first). No answer from the owner (cannot connect, refused, closed, silent for 5 s): the WebSocket runs
 // here instead, where the engine answers `stream_attach_failure` (the stream died with its owner) or, for a new
 // stream, this node takes the id over; logged, rate-limited. A dedicated connection per WebSocket: it becomes a
-// WebSocket on the owner, so it cannot be pooled.
+// WebSocket on the owner, so it cannot be pooled. An int32 socket (the socket-mode listener) is relayed the same way,
+// as a WebSocket to the owner's HTTP listener, its frames translated on the fly (ClusterInt32Translator.swift).
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
@@ -17,7 +18,7 @@ import MinervaServer
 
 extension ClusterLoop {
     /// Relays `socket` (whose hello is `hello`) to `owner`.
-    func relayWebSocket(_ socket: MinervaPlacedWebSocket, hello: HelloFrame, to owner: String, id: StreamID) {
+    func relayWebSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, to owner: String, id: StreamID) {
         guard socket.isWaiting else { return }
         guard let secret else {
             socket.runHere()
@@ -30,7 +31,9 @@ extension ClusterLoop {
         var host = String(owner[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         cluster.relayedOut.add(1, ordering: .relaxed)
-        cluster.logger.debug("cluster: WebSocket of stream \(id.redacted) relayed to \(owner)")
+        cluster.logger.debug(
+            "cluster: \(socket.isWebSocket ? "WebSocket" : "int32 socket") of stream \(id.redacted) relayed to \(owner)"
+        )
         let request = encodeUpgradeRequest(socket, owner: owner, secret: secret)
         loop.connectTCP(host: host, port: port, timeout: configuration.relayConnectTimeout) { [weak self] result in
             guard let self else { return }
@@ -50,22 +53,29 @@ extension ClusterLoop {
 
     /// The owner could not be reached: the WebSocket runs here (a new stream's id is taken over).
     func webSocketRelayFailed(
-        _ socket: MinervaPlacedWebSocket, hello: HelloFrame, owner: String, id: StreamID, why: String
+        _ socket: MinervaPlacedSocket, hello: HelloFrame, owner: String, id: StreamID, why: String
     ) {
         cluster.relayFailures.add(1, ordering: .relaxed)
         ownerCache[id] = nil
         alive.remove(owner)
-        logRelay("cluster: cannot relay a WebSocket to node \(owner) (\(why)); running it here")
+        logRelay(
+            "cluster: cannot relay a\(socket.isWebSocket ? " WebSocket" : "n int32 socket") to node \(owner) (\(why));"
+                + " running it here")
         guard socket.isWaiting else { return }
         if hello.requestNewStream { takeOver(id) }
         socket.runHere()
     }
 
-    private func encodeUpgradeRequest(_ socket: MinervaPlacedWebSocket, owner: String, secret: String) -> [UInt8] {
+    private func encodeUpgradeRequest(_ socket: MinervaPlacedSocket, owner: String, secret: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(1024)
         out.append(contentsOf: "GET \(configuration.endpointPrefix)ws HTTP/1.1\r\n".utf8)
         var hasHost = false
+        if !socket.isWebSocket {
+            // An int32 socket has no handshake of its own: a WebSocket one for it (no Origin: not a browser's).
+            out.append(contentsOf: "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n".utf8)
+            out.append(contentsOf: "Sec-WebSocket-Protocol: minerva.v2\r\n".utf8)
+        }
         for (name, value) in socket.headers {
             switch String(decoding: name, as: UTF8.self).lowercased() {
             case "connection", "upgrade", "keep-alive", "content-length", "transfer-encoding", "te", "trailer",
@@ -95,7 +105,7 @@ final class WebSocketRelay: MinervaTCPConnectionHandler {
     let id: StreamID
     let hello: HelloFrame
     /// The client's WebSocket until the owner answers.
-    private var socket: MinervaPlacedWebSocket?
+    private var socket: MinervaPlacedSocket?
     private var upstream: MinervaTCPConnection?
     private var client: MinervaTCPConnection?
     /// How many of the client's bytes were sent to the owner before the diversion.
@@ -105,13 +115,18 @@ final class WebSocketRelay: MinervaTCPConnectionHandler {
     private var timer: MinervaLoopTimer?
     private var piping = false
     private var failed = false
+    /// For an int32 socket: its frames and the owner's WebSocket frames translated (nil for a WebSocket).
+    private var translator: ClusterInt32Translator?
+    private var toOwner: [UInt8] = []
+    private var toClient: [UInt8] = []
 
-    init(state: ClusterLoop, owner: String, id: StreamID, hello: HelloFrame, socket: MinervaPlacedWebSocket) {
+    init(state: ClusterLoop, owner: String, id: StreamID, hello: HelloFrame, socket: MinervaPlacedSocket) {
         self.state = state
         self.owner = owner
         self.id = id
         self.hello = hello
         self.socket = socket
+        if !socket.isWebSocket { translator = ClusterInt32Translator() }
     }
 
     func start(_ connection: MinervaTCPConnection, request: [UInt8]) {
@@ -119,7 +134,7 @@ final class WebSocketRelay: MinervaTCPConnectionHandler {
         connection.write(request)
         if let socket {
             let received = socket.received
-            connection.write(received)
+            received.withUnsafeBytes { sendToOwner($0, connection) }
             sent = received.count
         }
         timer = state.loop.schedule(after: 5) { [weak self] in self?.fail("no answer in 5 s") }
@@ -161,8 +176,8 @@ final class WebSocketRelay: MinervaTCPConnectionHandler {
         self.socket = nil
         self.client = client
         piping = true
-        if received.count > sent { received[sent...].withUnsafeBytes { upstream.write($0) } }
-        if end < head.count { head[end...].withUnsafeBytes { client.write($0) } }
+        if received.count > sent { received[sent...].withUnsafeBytes { sendToOwner($0, upstream) } }
+        if end < head.count { head[end...].withUnsafeBytes { sendToClient($0, client, upstream) } }
         head = []
         if !client.isWritable { upstream.pauseReading() }
         if !upstream.isWritable { client.pauseReading() }
@@ -174,7 +189,7 @@ final class WebSocketRelay: MinervaTCPConnectionHandler {
         if connection === upstream {
             if piping {
                 guard let client else { return }
-                client.write(bytes)
+                sendToClient(bytes, client, connection)
                 if !client.isWritable { connection.pauseReading() }
                 return
             }
@@ -185,8 +200,34 @@ final class WebSocketRelay: MinervaTCPConnectionHandler {
                 fail("answer head too long")
             }
         } else if let upstream {
-            upstream.write(bytes)
+            sendToOwner(bytes, upstream)
             if !upstream.isWritable { connection.pauseReading() }
+        }
+    }
+
+    /// The client's bytes to the owner (translated for an int32 socket).
+    private func sendToOwner(_ bytes: UnsafeRawBufferPointer, _ upstream: MinervaTCPConnection) {
+        guard translator != nil else { return upstream.write(bytes) }
+        toOwner.removeAll(keepingCapacity: true)
+        translator!.fromClient(bytes, into: &toOwner)
+        upstream.write(toOwner)
+    }
+
+    /// The owner's bytes to the client (translated for an int32 socket, whose relay ends with the owner's close
+    /// frame).
+    private func sendToClient(
+        _ bytes: UnsafeRawBufferPointer, _ client: MinervaTCPConnection, _ upstream: MinervaTCPConnection
+    ) {
+        guard translator != nil else { return client.write(bytes) }
+        toClient.removeAll(keepingCapacity: true)
+        toOwner.removeAll(keepingCapacity: true)
+        translator!.fromOwner(bytes, client: &toClient, owner: &toOwner)
+        client.write(toClient)
+        upstream.write(toOwner)
+        if translator!.ownerClosed {
+            upstream.write(ClusterInt32Translator.closeFrame)
+            upstream.close()
+            client.close()
         }
     }
 
@@ -222,6 +263,7 @@ final class WebSocketRelay: MinervaTCPConnectionHandler {
             connection.closeNow()
         } else {
             // The client ended: what it sent (its close frame) reaches the owner, then the owner's connection ends.
+            if translator != nil { upstream?.write(ClusterInt32Translator.closeFrame) }
             upstream?.close()
             if !connection.peerHalfClosed { connection.closeNow() }
         }

@@ -152,9 +152,9 @@ public final class MinervaCluster: MinervaStreamPlacement, Sendable {
         return state.takePost(request, hello: hello, connection: connection, response: response, endpoint: endpoint)
     }
 
-    public func takeWebSocket(_ socket: MinervaPlacedWebSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
+    public func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
         guard let state = loopState(socket.eventLoop) else { return false }
-        return state.takeWebSocket(socket, hello: hello, endpoint: endpoint)
+        return state.takeSocket(socket, hello: hello, endpoint: endpoint)
     }
 
     public func relayedUpgrade(

@@ -27,16 +27,17 @@ public protocol MinervaStreamPlacement: AnyObject, Sendable {
         endpoint: MinervaEndpoint
     ) -> Bool
 
-    /// A WebSocket's first message, a hello, arrived (the handshake is answered). Not called for WebSockets that
-    /// ``relayedUpgrade(_:connection:on:)`` recognized. The default takes none.
+    /// The first frame, a hello, of a WebSocket (the handshake is answered) or of an int32 socket of a
+    /// ``MinervaSocketListener`` arrived. Not called for WebSockets that ``relayedUpgrade(_:connection:on:)``
+    /// recognized. The default takes none.
     /// - Parameters:
-    ///   - socket: the WebSocket, held until the placement answers.
+    ///   - socket: the connection, held until the placement answers.
     ///   - hello: its hello.
     ///   - endpoint: the endpoint it reached.
     /// - Returns: false to let the endpoint run it here at once; true when the placement took it: it must then
-    ///   answer through `socket` (``MinervaPlacedWebSocket/runHere()``, ``MinervaPlacedWebSocket/refuse(code:)``
-    ///   or ``MinervaPlacedWebSocket/divert(to:)``).
-    func takeWebSocket(_ socket: MinervaPlacedWebSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool
+    ///   answer through `socket` (``MinervaPlacedSocket/runHere()``, ``MinervaPlacedSocket/refuse(code:)`` or
+    ///   ``MinervaPlacedSocket/divert(to:)``).
+    func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool
 
     /// A valid WebSocket upgrade arrived: if another server relayed it here (so its transport must run here, never
     /// be placed again), the client's addresses. Called before the handshake is answered. The default sees none.
@@ -174,8 +175,8 @@ public struct MinervaRelayedUpgrade: Sendable {
 }
 
 extension MinervaStreamPlacement {
-    /// Takes no WebSocket: every WebSocket runs here.
-    public func takeWebSocket(_ socket: MinervaPlacedWebSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
+    /// Takes no socket: every WebSocket and int32 socket runs here.
+    public func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
         false
     }
 
@@ -187,51 +188,66 @@ extension MinervaStreamPlacement {
     }
 }
 
-/// A WebSocket whose first message (its hello) arrived, held while a ``MinervaStreamPlacement`` decides where its
-/// transport runs. Loop-confined (its ``eventLoop``).
+/// A connection carrying a socket transport whose placement is being decided (a WebSocket or an int32 socket).
+protocol MinervaPlaceableSocket: AnyObject {
+    var isPlacing: Bool { get }
+    var placingBytes: [UInt8] { get }
+    func placementRunsHere()
+    func placementRefuses(_ code: UInt16)
+    func placementDiverts(
+        to handler: any MinervaTCPConnectionHandler
+    ) -> (connection: MinervaTCPConnection, received: [UInt8])?
+}
+
+/// A WebSocket or an int32 socket whose first frame (its hello) arrived, held while a ``MinervaStreamPlacement``
+/// decides where its transport runs. Loop-confined (its ``eventLoop``).
 ///
-/// The handshake is already answered; the bytes received since the upgrade are kept as they came (masked client
-/// frames, the hello's first). The placement answers exactly once, later (not from inside
-/// ``MinervaStreamPlacement/takeWebSocket(_:hello:endpoint:)``, though that is tolerated): ``runHere()``,
-/// ``refuse(code:)`` or ``divert(to:)``. A WebSocket held longer than the endpoint's `socketModeTimeout` is closed
-/// (1008).
-public final class MinervaPlacedWebSocket {
-    private weak var socket: MinervaWebSocketConnection?
-    /// The loop the WebSocket lives on.
+/// A WebSocket's handshake is already answered; the bytes received since the upgrade (or, for an int32 socket,
+/// since its `<int32/>\n` prefix) are kept as they came: masked client frames or int32 frames, the hello's first.
+/// The placement answers exactly once, later (not from inside
+/// ``MinervaStreamPlacement/takeSocket(_:hello:endpoint:)``, though that is tolerated): ``runHere()``,
+/// ``refuse(code:)`` or ``divert(to:)``. A socket held longer than the endpoint's `socketModeTimeout` is closed
+/// (a WebSocket with 1008).
+public final class MinervaPlacedSocket {
+    private weak var socket: (any MinervaPlaceableSocket)?
+    /// The loop the connection lives on.
     public let eventLoop: MinervaEventLoop
     /// The client's addresses as the endpoint sees them.
     public let connection: ConnectionInfo
-    /// The headers of the client's upgrade request (names and values as received).
+    /// The headers of the client's upgrade request (names and values as received); empty for an int32 socket.
     public let headers: [([UInt8], [UInt8])]
+    /// Whether it is a WebSocket (its bytes are WebSocket frames) rather than an int32 socket (int32 frames).
+    public let isWebSocket: Bool
 
     init(
-        _ socket: MinervaWebSocketConnection, eventLoop: MinervaEventLoop, connection: ConnectionInfo,
-        headers: [([UInt8], [UInt8])]
+        _ socket: any MinervaPlaceableSocket, eventLoop: MinervaEventLoop, connection: ConnectionInfo,
+        headers: [([UInt8], [UInt8])], isWebSocket: Bool
     ) {
         self.socket = socket
         self.eventLoop = eventLoop
         self.connection = connection
         self.headers = headers
+        self.isWebSocket = isWebSocket
     }
 
     /// Whether the client is still connected and no answer was given.
     public var isWaiting: Bool { socket?.isPlacing ?? false }
 
-    /// The bytes received since the upgrade so far (raw WebSocket frames as the client sent them).
+    /// The bytes received so far (raw WebSocket frames or int32 frames as the client sent them).
     public var received: [UInt8] { socket?.placingBytes ?? [] }
 
     /// Runs the transport here after all: the kept bytes are decoded as if they had just arrived.
     public func runHere() { socket?.placementRunsHere() }
 
-    /// Closes the WebSocket with a close frame of `code` (no Minerva frames): the client retries later.
+    /// Closes the connection (a WebSocket with a close frame of `code`), no Minerva frames: the client retries.
     /// - Parameter code: an RFC 6455 close code, e.g. 1013 (try again later).
     public func refuse(code: UInt16) { socket?.placementRefuses(code) }
 
     /// Hands the client's connection to `handler`, which then gets every later event of it (bytes as they arrive,
-    /// the peer closing, becoming writable, closing) and writes to it directly; nothing of the WebSocket runs here.
+    /// the peer closing, becoming writable, closing) and writes to it directly; nothing of the transport runs here.
     /// - Parameter handler: the new owner of the connection (e.g. a relay to another server).
-    /// - Returns: the client's connection and every byte received since the upgrade, or nil if the client left (or
-    ///   an answer was already given).
+    /// - Returns: the client's connection and every byte received so far (see ``received``), or nil if the client
+    ///   left (or an answer was already given).
     public func divert(
         to handler: any MinervaTCPConnectionHandler
     ) -> (connection: MinervaTCPConnection, received: [UInt8])? {

@@ -190,7 +190,9 @@ extension MinervaLoopDriver {
 
 /// One upgraded WebSocket (a handler on the loop's one socket type, reached through the HTTP connection it
 /// upgraded): RFC 6455 framing around one socket transport of the engine, PROTOCOL.md 11.1.
-final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSocketTransportConnection {
+final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSocketTransportConnection,
+    MinervaPlaceableSocket
+{
     private enum State {
         /// Upgraded; the first message (the hello) has not arrived.
         case awaitingHello
@@ -427,8 +429,9 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
             return false
         }
         state = .placing
-        let placed = MinervaPlacedWebSocket(self, eventLoop: tcp.eventLoop, connection: info, headers: headers)
-        if placement.takeWebSocket(placed, hello: hello, endpoint: driver.endpoint) { return true }
+        let placed = MinervaPlacedSocket(
+            self, eventLoop: tcp.eventLoop, connection: info, headers: headers, isWebSocket: true)
+        if placement.takeSocket(placed, hello: hello, endpoint: driver.endpoint) { return true }
         if state == .placing {
             state = .awaitingHello
             raw = nil

@@ -74,6 +74,7 @@ class Cluster:
         self.redis = None
         self.start_redis()
         self.ports = [free_port() for _ in range(nodes)]
+        self.socket_ports = [free_port() for _ in range(nodes)]
         self.nodes = [None] * nodes
         for i in range(nodes):
             self.start_node(i)
@@ -104,6 +105,7 @@ class Cluster:
         self.nodes[i] = subprocess.Popen(
             [self.binary, '--host', '127.0.0.1', '--port', str(self.ports[i]), '--static-dir', self.static_dir,
              '--redis', 'redis://127.0.0.1:%d' % self.redis_port, '--threads', str(self.threads),
+             '--socket-port', str(self.socket_ports[i]),
              '--log-level', os.environ.get('MINERVA_CLUSTER_LOG_LEVEL', 'info')], stdout=log, stderr=subprocess.STDOUT)
         if not wait_until(lambda: http_ok(self.node_base(i) + '/healthz'), 20):
             raise RuntimeError('node %d did not start' % i)
@@ -361,6 +363,103 @@ def check_ws_balancer(c):
     expect(len(owners) == 3, 'streams created on all 3 nodes: %r' % owners)
     for n, st in enumerate(streams):
         expect(st.received == ['a%d' % n] + ['b%d-%d' % (n, r) for r in range(3)], 'stream %d: %r' % (n, st.received))
+
+
+class Int32Socket:
+    """A socket-mode transport (PROTOCOL.md 3.2, int32 framing) carrying a wire.WireStream."""
+
+    def __init__(self, port, stream, new=False):
+        self.stream = stream
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+        self.buffer = b''
+        self.transport = wsclient.WSTransport(None, stream)  # its frame bookkeeping
+        self.sock.sendall(b'<int32/>\n' + self.frame(wsclient.socket_hello(stream, new)))
+
+    @staticmethod
+    def frame(text):
+        data = text.encode()
+        return len(data).to_bytes(4, 'big') + data
+
+    def send(self, *strings):
+        s = self.stream
+        first = s.next_send
+        for text in strings:
+            s.unacked.append((s.next_send, text))
+            s.next_send += 1
+        self.sock.sendall(self.frame('%dN' % first) + b''.join(self.frame(t + ' ') for t in strings))
+
+    def read_frame(self):
+        """The next frame, or None when the connection ends."""
+        while True:
+            if len(self.buffer) >= 4:
+                n = int.from_bytes(self.buffer[:4], 'big')
+                if len(self.buffer) >= 4 + n:
+                    frame, self.buffer = self.buffer[4:4 + n].decode(), self.buffer[4 + n:]
+                    return frame
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def until(self, text):
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                raise RuntimeError('socket ended before %r (kill=%r)' % (text, self.stream.killed))
+            if not frame.endswith('^') and self.transport.take(frame) == text:
+                return
+
+    def frames_until_y(self):
+        """Every frame until `Y` (the server then leaves the closing to the client) or the end."""
+        out = []
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                return out
+            if not frame.endswith('^'):
+                out.append(frame)
+                self.transport.take(frame)
+            if frame == 'Y':
+                return out
+
+    def close(self):
+        self.sock.close()
+
+
+@check('socket-mode (int32) transports relayed to the owner node, as WebSockets between the nodes')
+def check_socket_relay(c):
+    s = wire.WireStream()
+    s.echo(c.node_base(0), 'first')
+    expect(c.owner(s.id) == c.node_address(0), 'owner %r' % c.owner(s.id))
+    for node in (1, 2, 0):
+        t = Int32Socket(c.socket_ports[node], s)
+        t.send(*['echo:i%d-%d' % (node, i) for i in range(20)])
+        t.until('i%d-19' % node)
+        t.close()
+    expect(s.received == ['first'] + ['i%d-%d' % (n, i) for n in (1, 2, 0) for i in range(20)],
+           'strings in order once each: %r' % s.received[:8])
+    # A stream created over a socket is claimed by its node and reached through another one.
+    u = wire.WireStream()
+    t = Int32Socket(c.socket_ports[1], u, new=True)
+    t.send('echo:u1')
+    t.until('u1')
+    expect(c.owner(u.id) == c.node_address(1), 'claimed by its node: %r' % c.owner(u.id))
+    t2 = Int32Socket(c.socket_ports[2], u)
+    t2.send('echo:u2')
+    t2.until('u2')
+    t2.close()
+    t.close()
+    # A stream no node knows: the protocol's own answer.
+    t3 = Int32Socket(c.socket_ports[2], wire.WireStream())
+    frames = t3.frames_until_y()
+    t3.close()
+    expect(frames == ['stream_attach_failureK', 'Y'], 'unknown stream over a socket: %r' % frames)
+    # The owner's ending crosses the relay: a reset asked over a relayed socket.
+    t4 = Int32Socket(c.socket_ports[1], s)
+    t4.send('reset_me:bye')
+    frames = t4.frames_until_y()
+    t4.close()
+    expect(frames[-2:] == ['bye|1!', 'Y'], 'a reset over a relayed socket: %r' % frames)
 
 
 def ws_round_trips(port, stream, count):
@@ -644,6 +743,7 @@ def main():
         check_chat(c)
         check_ws_relay(c)
         check_ws_balancer(c)
+        check_socket_relay(c)
         if args.browser:
             run_browser(c)
         if args.original:
