@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_apt redis-server haproxy chromium chromium-driver python3-selenium python3-pytest
+ensure_apt redis-server haproxy chromium chromium-driver python3-selenium python3-pytest python3-websockets
 ensure_node
 swift build -c release --product minerva-demo >/tmp/minerva-cluster-build.log 2>&1 || {
     cat /tmp/minerva-cluster-build.log >&2

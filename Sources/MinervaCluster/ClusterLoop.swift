@@ -6,12 +6,12 @@ import MinervaHTTP
 import MinervaIO
 import MinervaServer
 
-/// A request kept while Redis decides where its stream runs.
-struct WaitingPost {
-    let post: MinervaPostCopy
-    let response: MinervaHTTPResponse
-    /// A request another node relayed here: it runs here whatever Redis says.
-    let relayed: Bool
+/// A transport kept while Redis decides where its stream runs.
+enum WaitingTransport {
+    /// A POST of `io/`; `relayed`: another node relayed it here, so it runs here whatever Redis says.
+    case post(MinervaPostCopy, MinervaHTTPResponse, relayed: Bool)
+    /// A WebSocket or an int32 socket whose hello arrived.
+    case webSocket(MinervaPlacedSocket, HelloFrame)
 }
 
 final class ClusterLoop {
@@ -25,7 +25,7 @@ final class ClusterLoop {
     var secret: String?
     var alive: Set<String> = []
     var ownerCache: [StreamID: (owner: String, expires: Double)] = [:]
-    var waiting: [StreamID: [WaitingPost]] = [:]
+    var waiting: [StreamID: [WaitingTransport]] = [:]
     var idleRelays: [String: [RelayConnection]] = [:]
     private var heartbeatTimer: MinervaLoopTimer?
     private var refreshTimer: MinervaLoopTimer?
@@ -174,7 +174,7 @@ final class ClusterLoop {
                 post.connection.rateLimitKey = hostOf(peer)
             }
             if waiting[id] != nil {
-                waiting[id]!.append(WaitingPost(post: post, response: response, relayed: true))
+                waiting[id]!.append(.post(post, response, relayed: true))
             } else {
                 endpoint.runPost(post, response: response)
             }
@@ -182,8 +182,7 @@ final class ClusterLoop {
         }
         if cluster.owns(id) { return false }
         if waiting[id] != nil {
-            waiting[id]!.append(
-                WaitingPost(post: MinervaPostCopy(request, connection: connection), response: response, relayed: false))
+            waiting[id]!.append(.post(MinervaPostCopy(request, connection: connection), response, relayed: false))
             return true
         }
         // While Redis is down, a remembered owner is used however old (the relay tells whether it still lives).
@@ -203,11 +202,42 @@ final class ClusterLoop {
             response.end("Minerva cluster directory (redis) unavailable\n")
             return true
         }
-        waiting[id] = [
-            WaitingPost(post: MinervaPostCopy(request, connection: connection), response: response, relayed: false)
-        ]
+        waiting[id] = [.post(MinervaPostCopy(request, connection: connection), response, relayed: false)]
+        lookUpOwner(id, new: hello.requestNewStream)
+        return true
+    }
+
+    /// A WebSocket's (handshake answered) or an int32 socket's hello arrived: run it here (false), or find its
+    /// stream's owner and relay its bytes there (``relayWebSocket(_:hello:to:id:)``), as for a POST.
+    func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
+        self.endpoint = endpoint
+        let id = hello.streamID
+        if cluster.owns(id) { return false }
+        if waiting[id] != nil {
+            waiting[id]!.append(.webSocket(socket, hello))
+            return true
+        }
+        if let cached = ownerCache[id], cached.expires > loop.now || !redis.isConnected {
+            if cached.owner != address {
+                relayWebSocket(socket, hello: hello, to: cached.owner, id: id)
+                return true
+            }
+            ownerCache[id] = nil
+        }
+        guard redis.isConnected else {
+            logRelay("cluster: redis unreachable; closing (1013) a socket of a stream this node does not own")
+            socket.refuse(code: 1013)  // try again later
+            return true
+        }
+        waiting[id] = [.webSocket(socket, hello)]
+        lookUpOwner(id, new: hello.requestNewStream)
+        return true
+    }
+
+    /// Claims `id` (a new stream) or looks its owner up, then resolves the transports waiting for it.
+    private func lookUpOwner(_ id: StreamID, new: Bool) {
         let key = streamKey(id)
-        if hello.requestNewStream {
+        if new {
             let ttl = String(Int(configuration.streamClaimTTL * 1000))
             let claimedAt = loop.now
             redis.send(["SET", key, address, "NX", "PX", ttl, "GET"]) { [weak self] reply in
@@ -237,7 +267,6 @@ final class ClusterLoop {
                 self.resolve(id, owner: owner)
             }
         }
-        return true
     }
 
     /// Runs or relays the requests that waited for `id`'s owner (nil: this node).
@@ -247,10 +276,19 @@ final class ClusterLoop {
             "cluster: stream \(id.redacted) runs on \(owner ?? "this node") (\(list.count) request(s) waited)")
         if let owner { ownerCache[id] = (owner, loop.now + configuration.ownerCacheTime) }
         for item in list {
-            if let owner, !item.relayed {
-                relay(item.post, response: item.response, to: owner, id: id)
-            } else if item.response.isOpen, let endpoint {
-                endpoint.runPost(item.post, response: item.response)
+            switch item {
+            case .post(let post, let response, let relayed):
+                if let owner, !relayed {
+                    relay(post, response: response, to: owner, id: id)
+                } else if response.isOpen, let endpoint {
+                    endpoint.runPost(post, response: response)
+                }
+            case .webSocket(let socket, let hello):
+                if let owner {
+                    relayWebSocket(socket, hello: hello, to: owner, id: id)
+                } else {
+                    socket.runHere()
+                }
             }
         }
     }

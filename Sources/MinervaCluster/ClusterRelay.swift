@@ -49,14 +49,17 @@ extension ClusterLoop {
         ownerCache[id] = nil
         alive.remove(owner)
         logRelay("cluster: cannot relay to node \(owner) (\(why)); answering here")
-        if isNewStreamHello(post) {
-            // The owner is gone with its stream: this node takes the id over for the client's new stream.
-            let ttl = String(Int(configuration.streamClaimTTL * 1000))
-            redis.send(["SET", streamKey(id), address, "PX", ttl])
-            let now = loop.now
-            cluster.owned.withLock { owned in if owned[id] == nil { owned[id] = now } }
-        }
+        if isNewStreamHello(post) { takeOver(id) }
         runHere(post, response: response)
+    }
+
+    /// The owner of a new stream's id is gone with its stream: this node takes the id over for the client's new
+    /// stream.
+    func takeOver(_ id: StreamID) {
+        let ttl = String(Int(configuration.streamClaimTTL * 1000))
+        redis.send(["SET", streamKey(id), address, "PX", ttl])
+        let now = loop.now
+        cluster.owned.withLock { owned in if owned[id] == nil { owned[id] = now } }
     }
 
     private func isNewStreamHello(_ post: MinervaPostCopy) -> Bool {

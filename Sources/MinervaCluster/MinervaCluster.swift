@@ -12,6 +12,11 @@
 // - Relay: the request is forwarded over HTTP/1.1 keep-alive connections between advertised addresses, marked
 //   with the cluster's secret (so the owner runs it and never relays again) and the client's address; the owner's
 //   answer (also long-lived streaming ones) is piped back onto the client's response as it arrives.
+// - WebSocket relay: the node a WebSocket reaches answers the handshake itself (the stream is only known from the
+//   first message), then places it like a POST. For another node's stream it opens a connection to the owner,
+//   repeats the upgrade there (the client's headers, the secret, the client's address), sends the client's bytes as
+//   received (masked client frames are valid client frames for the owner) and, after the owner's 101 (dropped),
+//   carries bytes both ways without decoding them (ClusterWebSocketRelay.swift).
 // - Inside a node, the endpoint's own multi-loop hand-off then takes the request to the stream's loop.
 import Logging
 import MinervaCore
@@ -127,8 +132,8 @@ public final class MinervaCluster: MinervaStreamPlacement, Sendable {
             defer { owned[id] = -1 }
             return owned[id] != nil
         }
-        // A stream created without a claim (its first transport was a WebSocket or a socket, which are not
-        // relayed, or Redis was down): record it now, so other nodes relay its HTTP transports here.
+        // A stream created without a claim (its first transport was a socket-mode one, which is not relayed, or
+        // Redis was down): record it now, so other nodes relay its other transports here.
         if !claimed { loopState(loop)?.claimStarted(id) }
     }
 
@@ -145,6 +150,29 @@ public final class MinervaCluster: MinervaStreamPlacement, Sendable {
     ) -> Bool {
         guard let state = loopState(response.eventLoop) else { return false }
         return state.takePost(request, hello: hello, connection: connection, response: response, endpoint: endpoint)
+    }
+
+    public func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
+        guard let state = loopState(socket.eventLoop) else { return false }
+        return state.takeSocket(socket, hello: hello, endpoint: endpoint)
+    }
+
+    public func relayedUpgrade(
+        _ request: MinervaHTTPRequest, connection: ConnectionInfo, on loop: MinervaEventLoop
+    ) -> MinervaRelayedUpgrade? {
+        // Relayed by another node: it runs here, never relayed again. The client's address is believed only with
+        // the cluster's secret.
+        guard let mark = request.headerBytes(relayHeader) else { return nil }
+        relayedIn.add(1, ordering: .relaxed)
+        logger.debug("cluster: a WebSocket relayed here")
+        var connection = connection
+        let trusted = loopState(loop)?.secret.map { mark.elementsEqual($0.utf8) } ?? false
+        if trusted, let peer = request.header(relayPeerHeader) {
+            connection.peerAddress = peer
+            connection.rateLimitKey = hostOf(peer)
+        }
+        return MinervaRelayedUpgrade(
+            connection: connection, hiddenHeaders: ["x-minerva-relay", "x-minerva-relay-peer"])
     }
 }
 

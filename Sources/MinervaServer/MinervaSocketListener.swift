@@ -118,8 +118,10 @@ public final class MinervaSocketListener: @unchecked Sendable {
 
 /// The protocol state of one accepted socket (a handler on the loop's one socket type): mode detection, then an
 /// int32 transport of the engine.
-final class MinervaSocketConnection: MinervaTCPConnectionHandler {
-    private enum State { case detecting, policyServed, peeking, int32, closed }
+final class MinervaSocketConnection: MinervaTCPConnectionHandler, MinervaPlaceableSocket {
+    /// `placing`: the first frame (a hello) is whole and the placement (a cluster) decides where the transport runs;
+    /// `diverted`: the placement took the connection over (every event goes to `diverted`).
+    private enum State { case detecting, policyServed, peeking, placing, diverted, int32, closed }
 
     let tcp: MinervaTCPConnection
     let handle: TransportHandle
@@ -138,6 +140,9 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
     /// Where the int32 stream stands between frames, so that an unfinished frame can have a deadline.
     private var boundary = Int32FrameBoundary()
     private var frameTimer: MinervaLoopTimer?
+    /// Whether the placement was asked (once).
+    private var offered = false
+    private var diverted: (any MinervaTCPConnectionHandler)?
 
     init(tcp: MinervaTCPConnection, listener: MinervaSocketListener, driver: MinervaLoopDriver) {
         self.tcp = tcp
@@ -161,12 +166,12 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
                 self.listener.logAbort(.timeout, peer: self.peerAddress)
                 self.tcp.abort()
             case .policyServed: self.tcp.close()  // the Flash player should have closed it by now
-            case .peeking:
+            case .peeking, .placing:
                 // `<int32/>` and then no whole first frame in time (nothing, a partial length or a partial hello):
                 // such connections would otherwise stay open for as long as the peer likes.
                 self.listener.logFirstFrameTimeout(peer: self.peerAddress, bytes: self.peeked.count)
                 self.tcp.abort()
-            case .int32, .closed: break
+            case .int32, .diverted, .closed: break
             }
         }
     }
@@ -195,6 +200,11 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
             }
         case .peeking:
             peek(bytes)
+        case .placing:
+            peeked.append(contentsOf: bytes)
+            if peeked.count > driver.engine.maxFrameLength + 65536 { tcp.pauseReading() }
+        case .diverted:
+            diverted?.connection(connection, didReceive: bytes)
         case .int32:
             trackFrames(bytes)
             if proxied {
@@ -218,6 +228,17 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
             return
         }
         guard peeked.count >= 4 + length else { return }
+        if !offered, let placement = driver.endpoint.configuration.placement {
+            offered = true
+            let frame = peeked[4..<(4 + length)]
+            if frame.last == FrameType.hello, case .success(let hello) = HelloFrame.decode(json: frame.dropLast()) {
+                state = .placing
+                let placed = MinervaPlacedSocket(
+                    self, eventLoop: listener.eventLoop, connection: info, headers: [], isWebSocket: false)
+                if placement.takeSocket(placed, hello: hello, endpoint: driver.endpoint) { return }
+                state = .peeking
+            }
+        }
         if driver.peers.isEmpty {
             settle(owner: nil)  // one loop: this engine owns every stream
             return
@@ -269,7 +290,50 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         driver.perform()
     }
 
+    // MARK: Placement (a cluster)
+
+    var isPlacing: Bool { state == .placing }
+    var placingBytes: [UInt8] { state == .placing ? peeked : [] }
+
+    func placementRunsHere() {
+        guard state == .placing else { return }
+        state = .peeking
+        tcp.resumeReading()
+        peek([])
+    }
+
+    func placementRefuses(_ code: UInt16) {
+        guard state == .placing else { return }
+        state = .closed
+        tcp.close()
+    }
+
+    func placementDiverts(
+        to handler: any MinervaTCPConnectionHandler
+    ) -> (connection: MinervaTCPConnection, received: [UInt8])? {
+        guard state == .placing, tcp.isOpen else { return nil }
+        state = .diverted
+        diverted = handler
+        cancelDetectionTimer()
+        let bytes = peeked
+        peeked = []
+        tcp.resumeReading()
+        return (tcp, bytes)
+    }
+
+    func connectionPeerClosed(_ connection: MinervaTCPConnection) {
+        if state == .diverted, let diverted {
+            diverted.connectionPeerClosed(connection)
+        } else {
+            connection.closeNow()
+        }
+    }
+
     func connectionBecameWritable(_ connection: MinervaTCPConnection) {
+        if state == .diverted {
+            diverted?.connectionBecameWritable(connection)
+            return
+        }
         guard backedUp else { return }
         backedUp = false
         driver.socketTransportWritable(handle, proxied: proxied, true)
@@ -284,6 +348,10 @@ final class MinervaSocketConnection: MinervaTCPConnectionHandler {
         driver.sockets[handle.rawValue] = nil
         listener.connectionClosed(self)
         if wasTransport { driver.socketTransportClosed(handle, proxied: proxied) }
+        if let diverted {
+            self.diverted = nil
+            diverted.connectionDidClose(connection)
+        }
     }
 
     /// Closes the connection now, telling the engine (listener shutdown).

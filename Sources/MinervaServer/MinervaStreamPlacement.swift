@@ -1,6 +1,8 @@
 // The narrow hook a cluster (several servers sharing streams) plugs into the endpoint: before a POST of `io/` runs,
 // the placement may take it (to relay it to the server that owns its stream, or to run it here once it has claimed
-// the stream) and hand it back later as an owned copy. Nothing here knows of Redis or of other servers.
+// the stream) and hand it back later as an owned copy. A WebSocket is offered likewise once its hello arrived (its
+// stream is unknown before): the placement runs it here, refuses it, or takes the client's connection over (a relay
+// that carries its bytes to another server). Nothing here knows of Redis or of other servers.
 import MinervaCore
 import MinervaHTTP
 import MinervaIO
@@ -8,7 +10,8 @@ import MinervaIO
 /// Decides where the transports of a stream run when several servers share streams (see `MinervaCluster`).
 ///
 /// Set it as ``MinervaEndpointConfiguration/placement``. Called on the request's loop, for every POST of `io/`
-/// whose first frame is a readable hello (the others are answered by the endpoint as usual).
+/// whose first frame is a readable hello (the others are answered by the endpoint as usual), and for every
+/// WebSocket whose first message is a readable hello.
 public protocol MinervaStreamPlacement: AnyObject, Sendable {
     /// A POST of `io/` arrived; its response already carries the endpoint's headers (and CORS ones).
     /// - Parameters:
@@ -23,6 +26,29 @@ public protocol MinervaStreamPlacement: AnyObject, Sendable {
         _ request: MinervaHTTPRequest, hello: HelloFrame, connection: ConnectionInfo, response: MinervaHTTPResponse,
         endpoint: MinervaEndpoint
     ) -> Bool
+
+    /// The first frame, a hello, of a WebSocket (the handshake is answered) or of an int32 socket of a
+    /// ``MinervaSocketListener`` arrived. Not called for WebSockets that ``relayedUpgrade(_:connection:on:)``
+    /// recognized. The default takes none.
+    /// - Parameters:
+    ///   - socket: the connection, held until the placement answers.
+    ///   - hello: its hello.
+    ///   - endpoint: the endpoint it reached.
+    /// - Returns: false to let the endpoint run it here at once; true when the placement took it: it must then
+    ///   answer through `socket` (``MinervaPlacedSocket/runHere()``, ``MinervaPlacedSocket/refuse(code:)`` or
+    ///   ``MinervaPlacedSocket/divert(to:)``).
+    func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool
+
+    /// A valid WebSocket upgrade arrived: if another server relayed it here (so its transport must run here, never
+    /// be placed again), the client's addresses. Called before the handshake is answered. The default sees none.
+    /// - Parameters:
+    ///   - request: the upgrade request (borrowed: valid only during the call).
+    ///   - connection: its addresses as the endpoint sees them.
+    ///   - loop: the loop it arrived on.
+    /// - Returns: nil for a client's own upgrade.
+    func relayedUpgrade(
+        _ request: MinervaHTTPRequest, connection: ConnectionInfo, on loop: MinervaEventLoop
+    ) -> MinervaRelayedUpgrade?
 }
 
 /// A POST of `io/` copied out of its connection's buffers, to be run later (``MinervaEndpoint/runPost(_:response:)``).
@@ -109,18 +135,7 @@ extension MinervaLoopDriver {
         response.delegateTag = handle.rawValue
         let includeHeaders = endpoint.configuration.includeRequestHeaders
         if !peers.isEmpty, let owner = post.body.withUnsafeBytes({ owner(ofBody: $0) }) {
-            var headers: RawRequestHeaders?
-            if includeHeaders {
-                var raw = RawRequestHeaders()
-                raw.reserveCapacity(
-                    post.headers.reduce(0) {
-                        $0 + RawRequestHeaders.storageSize(nameCount: $1.0.count, valueCount: $1.1.count)
-                    })
-                for (name, value) in post.headers {
-                    name.withUnsafeBytes { name in value.withUnsafeBytes { raw.append(name: name, value: $0) } }
-                }
-                headers = raw
-            }
+            let headers = includeHeaders ? RawRequestHeaders(pairs: post.headers) : nil
             let transport = HandedOffTransport(kind: .http, info: post.connection, headers: headers, bytes: post.body)
             handOff(transport, handle: handle.rawValue, to: owner)
             return
@@ -137,5 +152,116 @@ extension MinervaLoopDriver {
         }
         engine.httpBodyReceived(handle, body: post.body, now: now)
         perform()
+    }
+}
+
+// MARK: - WebSockets
+
+/// What a placement says of a WebSocket upgrade that another server relayed here
+/// (``MinervaStreamPlacement/relayedUpgrade(_:connection:on:)``).
+public struct MinervaRelayedUpgrade: Sendable {
+    /// The addresses the engine and the application see (the client's, as the relaying server saw them).
+    public var connection: ConnectionInfo
+    /// Names (lowercase) of the request headers the application must not see (the relay's own marks).
+    public var hiddenHeaders: [String]
+
+    /// - Parameters:
+    ///   - connection: the client's addresses.
+    ///   - hiddenHeaders: lowercase names of headers to drop from what the application sees.
+    public init(connection: ConnectionInfo, hiddenHeaders: [String] = []) {
+        self.connection = connection
+        self.hiddenHeaders = hiddenHeaders
+    }
+}
+
+extension MinervaStreamPlacement {
+    /// Takes no socket: every WebSocket and int32 socket runs here.
+    public func takeSocket(_ socket: MinervaPlacedSocket, hello: HelloFrame, endpoint: MinervaEndpoint) -> Bool {
+        false
+    }
+
+    /// Sees no relayed upgrade: every upgrade is a client's.
+    public func relayedUpgrade(
+        _ request: MinervaHTTPRequest, connection: ConnectionInfo, on loop: MinervaEventLoop
+    ) -> MinervaRelayedUpgrade? {
+        nil
+    }
+}
+
+/// A connection carrying a socket transport whose placement is being decided (a WebSocket or an int32 socket).
+protocol MinervaPlaceableSocket: AnyObject {
+    var isPlacing: Bool { get }
+    var placingBytes: [UInt8] { get }
+    func placementRunsHere()
+    func placementRefuses(_ code: UInt16)
+    func placementDiverts(
+        to handler: any MinervaTCPConnectionHandler
+    ) -> (connection: MinervaTCPConnection, received: [UInt8])?
+}
+
+/// A WebSocket or an int32 socket whose first frame (its hello) arrived, held while a ``MinervaStreamPlacement``
+/// decides where its transport runs. Loop-confined (its ``eventLoop``).
+///
+/// A WebSocket's handshake is already answered; the bytes received since the upgrade (or, for an int32 socket,
+/// since its `<int32/>\n` prefix) are kept as they came: masked client frames or int32 frames, the hello's first.
+/// The placement answers exactly once, later (not from inside
+/// ``MinervaStreamPlacement/takeSocket(_:hello:endpoint:)``, though that is tolerated): ``runHere()``,
+/// ``refuse(code:)`` or ``divert(to:)``. A socket held longer than the endpoint's `socketModeTimeout` is closed
+/// (a WebSocket with 1008).
+public final class MinervaPlacedSocket {
+    private weak var socket: (any MinervaPlaceableSocket)?
+    /// The loop the connection lives on.
+    public let eventLoop: MinervaEventLoop
+    /// The client's addresses as the endpoint sees them.
+    public let connection: ConnectionInfo
+    /// The headers of the client's upgrade request (names and values as received); empty for an int32 socket.
+    public let headers: [([UInt8], [UInt8])]
+    /// Whether it is a WebSocket (its bytes are WebSocket frames) rather than an int32 socket (int32 frames).
+    public let isWebSocket: Bool
+
+    init(
+        _ socket: any MinervaPlaceableSocket, eventLoop: MinervaEventLoop, connection: ConnectionInfo,
+        headers: [([UInt8], [UInt8])], isWebSocket: Bool
+    ) {
+        self.socket = socket
+        self.eventLoop = eventLoop
+        self.connection = connection
+        self.headers = headers
+        self.isWebSocket = isWebSocket
+    }
+
+    /// Whether the client is still connected and no answer was given.
+    public var isWaiting: Bool { socket?.isPlacing ?? false }
+
+    /// The bytes received so far (raw WebSocket frames or int32 frames as the client sent them).
+    public var received: [UInt8] { socket?.placingBytes ?? [] }
+
+    /// Runs the transport here after all: the kept bytes are decoded as if they had just arrived.
+    public func runHere() { socket?.placementRunsHere() }
+
+    /// Closes the connection (a WebSocket with a close frame of `code`), no Minerva frames: the client retries.
+    /// - Parameter code: an RFC 6455 close code, e.g. 1013 (try again later).
+    public func refuse(code: UInt16) { socket?.placementRefuses(code) }
+
+    /// Hands the client's connection to `handler`, which then gets every later event of it (bytes as they arrive,
+    /// the peer closing, becoming writable, closing) and writes to it directly; nothing of the transport runs here.
+    /// - Parameter handler: the new owner of the connection (e.g. a relay to another server).
+    /// - Returns: the client's connection and every byte received so far (see ``received``), or nil if the client
+    ///   left (or an answer was already given).
+    public func divert(
+        to handler: any MinervaTCPConnectionHandler
+    ) -> (connection: MinervaTCPConnection, received: [UInt8])? {
+        socket?.placementDiverts(to: handler)
+    }
+}
+
+extension RawRequestHeaders {
+    /// A copy of headers given as name and value bytes, without spare capacity.
+    init(pairs: [([UInt8], [UInt8])]) {
+        self.init()
+        reserveCapacity(pairs.reduce(0) { $0 + Self.storageSize(nameCount: $1.0.count, valueCount: $1.1.count) })
+        for (name, value) in pairs {
+            name.withUnsafeBytes { name in value.withUnsafeBytes { append(name: name, value: $0) } }
+        }
     }
 }

@@ -74,15 +74,38 @@ extension MinervaLoopDriver {
         }
 
         let peer = request.remoteAddress?.description ?? ""
-        let info = ConnectionInfo(
+        var info = ConnectionInfo(
             localAddress: request.localAddress?.description ?? "", peerAddress: peer,
             rateLimitKey: endpoint.rateLimitKey(forHost: hostPart(of: peer)))
-        let headers = endpoint.configuration.includeRequestHeaders ? rawHeaders(of: request) : nil
+        // In a cluster: a WebSocket another server relayed here runs here (with the client's addresses); any other
+        // is offered to the placement once its hello names the stream, with the upgrade's headers (a relay repeats
+        // them to the server it picks).
+        let placement = endpoint.configuration.placement
+        var relayed: MinervaRelayedUpgrade?
+        if let placement { relayed = placement.relayedUpgrade(request, connection: info, on: response.eventLoop) }
+        if let relayed { info = relayed.connection }
+        var headers: RawRequestHeaders?
+        var placementHeaders: [([UInt8], [UInt8])]?
+        if endpoint.configuration.includeRequestHeaders || (placement != nil && relayed == nil) {
+            var list: [([UInt8], [UInt8])] = []
+            request.forEachHeader { name, value in list.append((Array(name), Array(value))) }
+            if placement != nil && relayed == nil { placementHeaders = list }
+            if let hidden = relayed?.hiddenHeaders, !hidden.isEmpty {
+                list.removeAll { header in
+                    hidden.contains { name in
+                        name.utf8.count == header.0.count
+                            && zip(name.utf8, header.0).allSatisfy { $0 == ($1 >= 0x41 && $1 <= 0x5A ? $1 | 0x20 : $1) }
+                    }
+                }
+            }
+            if endpoint.configuration.includeRequestHeaders { headers = RawRequestHeaders(pairs: list) }
+        }
         response.setHeader("Upgrade", "websocket")
         response.setHeader("Connection", "Upgrade")
         response.setHeader("Sec-WebSocket-Accept", MinervaWebSocketHandshake.acceptValue(key: key))
         if selected { response.setHeader("Sec-WebSocket-Protocol", minervaWebSocketSubprotocol) }
-        let connection = MinervaWebSocketConnection(driver: self, info: info, headers: headers)
+        let connection = MinervaWebSocketConnection(
+            driver: self, info: info, headers: headers, placementHeaders: placementHeaders)
         guard let tcp = response.upgrade(to: connection) else { return }
         connection.start(tcp)
     }
@@ -165,10 +188,17 @@ extension MinervaLoopDriver {
 
 /// One upgraded WebSocket (a handler on the loop's one socket type, reached through the HTTP connection it
 /// upgraded): RFC 6455 framing around one socket transport of the engine, PROTOCOL.md 11.1.
-final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSocketTransportConnection {
+final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSocketTransportConnection,
+    MinervaPlaceableSocket
+{
     private enum State {
         /// Upgraded; the first message (the hello) has not arrived.
         case awaitingHello
+        /// The hello arrived and the placement (a cluster) decides where the transport runs: received bytes are
+        /// kept, not decoded.
+        case placing
+        /// The placement took the connection over (a relay): every event goes to `diverted`.
+        case diverted
         /// Carrying the transport (this loop's engine, or another's).
         case open
         /// Our close frame is written: waiting for the client's (or the close timeout).
@@ -195,6 +225,14 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     /// The last frame written was `frame_corruptionK` (so the close after `Y` is 1009).
     private var lastFrameWasCorruption = false
     private var timer: MinervaLoopTimer?
+    /// The upgrade's headers while the WebSocket may still be offered to the placement (nil: it runs here).
+    private var placementHeaders: [([UInt8], [UInt8])]?
+    /// Every byte received since the upgrade, kept while the WebSocket may go to the placement (nil otherwise).
+    private var raw: [UInt8]?
+    private var diverted: (any MinervaTCPConnectionHandler)?
+    private var inFeed = false
+    /// The placement chose to run the transport here while the decoder was running: replay `raw` after it.
+    private var replayPending = false
 
     private static let corruptionFrame: [UInt8] = {
         var bytes = Array(KillReason.frameCorruption.rawValue.utf8)
@@ -202,10 +240,15 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         return bytes
     }()
 
-    init(driver: MinervaLoopDriver, info: ConnectionInfo, headers: RawRequestHeaders?) {
+    init(
+        driver: MinervaLoopDriver, info: ConnectionInfo, headers: RawRequestHeaders?,
+        placementHeaders: [([UInt8], [UInt8])]? = nil
+    ) {
         self.driver = driver
         self.info = info
         self.headers = headers
+        self.placementHeaders = placementHeaders
+        if placementHeaders != nil { raw = [] }
         handle = driver.newHandle()
         decoder = MinervaWebSocketFrameDecoder(
             maxMessageLength: driver.engine.maxFrameLength, expectsMaskedFrames: true)
@@ -218,8 +261,18 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         let timeout = driver.endpoint.configuration.socketModeTimeout
         timer = tcp.eventLoop.schedule(after: timeout) { [unowned self] in
             self.timer = nil
-            guard self.state == .awaitingHello else { return }
-            self.driver.logWebSocket("closed: no hello in time", peer: self.info.peerAddress)
+            switch self.state {
+            case .awaitingHello:
+                self.driver.logWebSocket("closed: no hello in time", peer: self.info.peerAddress)
+            case .placing:
+                self.driver.logWebSocket("closed: not placed in time", peer: self.info.peerAddress)
+                self.state = .awaitingHello
+                self.raw = nil
+                self.decoder = MinervaWebSocketFrameDecoder(maxMessageLength: 0, expectsMaskedFrames: true)
+                self.tcp.resumeReading()
+            default:
+                return
+            }
             self.startClosing(MinervaWebSocketCloseCode.policyViolation)
         }
     }
@@ -227,9 +280,47 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     // MARK: Receiving
 
     func connection(_ connection: MinervaTCPConnection, didReceive bytes: UnsafeRawBufferPointer) {
-        guard state != .closed else { return }
+        switch state {
+        case .closed:
+            return
+        case .diverted:
+            diverted?.connection(connection, didReceive: bytes)
+            return
+        case .placing:
+            record(bytes)
+            return
+        case .awaitingHello:
+            if raw != nil { record(bytes) }
+        default:
+            break
+        }
+        feedDecoder(bytes)
+    }
+
+    /// Keeps received bytes while the WebSocket may be placed elsewhere; past the largest hello's worth (plus the
+    /// control frames a client may send before it) it runs here, and while held it stops reading.
+    private func record(_ bytes: UnsafeRawBufferPointer) {
+        raw?.append(contentsOf: bytes)
+        guard let count = raw?.count, count > driver.engine.maxFrameLength + 65536 else { return }
+        if state == .placing {
+            tcp.pauseReading()  // resumed when the placement answers
+        } else {
+            raw = nil
+            placementHeaders = nil
+        }
+    }
+
+    private func feedDecoder(_ bytes: UnsafeRawBufferPointer) {
         let wasAwaitingHello = state == .awaitingHello
+        inFeed = true
         decoder.feed(bytes) { event in self.received(event) }
+        inFeed = false
+        if replayPending {
+            replayPending = false
+            replay()
+            return
+        }
+        if state == .placing || state == .diverted { return }
         deliverInbound()
         if wasAwaitingHello && state != .awaitingHello {
             // The hello was the largest message so far and the handshake the largest output: an idle WebSocket
@@ -253,11 +344,18 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
                 fail(MinervaWebSocketCloseCode.unsupportedData, "binary message")
                 return true
             }
-            if state == .awaitingHello { settle(firstMessage: payload) }
+            if state == .awaitingHello {
+                if placementHeaders != nil && offerToPlacement(payload) { return false }
+                settle(firstMessage: payload)
+            }
             appendInbound(length: payload.count, payload)
         case .messageTooLong(let length):
             guard state == .awaitingHello || state == .open else { return true }
-            if state == .awaitingHello { settle(firstMessage: nil) }
+            if state == .awaitingHello {
+                raw = nil
+                placementHeaders = nil
+                settle(firstMessage: nil)
+            }
             // Announced as it is: the engine's frame limit turns it into frame_corruption, nothing was buffered.
             appendInbound(length: max(length, driver.engine.maxFrameLength + 1), nil)
         case .ping(let payload):
@@ -311,6 +409,89 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         inbound.append(UInt8(truncatingIfNeeded: length >> 8))
         inbound.append(UInt8(truncatingIfNeeded: length))
         if let payload { inbound.append(contentsOf: payload) }
+    }
+
+    // MARK: Placement (a cluster)
+
+    /// Offers the WebSocket to the placement if its first message is a hello; true if the placement took it (then
+    /// decoding stops: the kept bytes are replayed if it runs here after all).
+    private func offerToPlacement(_ payload: UnsafeRawBufferPointer) -> Bool {
+        let headers = placementHeaders ?? []
+        placementHeaders = nil
+        guard let placement = driver.endpoint.configuration.placement, payload.count > 1,
+            payload[payload.count - 1] == FrameType.hello,
+            case .success(let hello) = HelloFrame.decode(json: Array(payload[..<(payload.count - 1)])[...])
+        else {
+            raw = nil
+            return false
+        }
+        state = .placing
+        let placed = MinervaPlacedSocket(
+            self, eventLoop: tcp.eventLoop, connection: info, headers: headers, isWebSocket: true)
+        if placement.takeSocket(placed, hello: hello, endpoint: driver.endpoint) { return true }
+        if state == .placing {
+            state = .awaitingHello
+            raw = nil
+        }
+        return false
+    }
+
+    var isPlacing: Bool { state == .placing }
+    var placingBytes: [UInt8] { state == .placing ? raw ?? [] : [] }
+
+    func placementRunsHere() {
+        guard state == .placing else { return }
+        state = .awaitingHello
+        decoder = MinervaWebSocketFrameDecoder(
+            maxMessageLength: driver.engine.maxFrameLength, expectsMaskedFrames: true)
+        tcp.resumeReading()
+        if inFeed {
+            replayPending = true
+        } else {
+            replay()
+        }
+    }
+
+    /// Decodes the kept bytes from the start, the transport running here.
+    private func replay() {
+        let bytes = raw ?? []
+        raw = nil
+        bytes.withUnsafeBytes { feedDecoder($0) }
+    }
+
+    func placementRefuses(_ code: UInt16) {
+        guard state == .placing else { return }
+        state = .awaitingHello
+        raw = nil
+        driver.logWebSocket("closed with \(code): the placement refused it", peer: info.peerAddress)
+        // The kept bytes are dropped: a fresh decoder looks for the client's close frame (or the timeout ends it).
+        decoder = MinervaWebSocketFrameDecoder(maxMessageLength: 0, expectsMaskedFrames: true)
+        tcp.resumeReading()
+        startClosing(code)
+    }
+
+    func placementDiverts(
+        to handler: any MinervaTCPConnectionHandler
+    ) -> (connection: MinervaTCPConnection, received: [UInt8])? {
+        guard state == .placing, tcp.isOpen else { return nil }
+        state = .diverted
+        diverted = handler
+        timer?.cancel()
+        timer = nil
+        let bytes = raw ?? []
+        raw = nil
+        decoder.releaseBuffers()
+        inbound = []
+        tcp.resumeReading()
+        return (tcp, bytes)
+    }
+
+    func connectionPeerClosed(_ connection: MinervaTCPConnection) {
+        if state == .diverted, let diverted {
+            diverted.connectionPeerClosed(connection)
+        } else {
+            connection.closeNow()
+        }
     }
 
     /// The first message decides which loop's engine runs the transport (its hello names the stream).
@@ -417,6 +598,10 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     }
 
     func connectionBecameWritable(_ connection: MinervaTCPConnection) {
+        if state == .diverted {
+            diverted?.connectionBecameWritable(connection)
+            return
+        }
         guard backedUp else { return }
         backedUp = false
         if transportOpen { driver.socketTransportWritable(handle, proxied: proxied, true) }
@@ -426,7 +611,12 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         state = .closed
         timer?.cancel()
         timer = nil
+        raw = nil
         driver.sockets[handle.rawValue] = nil
         detachTransport()
+        if let diverted {
+            self.diverted = nil
+            diverted.connectionDidClose(connection)
+        }
     }
 }

@@ -1,8 +1,9 @@
 """The cluster checks of issue 10 with the real parts: a redis-server (own temp dir, no persistence), 3 minerva-demo
 nodes with --redis, and haproxy in HTTP mode balancing EVERY request round-robin (no stickiness); then, through the
 balancer and node by node: echoes, a streaming transport relayed, concurrent creation claims, the chat across nodes,
-the browser suite of our client (--browser), the original client (--original FILE), the figures, a Redis restart
-and a node kill. Every process it starts is stopped at the end; every wait is bounded.
+WebSockets relayed to their stream's owner (Python websockets client), the browser suite of our client (--browser,
+every transport), the original client (--original FILE), the figures, a Redis restart and a node kill (also of the
+owner of a relayed WebSocket). Every process it starts is stopped at the end; every wait is bounded.
 
 Run: python3 Tests/Cluster/cluster_check.py --binary .build/release/minerva-demo [--browser] [--original FILE]
 Prints one line per check ("PASS name" / "FAIL name: why") and "cluster: N passed, M failed".
@@ -29,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, '..', '..'))
 sys.path.insert(0, HERE)
 import wire  # noqa: E402
+import wsclient  # noqa: E402
 
 RESULTS = []
 FIGURES = {}
@@ -72,6 +74,7 @@ class Cluster:
         self.redis = None
         self.start_redis()
         self.ports = [free_port() for _ in range(nodes)]
+        self.socket_ports = [free_port() for _ in range(nodes)]
         self.nodes = [None] * nodes
         for i in range(nodes):
             self.start_node(i)
@@ -102,6 +105,7 @@ class Cluster:
         self.nodes[i] = subprocess.Popen(
             [self.binary, '--host', '127.0.0.1', '--port', str(self.ports[i]), '--static-dir', self.static_dir,
              '--redis', 'redis://127.0.0.1:%d' % self.redis_port, '--threads', str(self.threads),
+             '--socket-port', str(self.socket_ports[i]),
              '--log-level', os.environ.get('MINERVA_CLUSTER_LOG_LEVEL', 'info')], stdout=log, stderr=subprocess.STDOUT)
         if not wait_until(lambda: http_ok(self.node_base(i) + '/healthz'), 20):
             raise RuntimeError('node %d did not start' % i)
@@ -301,6 +305,178 @@ def check_chat(c):
     expect(any(x.endswith('|from-b') for x in a.received), 'a got b\'s line: %r' % a.received[-3:])
 
 
+def ws_url(port):
+    return 'ws://127.0.0.1:%d/_minerva/ws' % port
+
+
+@check('WebSockets relayed to the owner node: a stream created on node 1 echoes over WebSockets on nodes 2 and 3')
+def check_ws_relay(c):
+    s = wire.WireStream()
+    s.echo(c.node_base(0), 'first')
+    expect(c.owner(s.id) == c.node_address(0), 'owner %r' % c.owner(s.id))
+
+    async def body():
+        for node in (1, 2, 0):
+            t = await wsclient.WSTransport.open(ws_url(c.ports[node]), s)
+            for i in range(20):
+                await t.echo('n%d-%d' % (node, i))
+            await t.close()
+        # One more over HTTP through the balancer: the stream is the same one throughout.
+        s.echo(c.base, 'last')
+        # A stream whose first transport is a WebSocket is claimed by the node it reached; a WebSocket through
+        # another node reaches it too.
+        u = wire.WireStream()
+        t = await wsclient.WSTransport.open(ws_url(c.ports[1]), u, new=True)
+        await t.echo('u1')
+        owner = c.owner(u.id)
+        t2 = await wsclient.WSTransport.open(ws_url(c.ports[2]), u)
+        await t2.echo('u2')
+        await t2.close()
+        await t.close()
+        return u, owner
+    u, owner = wsclient.run(body())
+    expect(s.received == ['first'] + ['n%d-%d' % (n, i) for n in (1, 2, 0) for i in range(20)] + ['last'],
+           'strings in order once each: %r' % s.received[:8])
+    expect(s.killed is None and s.reset is None, 'no kill or reset')
+    expect(owner == c.node_address(1), 'a WebSocket-created stream is claimed by its node: %r' % owner)
+    expect(u.received == ['u1', 'u2'], 'the WebSocket-created stream: %r' % u.received)
+
+
+@check('WebSockets through the balancer: new streams on any node, later WebSockets reach them')
+def check_ws_balancer(c):
+    url = 'ws://127.0.0.1:%d/_minerva/ws' % c.haproxy_port
+
+    async def body():
+        streams = [wire.WireStream() for _ in range(6)]
+        for n, st in enumerate(streams):
+            t = await wsclient.WSTransport.open(url, st, new=True)
+            await t.echo('a%d' % n)
+            await t.close()
+        for round_ in range(3):
+            for n, st in enumerate(streams):
+                t = await wsclient.WSTransport.open(url, st)
+                await t.echo('b%d-%d' % (n, round_))
+                await t.close()
+        return streams
+    streams = wsclient.run(body())
+    owners = {c.owner(st.id) for st in streams}
+    expect(len(owners) == 3, 'streams created on all 3 nodes: %r' % owners)
+    for n, st in enumerate(streams):
+        expect(st.received == ['a%d' % n] + ['b%d-%d' % (n, r) for r in range(3)], 'stream %d: %r' % (n, st.received))
+
+
+class Int32Socket:
+    """A socket-mode transport (PROTOCOL.md 3.2, int32 framing) carrying a wire.WireStream."""
+
+    def __init__(self, port, stream, new=False):
+        self.stream = stream
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+        self.buffer = b''
+        self.transport = wsclient.WSTransport(None, stream)  # its frame bookkeeping
+        self.sock.sendall(b'<int32/>\n' + self.frame(wsclient.socket_hello(stream, new)))
+
+    @staticmethod
+    def frame(text):
+        data = text.encode()
+        return len(data).to_bytes(4, 'big') + data
+
+    def send(self, *strings):
+        s = self.stream
+        first = s.next_send
+        for text in strings:
+            s.unacked.append((s.next_send, text))
+            s.next_send += 1
+        self.sock.sendall(self.frame('%dN' % first) + b''.join(self.frame(t + ' ') for t in strings))
+
+    def read_frame(self):
+        """The next frame, or None when the connection ends."""
+        while True:
+            if len(self.buffer) >= 4:
+                n = int.from_bytes(self.buffer[:4], 'big')
+                if len(self.buffer) >= 4 + n:
+                    frame, self.buffer = self.buffer[4:4 + n].decode(), self.buffer[4 + n:]
+                    return frame
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def until(self, text):
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                raise RuntimeError('socket ended before %r (kill=%r)' % (text, self.stream.killed))
+            if not frame.endswith('^') and self.transport.take(frame) == text:
+                return
+
+    def frames_until_y(self):
+        """Every frame until `Y` (the server then leaves the closing to the client) or the end."""
+        out = []
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                return out
+            if not frame.endswith('^'):
+                out.append(frame)
+                self.transport.take(frame)
+            if frame == 'Y':
+                return out
+
+    def close(self):
+        self.sock.close()
+
+
+@check('socket-mode (int32) transports relayed to the owner node, as WebSockets between the nodes')
+def check_socket_relay(c):
+    s = wire.WireStream()
+    s.echo(c.node_base(0), 'first')
+    expect(c.owner(s.id) == c.node_address(0), 'owner %r' % c.owner(s.id))
+    for node in (1, 2, 0):
+        t = Int32Socket(c.socket_ports[node], s)
+        t.send(*['echo:i%d-%d' % (node, i) for i in range(20)])
+        t.until('i%d-19' % node)
+        t.close()
+    expect(s.received == ['first'] + ['i%d-%d' % (n, i) for n in (1, 2, 0) for i in range(20)],
+           'strings in order once each: %r' % s.received[:8])
+    # A stream created over a socket is claimed by its node and reached through another one.
+    u = wire.WireStream()
+    t = Int32Socket(c.socket_ports[1], u, new=True)
+    t.send('echo:u1')
+    t.until('u1')
+    expect(c.owner(u.id) == c.node_address(1), 'claimed by its node: %r' % c.owner(u.id))
+    t2 = Int32Socket(c.socket_ports[2], u)
+    t2.send('echo:u2')
+    t2.until('u2')
+    t2.close()
+    t.close()
+    # A stream no node knows: the protocol's own answer.
+    t3 = Int32Socket(c.socket_ports[2], wire.WireStream())
+    frames = t3.frames_until_y()
+    t3.close()
+    expect(frames == ['stream_attach_failureK', 'Y'], 'unknown stream over a socket: %r' % frames)
+    # The owner's ending crosses the relay: a reset asked over a relayed socket.
+    t4 = Int32Socket(c.socket_ports[1], s)
+    t4.send('reset_me:bye')
+    frames = t4.frames_until_y()
+    t4.close()
+    expect(frames[-2:] == ['bye|1!', 'Y'], 'a reset over a relayed socket: %r' % frames)
+
+
+def ws_round_trips(port, stream, count):
+    """`count` sequential echo round trips over one WebSocket to `port`; the latencies in ms."""
+    async def body():
+        t = await wsclient.WSTransport.open(ws_url(port), stream)
+        await t.echo('warm')
+        times = []
+        for i in range(count):
+            t0 = time.perf_counter()
+            await t.echo('w%d' % i)
+            times.append((time.perf_counter() - t0) * 1000)
+        await t.close()
+        return times
+    return wsclient.run(body())
+
+
 def round_trips(base, count, s=None, conn_target=None):
     """`count` sequential echo round trips (each one long-poll request); returns the latencies in ms."""
     import http.client
@@ -337,6 +513,18 @@ def check_figures(c):
     FIGURES['echo round trip via another node p50/p99 ms'] = (round(pct(relayed, 50), 3), round(pct(relayed, 99), 3))
     FIGURES['relay added p50/p99 ms'] = (round(pct(relayed, 50) - pct(direct, 50), 3),
                                          round(pct(relayed, 99) - pct(direct, 99), 3))
+    w = wire.WireStream()
+    w.echo(c.node_base(0), 'own')
+    ws_direct, ws_relayed = [], []
+    for _ in range(4):
+        ws_direct += ws_round_trips(c.ports[0], w, 500)
+        ws_relayed += ws_round_trips(c.ports[1], w, 500)
+    FIGURES['WebSocket echo round trip at the owner p50/p99 ms'] = (round(pct(ws_direct, 50), 3),
+                                                                    round(pct(ws_direct, 99), 3))
+    FIGURES['WebSocket echo round trip via another node p50/p99 ms'] = (round(pct(ws_relayed, 50), 3),
+                                                                        round(pct(ws_relayed, 99), 3))
+    FIGURES['WebSocket relay added p50/p99 ms'] = (round(pct(ws_relayed, 50) - pct(ws_direct, 50), 3),
+                                                   round(pct(ws_relayed, 99) - pct(ws_direct, 99), 3))
 
     def rate(base, seconds=4.0, clients=8):
         stop = time.monotonic() + seconds
@@ -415,9 +603,16 @@ def check_node_kill(c):
     victim.echo(c.node_base(2), 'v')
     other.echo(c.node_base(0), 'o')
     expect(c.owner(victim.id) == c.node_address(2), 'victim on node 3')
+    # A second stream of node 3 carried over a WebSocket relayed by node 1 (watched in a thread).
+    watched = wire.WireStream()
+    watched.echo(c.node_base(2), 'w')
+    watcher = WSKillWatcher(c.ports[0], watched)
+    expect(watcher.ready.wait(10) and not watcher.error, 'relayed WebSocket up: %r' % watcher.error)
+    kill_sent = time.monotonic()
     c.nodes[2].send_signal(signal.SIGKILL)
     c.nodes[2].wait(timeout=5)
     killed_at = time.monotonic()
+    c.ws_kill = (watcher, kill_sent, watched)
     learned = None
     while time.monotonic() - killed_at < 15:
         try:
@@ -439,11 +634,56 @@ def check_node_kill(c):
     expect(gone, 'the dead node left the membership')
 
 
+class WSKillWatcher(threading.Thread):
+    """A WebSocket for `stream` through the node at `port` (relayed to the stream's owner): one echo, then it
+    reads until the socket ends and notes when."""
+
+    def __init__(self, port, stream):
+        super().__init__(daemon=True)
+        self.port, self.stream = port, stream
+        self.ready = threading.Event()
+        self.ended_at = self.code = self.error = None
+        self.start()
+
+    def run(self):
+        async def body():
+            t = await wsclient.WSTransport.open(ws_url(self.port), self.stream)
+            await t.echo('before-kill')
+            self.ready.set()
+            await t.frames_until_end(30)
+            self.ended_at = time.monotonic()
+            self.code = t.ws.close_code
+        try:
+            wsclient.run(body(), timeout=60)
+        except Exception as e:  # noqa: BLE001 (reported by the check)
+            self.error = repr(e)
+            self.ready.set()
+
+
+@check('kill -9 of the owner of a relayed WebSocket: the client\'s WebSocket ends promptly, '
+       'its next one gets stream_attach_failure')
+def check_ws_kill(c):
+    expect(getattr(c, 'ws_kill', None), 'the node kill check ran')
+    watcher, kill_sent, stream = c.ws_kill
+    watcher.join(15)
+    expect(watcher.ended_at is not None, 'the relayed WebSocket ended: %r' % watcher.error)
+    ended = watcher.ended_at - kill_sent
+    FIGURES['node kill: a WebSocket relayed to it ended after s (close code)'] = (round(ended, 3), watcher.code)
+    expect(ended < 10, 'ended within 10 s: %.2f' % ended)
+
+    async def again():
+        t = await wsclient.WSTransport.open(ws_url(c.ports[1]), stream)
+        frames, code, _ = await t.frames_until_end(10)
+        return frames, code
+    started = time.monotonic()
+    frames, code = wsclient.run(again())
+    FIGURES['node kill: the next WebSocket of its stream, answer after s'] = round(time.monotonic() - started, 3)
+    expect(stream.killed == 'stream_attach_failure', 'the next WebSocket got %r (close %r)' % (frames, code))
+
+
 def run_browser(c):
-    # Not 'websocket': the cluster relays HTTP transports between nodes, not (yet) WebSockets ('auto' starts on a
-    # WebSocket that stays on the node it reached, and falls back to relayed HTTP).
-    env = dict(os.environ, MINERVA_SERVER_URL=c.base, MINERVA_BROWSER_TESTS='1',
-               MINERVA_BROWSER_TRANSPORTS='auto,streaming,long-poll')
+    # Every transport: WebSockets are relayed to their stream's owner like HTTP requests.
+    env = dict(os.environ, MINERVA_SERVER_URL=c.base, MINERVA_BROWSER_TESTS='1')
     proc = subprocess.run(['/usr/bin/python3', '-m', 'pytest', '-p', 'no:cacheprovider', '-q', '-s',
                            os.path.join(REPO, 'Client', 'test', 'browser', 'test_browser.py')],
                           env=env, capture_output=True, text=True, timeout=900)
@@ -454,7 +694,7 @@ def run_browser(c):
     m = re.search(r'^(?:(\d+) failed, )?(\d+) passed', proc.stdout, re.M)
     passed = int(m.group(2)) if m else 0
     failed = int(m.group(1) or 0) if m else 1
-    RESULTS.append(('browser suite of our client through the balancer, HTTP transports (%d passed, %d failed)' % (
+    RESULTS.append(('browser suite of our client through the balancer, every transport (%d passed, %d failed)' % (
                         passed, failed),
                     failed == 0 and passed > 0, proc.stdout[-500:]))
     print('%s browser suite through the balancer: %d passed, %d failed' % ('PASS' if failed == 0 and passed else 'FAIL',
@@ -501,6 +741,9 @@ def main():
         check_claims(c)
         check_unknown(c)
         check_chat(c)
+        check_ws_relay(c)
+        check_ws_balancer(c)
+        check_socket_relay(c)
         if args.browser:
             run_browser(c)
         if args.original:
@@ -510,6 +753,7 @@ def main():
             load_figures(c, args.load)
         check_redis_restart(c)
         check_node_kill(c)
+        check_ws_kill(c)
     finally:
         c.stop()
         failed = [r for r in RESULTS if not r[1]]

@@ -239,6 +239,73 @@ struct ClusterRedisTests {
         }
     }
 
+    @Test("a WebSocket reaching the other node is relayed to the stream's owner, both ways, close included")
+    func webSocketRelay() throws {
+        try withCluster { a, b in
+            let stream = HandStream()
+            try stream.request(port: a.port, ["echo:one"], new: true)
+            #expect(a.cluster.owns(StreamID(stream.id)!))
+            let ws = try RawClient.webSocket(port: b.port)
+            defer { ws.abort() }
+            let hello =
+                "{\"tnum\":\(stream.tnum),\"ver\":2,\"id\":\"\(stream.id)\",\"ming\":1,\"maxia\":0,"
+                + "\"seenack\":\"|\(stream.seenAck)\",\"sack\":\"|\(stream.ack)\",\"eeds\":null}H"
+            try ws.sendMessages([hello, "1N", "echo:two "])
+            var frames: [String] = []
+            while !frames.contains("two ") && frames.count < 20 {
+                frames += try ws.readMessages(1, timeout: 5)
+            }
+            #expect(frames.contains("two "))
+            #expect(!frames.contains { $0.hasSuffix("K") })
+            #expect(b.cluster.relayCounts.out >= 1)
+            #expect(a.cluster.relayCounts.in >= 1)
+            #expect(!b.cluster.owns(StreamID(stream.id)!))
+            // More strings, several per write: they cross the relay in order.
+            try ws.sendMessages((0..<50).map { "echo:m\($0) " })
+            var echoed: [String] = []
+            while echoed.count < 50 {
+                let next = try ws.readMessages(1, timeout: 5)[0]
+                if next.hasPrefix("m") { echoed.append(next) }
+            }
+            #expect(echoed == (0..<50).map { "m\($0) " })
+            // The client's close frame reaches the owner, whose answer comes back.
+            try ws.send(wsClose(1000))
+            #expect(try ws.readMessagesUntilClose(timeout: 5).last == "close 1000")
+            #expect(a.cluster.relayCounts.failed == 0 && b.cluster.relayCounts.failed == 0)
+        }
+    }
+
+    @Test("a stream whose first transport is a WebSocket is claimed by the node it reached; unknown ones fail")
+    func webSocketClaims() throws {
+        try withCluster { a, b in
+            let stream = HandStream()
+            let ws = try RawClient.webSocket(port: b.port)
+            defer { ws.abort() }
+            let hello =
+                "{\"tnum\":0,\"ver\":2,\"new\":1,\"id\":\"\(stream.id)\",\"ming\":1,\"maxia\":0,"
+                + "\"seenack\":\"|-1\",\"eeds\":null}H"
+            try ws.sendMessages([hello, "0N", "echo:first "])
+            var frames: [String] = []
+            while !frames.contains("first ") && frames.count < 20 {
+                frames += try ws.readMessages(1, timeout: 5)
+            }
+            #expect(frames.contains("first "))
+            #expect(b.cluster.owns(StreamID(stream.id)!))
+            #expect(!a.cluster.owns(StreamID(stream.id)!))
+            // A WebSocket for a stream no node knows, on either node: the protocol's own answer.
+            for port in [a.port, b.port] {
+                let unknown = HandStream()
+                let other = try RawClient.webSocket(port: port)
+                defer { other.abort() }
+                try other.sendMessages([
+                    "{\"tnum\":0,\"ver\":2,\"id\":\"\(unknown.id)\",\"ming\":1,\"maxia\":0,\"seenack\":\"|-1\"}H"
+                ])
+                #expect(
+                    try other.readMessagesUntilClose(timeout: 5) == ["stream_attach_failureK", "Y", "close 1000"])
+            }
+        }
+    }
+
     @Test("a stream no node knows gets stream_attach_failure on any node")
     func unknown() throws {
         try withCluster { a, b in

@@ -35,8 +35,8 @@ ENABLED = os.environ.get('MINERVA_BROWSER_TESTS') == '1'
 TRANSPORTS = ('websocket', 'auto', 'streaming', 'long-poll')
 # Through lossy-proxy.mjs, which passes no WebSocket upgrades: 'auto' shows the fallback to HTTP streaming.
 HTTP_TRANSPORTS = ('auto', 'streaming', 'long-poll')
-# MINERVA_BROWSER_TRANSPORTS (comma-separated) limits the transports tried, e.g. `streaming,long-poll` for a cluster,
-# which relays HTTP transports between nodes but not WebSockets; the WebSocket-only tests then skip.
+# MINERVA_BROWSER_TRANSPORTS (comma-separated) limits the transports tried, e.g. `streaming,long-poll` behind a
+# balancer that passes no WebSocket upgrades; the WebSocket-only tests then skip.
 if os.environ.get('MINERVA_BROWSER_TRANSPORTS'):
     _only = os.environ['MINERVA_BROWSER_TRANSPORTS'].split(',')
     TRANSPORTS = tuple(t for t in TRANSPORTS if t in _only)
