@@ -19,6 +19,12 @@ import Synchronization
 /// ```
 /// Call `join`, `leave` and `publish` on `loop`'s thread (the stream's loop). A stream that resets stays listed
 /// until it leaves (``leaveAll(_:on:)``) but gets nothing more.
+///
+/// Presence: a client that vanishes (tab closed, network gone) leaves its channels when its stream resets, which
+/// the server does exactly `ServerEngineConfiguration.maxIdleTime` after the stream's last transport closed
+/// (120 s by default, `minerva-demo --idle-timeout`), with no periodic scan adding to it. For a faster presence on
+/// one stream set its `maxIdleTime` (for example 15 s for a chat); call ``leaveAll(_:on:)`` from the handler's
+/// `streamReset`, as the demo does. A live client never goes idle: its transports keep the stream attached.
 public final class MinervaChannels: Sendable {
     /// The cluster whose nodes share the channels (nil: this server only).
     public let cluster: MinervaCluster?
