@@ -1,9 +1,11 @@
 /*
  * Minerva client: a reliable, ordered stream of strings between a web page and a Minerva server, over
  * WebSocket, HTTP streaming (fetch with a streaming body reader) or HTTP long-polling, switching between them
- * without losing a string. No dependencies, no build step (2-space indents keep it in its size budget).
- * Loaded as a classic <script>, it defines the global `Minerva`; `minerva-client.mjs` re-exports it as an ES
- * module. The wire protocol is described in PROTOCOL.md (Minerva version 2; WebSocket: section 11.1).
+ * without losing a string. No dependencies. This is the readable source: Client/build.sh minifies it into
+ * Client/minerva-client.js, the file that is served, embedded in the server and shipped (its size budget is checked
+ * by Client/test/run-node-tests.sh). Loaded as a classic <script>, it defines the global `Minerva`;
+ * `minerva-client.mjs` re-exports it as an ES module. The wire protocol is described in PROTOCOL.md (Minerva
+ * version 2; WebSocket: section 11.1).
  */
 (function (root) {
 'use strict';
@@ -17,6 +19,15 @@ const DL_SPEED = 3072; // bytes per second, used to size a long-poll's receive t
 const MAX_SERVER_JANK = 2000;
 const HEARTBEAT_INTERVAL = 10000;
 const STREAMING_LIFE_TIMEOUT = MAX_SERVER_JANK + RTT_VARIANCE + HEARTBEAT_INTERVAL;
+/**
+ * The `maxt` (seconds) of long-polls once an upload stalled (`connectionState` 'stalled'): the browser has no free
+ * connection to the host, so every poll gives its connection back soon and a waiting request gets one.
+ */
+const SHORT_MAXT = 3;
+/** The placeholder an endpoint URL may contain instead of a DNS label (see HttpEndpoint). */
+const RANDOM = '%random%';
+/** Stands for RANDOM while a URL is parsed ('%' is not allowed in a host name). */
+const RANDOM_MARK = 'minerva-random-label';
 const PREAMBLE = ';)]}';
 /** Penalty points added by each kill reason (PROTOCOL.md 7.7); the keys are all valid reasons. */
 const KILL_PENALTY = {
@@ -125,7 +136,7 @@ function encodeHello(h) {
     ming: h.ming,
     pad: h.ming ? 4096 : undefined,
     maxb: 300000,
-    maxt: h.primary ? (h.ming ? 3580 : 25) : undefined,
+    maxt: h.primary ? (h.ming ? 3580 : h.shortPolls ? SHORT_MAXT : 25) : undefined,
     maxia: h.ming ? 10 : 0,
     tcpack: false,
     eeds: h.primary ? null : undefined,
@@ -211,7 +222,14 @@ class ReceiveWindow {
   }
 }
 
-/** Where a stream connects: `url` (ending in `/`) is a Minerva WebPort, requests go to `url + 'io/'`. */
+/**
+ * Where a stream connects: `url` (ending in `/`) is a Minerva WebPort, requests go to `url + 'io/'`.
+ * `%random%` in a URL (e.g. `https://%random%.example.com/_minerva/`) is replaced by every ClientStream with a
+ * fresh random DNS label, one for the primary URL and another for the secondary URL, kept for the stream's life:
+ * every tab then talks to host names of its own, and no tab's requests wait for the browser's few connections per
+ * host (6 in Chromium) that other tabs hold. The server must answer for those names and allow the page's origin
+ * (CORS).
+ */
 class HttpEndpoint {
   constructor(primaryUrl, secondaryUrl) {
     this.primaryUrl = resolveUrl(primaryUrl);
@@ -221,7 +239,8 @@ class HttpEndpoint {
 
 function resolveUrl(url) {
   const base = root.location && root.location.href;
-  const resolved = base ? new URL(url, base).href : new URL(url).href;
+  const marked = url.split(RANDOM).join(RANDOM_MARK);
+  const resolved = (base ? new URL(marked, base) : new URL(marked)).href.split(RANDOM_MARK).join(RANDOM);
   if (!resolved.endsWith('/')) throw new Error('Minerva endpoint URL must end in "/": ' + resolved);
   return resolved;
 }
@@ -279,10 +298,15 @@ class Transport {
   }
 
   clearTimers() {
-    const clock = this.stream._clock;
-    if (this.timer !== null) clock.clearTimeout(this.timer);
-    if (this.fallbackTimer !== null) clock.clearTimeout(this.fallbackTimer);
-    this.timer = this.fallbackTimer = null;
+    if (this.timer !== null) this.stream._clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.clearLate();
+  }
+
+  /** Cancels the `fallbackTimer` (the transport is not late: see HttpTransport.run). */
+  clearLate() {
+    if (this.fallbackTimer !== null) this.stream._clock.clearTimeout(this.fallbackTimer);
+    this.fallbackTimer = null;
   }
 
   /** Ends the transport (if still running) and tells the stream, once. */
@@ -354,18 +378,22 @@ class HttpTransport extends Transport {
     this.controller = new AbortController();
   }
 
-  async run(url, body, fallbackMs) {
+  /**
+   * Sends the request. `lateMs` (0: none): a streaming primary without its preamble, or an upload without its
+   * response, after that long calls stream._late(this).
+   */
+  async run(url, body, lateMs) {
     const stream = this.stream;
     const isHttps = url.startsWith('https:');
     this.setTimer(
       RTT_GUESS * (1.5 + (isHttps ? 3 : 1)) + 2 * MAX_SERVER_JANK +
         (this.kind === PRIMARY && !this.ming ? 25000 : 0),
     );
-    if (fallbackMs) {
+    if (lateMs) {
       this.fallbackTimer = stream._clock.setTimeout(() => {
         this.fallbackTimer = null;
-        stream._fallBackToLongPoll(this);
-      }, fallbackMs);
+        stream._late(this);
+      }, lateMs);
     }
     try {
       const response = await stream._fetch(url, {
@@ -376,6 +404,7 @@ class HttpTransport extends Transport {
         signal: this.controller.signal,
       });
       if (this.done) return;
+      if (this.kind !== PRIMARY) this.clearLate();
       if (response.status !== 200) {
         this.problems = true;
         return this.close();
@@ -464,7 +493,7 @@ function defaultReportError(e) {
 
 /**
  * A Minerva stream: start() it, sendString() restricted strings, receive them with onstring. Options (README):
- * `transport` ('auto', 'websocket', 'streaming', 'long-poll'), `fallbackMs`, `wsRetryMs`, `credentials`, and,
+ * `transport` ('auto', 'websocket', 'streaming', 'long-poll'), `fallbackMs`, `wsRetryMs`, `stallMs`, `credentials`, and,
  * for tests, `fetch`, `WebSocket`, `clock` ({now, setTimeout, clearTimeout}), `random`, `getRandomValues`,
  * `reportError`.
  */
@@ -496,14 +525,26 @@ class ClientStream {
     this._probe = null; // a WebSocket trying to replace an HTTP primary
     this._fallbackMs = this._auto ? o.fallbackMs || 5000 : 0;
     this._stalls = 0; // streaming primaries in a row that went silent after their preamble
-    this.streamId = makeStreamId(o.getRandomValues || ((a) => root.crypto.getRandomValues(a)));
+    // Deadlock detector: an upload without a response after this long (plus its size at DL_SPEED) means the browser
+    // has no free connection to the host, probably because our own primary holds one (see _uploadStalled).
+    this._stallMs = o.stallMs === undefined ? 4000 : o.stallMs;
+    this._shortPolls = false; // since an upload stalled: long-polls with maxt SHORT_MAXT, no streaming
+    const getRandomValues = o.getRandomValues || ((a) => root.crypto.getRandomValues(a));
+    this.streamId = makeStreamId(getRandomValues);
+    // %random% (see HttpEndpoint): one label for each URL, for the stream's life.
+    const fill = (url) => url.split(RANDOM).join('ml' + makeStreamId(getRandomValues).slice(0, 16));
+    this._primaryUrl = fill(endpoint.primaryUrl);
+    this._secondaryUrl = fill(endpoint.secondaryUrl);
     this.maxUndeliveredStrings = 50;
     this.maxUndeliveredBytes = 1048576;
     this.onstarted = null;
     this.onstring = null;
     this.onreset = null;
     this.ondisconnect = null;
-    /** Extension: 'unstarted', 'connecting', 'connected', 'reconnecting' (backing off) or 'disconnected'. */
+    /**
+     * Extension: 'unstarted', 'connecting', 'connected', 'reconnecting' (backing off), 'stalled' (an upload got no
+     * response in time: the client gave up streaming for short long-polls) or 'disconnected'.
+     */
     this.connectionState = 'unstarted';
     /** Extension: while connected, the primary's transport: 'websocket', 'streaming' or 'long-poll'; else null. */
     this.connectionTransport = null;
@@ -706,6 +747,7 @@ class ClientStream {
       id: this.streamId,
       ming: t.ming,
       primary,
+      shortPolls: this._shortPolls,
       sack: (t.sackWritten = this._window.getSACK()),
       seenack: this._lastSackSeenByClient,
     });
@@ -718,7 +760,7 @@ class ClientStream {
     else this._primary = t;
     const p = this._protocol;
     if (p && p.transportCreated) this._call(() => p.transportCreated(t.info()));
-    t.run(this._endpoint.primaryUrl.replace(/^http/, 'ws') + 'ws', this._hello(t, true));
+    t.run(this._primaryUrl.replace(/^http/, 'ws') + 'ws', this._hello(t, true));
   }
 
   /** Auto mode, some time after WebSocket failed: try it again. */
@@ -734,27 +776,53 @@ class ClientStream {
     const lines = [this._hello(t, kind === PRIMARY)];
     this._writeStrings(t, lines, MAX_BODY_STRINGS);
     if (resetReason !== undefined) lines.push(resetReason + '|1!');
-    const url = (kind === PRIMARY ? this._endpoint.primaryUrl : this._endpoint.secondaryUrl) + 'io/';
+    const url = (kind === PRIMARY ? this._primaryUrl : this._secondaryUrl) + 'io/';
     if (kind === PRIMARY) this._primary = t;
     else if (kind === SECONDARY) this._secondary = t;
     else this._resetter = t;
     const p = this._protocol;
     if (p && p.transportCreated) this._call(() => p.transportCreated(t.info()));
-    t.run(url, lines.join('\n') + '\n', kind === PRIMARY && ming ? this._fallbackMs : 0);
+    const body = lines.join('\n') + '\n';
+    const lateMs =
+      kind === PRIMARY
+        ? ming && this._fallbackMs
+        : kind === SECONDARY && this._stallMs && this._stallMs + (body.length / DL_SPEED) * 1000;
+    t.run(url, body, lateMs);
   }
 
-  /** A streaming response gave no sign of life in time: probably buffered; switch to long-polling. */
-  _fallBackToLongPoll(t) {
-    if (t.done || t.gotPreamble || t !== this._primary) return;
+  /** HttpTransport.run's `lateMs` passed. */
+  _late(t) {
+    if (t.done || this._state !== STARTED) return;
+    if (t === this._primary && !t.gotPreamble) {
+      // A streaming response gave no sign of life in time: probably buffered; switch to long-polling.
+      this._streaming = false;
+      t.noDelay = true;
+      t.close();
+    } else if (t === this._secondary) {
+      this._uploadStalled();
+    }
+  }
+
+  /**
+   * Deadlock detector. An upload got no response within `stallMs`: the browser most likely has no free connection
+   * to the host (at most 6 per host in Chromium, shared by all tabs), all of them held by primaries (this tab's,
+   * other tabs'), which a streaming response holds for up to an hour, a long-poll for 25 s. Give ours back and, for
+   * the rest of the stream, long-poll with maxt SHORT_MAXT, so that every poll (in every tab running this client)
+   * returns its connection within seconds and waiting uploads get through. The upload itself stays queued.
+   */
+  _uploadStalled() {
+    const p = this._primary;
+    if (this._shortPolls || !p || p.placeholder || p.ws) return;
+    this._shortPolls = true;
     this._streaming = false;
-    t.noDelay = true;
-    t.close();
+    this._setConnectionState('stalled');
+    p.noDelay = true;
+    p.close();
   }
 
   /** A transport's first sign of life: its preamble, or a WebSocket's first frame. */
   _alive(t) {
-    if (t.fallbackTimer !== null) this._clock.clearTimeout(t.fallbackTimer);
-    t.fallbackTimer = null;
+    t.clearLate();
     if (this._state !== STARTED) return;
     if (t.ws) this._wsFails = 0;
     const old = this._primary;
