@@ -10,7 +10,8 @@ HTTP/1.1 connections per host name (shared by all tabs), so this holds only if n
   `--allowed-origin 'http://*.localhost'` (CORS; the long-poll run also sends credentials, `--allow-credentials`);
 * the deadlock the issue found (more than 6 tabs streaming to ONE host name, no %random%): every upload waits for a
   connection held by a streaming response. The client's detector (an upload without a response for 4 s) gives up
-  streaming for short long-polls, says `stalled`, and every tab gets every broadcast.
+  streaming for short long-polls, says `stalled`, and every tab gets every broadcast; the same tabs with the detector
+  off (`stallMs: 0`) do not get their uploads through (the control run).
 
 Each run prints the per-tab figures the issue asks for: when each tab had all the broadcasts (seconds after the
 first was sent), each tab's worst delivery latency (receipt minus that message's send, both by the browser's
@@ -161,6 +162,32 @@ class DozenTabsTests(unittest.TestCase):
             self.assertIn('connected:long-poll', states[states.index('stalled'):], states)
         print(f'deadlock detector: {len(stalled)} of {tabs} tabs said "stalled" and went on with short long-polls')
         self.load_13th('streaming to one host name (deadlock before)', self.demo.base + '/healthz')
+
+    def test_e_control_without_the_detector_the_same_tabs_deadlock(self):
+        # The run above with the detector off (stallMs 0): no tab's upload gets through within 10 s.
+        tabs = 8
+        driver = self.driver
+        handles = []
+        for index in range(tabs):
+            if index:
+                driver.switch_to.new_window('tab')
+            driver.get(self.demo.base + '/static/harness.html')
+            handles.append(driver.current_window_handle)
+        for index, handle in enumerate(handles):
+            driver.switch_to.window(handle)
+            driver.execute_script('window.tab = openStream("streaming", undefined, {stallMs: 0});'
+                                  'window.tab.stream.sendString("begin_chat");')
+        time.sleep(1)
+        for index, handle in enumerate(handles):
+            driver.switch_to.window(handle)
+            driver.execute_script(f'window.tab.stream.sendString("echo:typed in tab {index}")')
+        time.sleep(10)
+        echoed = 0
+        for index, handle in enumerate(handles):
+            driver.switch_to.window(handle)
+            echoed += f'typed in tab {index}' in driver.execute_script('return window.tab.received')
+        print(f'\ncontrol, detector off: after 10 s, {echoed} of {tabs} tabs had their echo')
+        self.assertLess(echoed, tabs)
 
 
 if __name__ == '__main__':
