@@ -15,7 +15,7 @@ declare namespace Minerva {
      */
     type ConnectionState = 'unstarted' | 'connecting' | 'connected' | 'reconnecting' | 'stalled' | 'disconnected';
 
-    /** Options for a ClientStream; all optional. The last six exist for tests. */
+    /** Options for a ClientStream; all optional. The last seven exist for tests. */
     interface ClientStreamOptions {
         /**
          * 'auto' (default) starts with a WebSocket, falls back to HTTP streaming when the upgrade fails, the socket
@@ -31,7 +31,7 @@ declare namespace Minerva {
          * Deadlock detector (any transport mode): an upload request without a response after this many ms (4000,
          * plus its size at 3072 bytes/s) means the browser has no free connection to the host; the stream then gives
          * up its HTTP primary, reports connectionState 'stalled', and long-polls with maxt 3 s for the rest of its
-         * life. 0 turns it off.
+         * life; other streams of the origin on the same host (other tabs) are told and do the same. 0 turns it off.
          */
         stallMs?: number;
         /** fetch's credentials mode for cross-origin endpoints (default 'same-origin'). */
@@ -40,6 +40,8 @@ declare namespace Minerva {
         fetch?: (url: string, init: RequestInit) => Promise<Response>;
         /** Replaces the WebSocket constructor (undefined or null: no WebSocket). */
         WebSocket?: { new (url: string, protocol: string): WebSocket } | null;
+        /** Replaces the BroadcastChannel constructor that carries stall reports between tabs (null: none). */
+        BroadcastChannel?: { new (name: string): BroadcastChannel } | null;
         /** Replaces Date.now, setTimeout and clearTimeout. */
         clock?: { now(): number; setTimeout(f: () => void, ms: number): unknown; clearTimeout(id: unknown): void };
         /** Replaces Math.random (backoff jitter). */

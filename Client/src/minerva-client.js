@@ -26,6 +26,8 @@ const STREAMING_LIFE_TIMEOUT = MAX_SERVER_JANK + RTT_VARIANCE + HEARTBEAT_INTERV
 const SHORT_MAXT = 3;
 /** The placeholder an endpoint URL may contain instead of a DNS label (see HttpEndpoint). */
 const RANDOM = '%random%';
+/** The BroadcastChannel on which streams tell the other tabs of their origin that an upload stalled. */
+const STALL_CHANNEL = 'minerva-upload-stalls';
 /** Stands for RANDOM while a URL is parsed ('%' is not allowed in a host name). */
 const RANDOM_MARK = 'minerva-random-label';
 const PREAMBLE = ';)]}';
@@ -494,8 +496,8 @@ function defaultReportError(e) {
 /**
  * A Minerva stream: start() it, sendString() restricted strings, receive them with onstring. Options (README):
  * `transport` ('auto', 'websocket', 'streaming', 'long-poll'), `fallbackMs`, `wsRetryMs`, `stallMs`, `credentials`, and,
- * for tests, `fetch`, `WebSocket`, `clock` ({now, setTimeout, clearTimeout}), `random`, `getRandomValues`,
- * `reportError`.
+ * for tests, `fetch`, `WebSocket`, `BroadcastChannel` (constructors; null for none), `clock` ({now, setTimeout,
+ * clearTimeout}), `random`, `getRandomValues`, `reportError`.
  */
 class ClientStream {
   constructor(endpoint, options) {
@@ -565,6 +567,7 @@ class ClientStream {
     this._secondaryDelays = 0;
     this._penalty = 0;
     this._sendScheduled = false;
+    this._channel = null; // BroadcastChannel of stall reports (see start)
   }
 
   /** The object the callbacks are called on (the stream itself). */
@@ -592,6 +595,17 @@ class ClientStream {
     if (this._state !== UNSTARTED) throw new Error('ClientStream.start: already started');
     this._state = STARTED;
     this._setConnectionState('connecting');
+    const o = this._options;
+    const Channel = 'BroadcastChannel' in o ? o.BroadcastChannel : root.BroadcastChannel;
+    if (Channel && o.transport !== 'websocket') {
+      // Stalls seen by the other streams of this origin (other tabs): see _uploadStalled.
+      const channel = (this._channel = new Channel(STALL_CHANNEL));
+      if (channel.unref) channel.unref(); // Node.js: do not keep the process alive
+      const pool = new URL(this._primaryUrl).origin;
+      channel.onmessage = (e) => {
+        if (e.data === pool) this._uploadStalled();
+      };
+    }
     if (this.onstarted) this._call(this.onstarted, this);
     if (this._state === STARTED && !this._primary) this._newPrimary();
   }
@@ -648,6 +662,7 @@ class ClientStream {
     this._state = DISCONNECTED;
     this._abortTransports();
     if (this._resetter) this._resetter.abort();
+    if (this._channel) this._channel.close();
     this._setConnectionState('disconnected');
     if (this.ondisconnect) this._call(this.ondisconnect);
   }
@@ -799,6 +814,8 @@ class ClientStream {
       t.noDelay = true;
       t.close();
     } else if (t === this._secondary) {
+      // Tell the other streams of this origin that share the upload's host (and so the browser's connections to it).
+      if (this._channel) this._channel.postMessage(new URL(this._secondaryUrl).origin);
       this._uploadStalled();
     }
   }
@@ -809,10 +826,12 @@ class ClientStream {
    * other tabs'), which a streaming response holds for up to an hour, a long-poll for 25 s. Give ours back and, for
    * the rest of the stream, long-poll with maxt SHORT_MAXT, so that every poll (in every tab running this client)
    * returns its connection within seconds and waiting uploads get through. The upload itself stays queued.
+   * Also called when another stream of this origin (another tab) saw a stall of the host our primary uses (a
+   * BroadcastChannel message): then all of them give way at once, not each after a stall of its own.
    */
   _uploadStalled() {
     const p = this._primary;
-    if (this._shortPolls || !p || p.placeholder || p.ws) return;
+    if (this._state !== STARTED || this._shortPolls || !p || p.placeholder || p.ws) return;
     this._shortPolls = true;
     this._streaming = false;
     this._setConnectionState('stalled');

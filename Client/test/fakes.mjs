@@ -160,6 +160,7 @@ export function makeStream(options = {}) {
         getRandomValues: (a) => a.fill(33), // 33 is 'x' in base 36
         reportError: (e) => errors.push(e),
         WebSocket: undefined, // no WebSocket unless a test gives one
+        BroadcastChannel: null, // no stall reports between streams unless a test gives one
         ...options,
     });
     const events = [];

@@ -201,3 +201,30 @@ test('deadlock detector: a long-poll primary (maxt 25) also gives way; a WebSock
     assert.deepEqual(sockets.last.frames, ['0N', 'up ']);
     assert.equal(w.stream.connectionTransport, 'websocket');
 });
+
+test('a stall is told to the other streams of the origin (BroadcastChannel) that use the same host: all give way',
+    async () => {
+        const Channel = globalThis.BroadcastChannel;
+        const a = await streamingWithUpload({ BroadcastChannel: Channel });
+        const b = await streamingWithUpload({ BroadcastChannel: Channel });
+        b.upload.reply(';)]}^\n|0A\n|-1T\n'); // b has no upload waiting: only a's stalls
+        const other = await streamingWithUpload({ BroadcastChannel: Channel, url: 'http://elsewhere:8080/_minerva/' });
+        other.upload.reply(';)]}^\n|0A\n|-1T\n');
+        const none = await streamingWithUpload({ BroadcastChannel: null });
+        none.upload.reply(';)]}^\n|0A\n|-1T\n');
+        await a.clock.advance(4100);
+        assert.equal(a.stream.connectionState, 'stalled');
+        for (let i = 0; i < 50 && !b.primary.aborted; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+        assert.ok(b.primary.aborted, 'the stream on the same host gave its connection back too');
+        assert.equal(b.stream.connectionState, 'stalled');
+        assert.equal(b.net.requests.at(-1).hello.maxt, 3);
+        assert.ok(other.primary.open, 'another host: another pool of connections, nothing to do');
+        assert.equal(other.stream.connectionTransport, 'streaming');
+        assert.ok(none.primary.open);
+        for (const t of [a, b, other, none]) t.stream.dispose();
+        // A disposed stream's channel is closed: a later stall reaches nobody (and nothing throws).
+        const late = await streamingWithUpload({ BroadcastChannel: Channel });
+        await late.clock.advance(4100);
+        assert.equal(late.stream.connectionState, 'stalled');
+        late.stream.dispose();
+    });
