@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the shipped client from its readable source: Client/src/minerva-client.js -> Client/minerva-client.js
-# (minified by Debian's terser: `apt install terser`; names are mangled inside the closure only, never properties,
+# (minified by Debian's terser: `apt install terser`; local names are mangled, never properties, class or function names,
 # so the global `Minerva` API keeps every name), then rewrites the copy compiled into the server
 # (scripts/embed-client.py). Deterministic: the same source and terser version give the same bytes, and
 # Client/test/run-node-tests.sh fails when the committed Client/minerva-client.js is not the build of the source.
@@ -13,7 +13,7 @@ out=minerva-client.js
 [ "${1:-}" = --check ] && out=$(mktemp)
 {
     echo '/* Minerva client: Client/src/minerva-client.js minified by Client/build.sh (do not edit; see Client/README.md). */'
-    terser src/minerva-client.js --ecma 2020 --compress passes=2 --mangle --keep-classnames
+    terser src/minerva-client.js --ecma 2020 --compress passes=2 --mangle --keep-classnames --keep-fnames
 } > "$out"
 if [ "${1:-}" = --check ]; then
     status=0
