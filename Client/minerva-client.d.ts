@@ -8,7 +8,14 @@ declare namespace Minerva {
     /** The transport a connected stream's primary uses. */
     type ConnectionTransport = 'websocket' | 'streaming' | 'long-poll';
 
-    /** Options for a ClientStream; all optional. The last six exist for tests. */
+    /**
+     * Where a stream's connection stands. 'stalled': an upload got no response within stallMs (the browser has no
+     * free connection to the host, e.g. too many tabs streaming to it); the stream gave up its primary and goes on
+     * with short long-polls ('connected' with 'long-poll' once one answers).
+     */
+    type ConnectionState = 'unstarted' | 'connecting' | 'connected' | 'reconnecting' | 'stalled' | 'disconnected';
+
+    /** Options for a ClientStream; all optional. The last seven exist for tests. */
     interface ClientStreamOptions {
         /**
          * 'auto' (default) starts with a WebSocket, falls back to HTTP streaming when the upgrade fails, the socket
@@ -20,12 +27,21 @@ declare namespace Minerva {
         fallbackMs?: number;
         /** After a WebSocket failure, 'auto' tries WebSocket again after this many ms (10000), doubling up to 32x. */
         wsRetryMs?: number;
+        /**
+         * Deadlock detector (any transport mode): an upload request without a response after this many ms (4000,
+         * plus its size at 3072 bytes/s) means the browser has no free connection to the host; the stream then gives
+         * up its HTTP primary, reports connectionState 'stalled', and long-polls with maxt 3 s for the rest of its
+         * life; other streams of the origin on the same host (other tabs) are told and do the same. 0 turns it off.
+         */
+        stallMs?: number;
         /** fetch's credentials mode for cross-origin endpoints (default 'same-origin'). */
         credentials?: RequestCredentials;
         /** Replaces fetch. */
         fetch?: (url: string, init: RequestInit) => Promise<Response>;
         /** Replaces the WebSocket constructor (undefined or null: no WebSocket). */
         WebSocket?: { new (url: string, protocol: string): WebSocket } | null;
+        /** Replaces the BroadcastChannel constructor that carries stall reports between tabs (null: none). */
+        BroadcastChannel?: { new (name: string): BroadcastChannel } | null;
         /** Replaces Date.now, setTimeout and clearTimeout. */
         clock?: { now(): number; setTimeout(f: () => void, ms: number): unknown; clearTimeout(id: unknown): void };
         /** Replaces Math.random (backoff jitter). */
@@ -53,7 +69,11 @@ declare namespace Minerva {
         transportDestroyed?(info: TransportInfo): void;
     }
 
-    /** Where a stream connects: a Minerva WebPort URL ending in '/'; requests go to `url + 'io/'`. */
+    /**
+     * Where a stream connects: a Minerva WebPort URL ending in '/'; requests go to `url + 'io/'`. `%random%` in a URL
+     * (`http://%random%.example.com/_minerva/`) is replaced by each ClientStream with a random DNS label (one for
+     * the primary URL, another for the secondary URL, kept for the stream's life); primaryUrl keeps the placeholder.
+     */
     class HttpEndpoint {
         constructor(primaryUrl: string, secondaryUrl?: string);
         readonly primaryUrl: string;
@@ -73,12 +93,12 @@ declare namespace Minerva {
         onreset: ((this: ClientStream, reason: string, applicationLevel: boolean) => void) | null;
         ondisconnect: ((this: ClientStream) => void) | null;
         /** Extension (not in the original API): where the stream's connection stands. */
-        readonly connectionState: 'unstarted' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
+        readonly connectionState: ConnectionState;
         /** Extension: while 'connected', the transport of the primary (null in the other states). */
         readonly connectionTransport: ConnectionTransport | null;
         /** Extension: called with the new connectionState and connectionTransport whenever either changes. */
         onconnectionstate:
-            | ((this: ClientStream, state: ClientStream['connectionState'], transport: ConnectionTransport | null) => void)
+            | ((this: ClientStream, state: ConnectionState, transport: ConnectionTransport | null) => void)
             | null;
         /** Returns the stream itself (the `this` of the callbacks). */
         getUserContext(): ClientStream;

@@ -84,8 +84,10 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 fi
 
 DEMO_PORT="$(free_port)"
+# --allowed-origin/--allow-credentials: test_tabs.py's %random% runs (pages of http://localhost:PORT, streams to
+# random names under .localhost, all of them caught by the config's `server_name _;`).
 "$DEMO" --host 127.0.0.1 --port "$DEMO_PORT" --static-dir Client/test/browser --trusted-proxy 127.0.0.1 \
-    --threads "${MINERVA_DEMO_THREADS:-1}" --log-level warning 2>"$WORK/demo.log" &
+    --allowed-origin 'http://*.localhost' --allow-credentials --threads "${MINERVA_DEMO_THREADS:-1}" --log-level warning 2>"$WORK/demo.log" &
 PIDS+=($!)
 wait_for "http://127.0.0.1:$DEMO_PORT/healthz"
 

@@ -1,6 +1,13 @@
 // Test doubles for the Minerva client: a manual clock and a scripted fetch that hands every request to the
 // test, which answers it with exact response bytes (a real Response over a ReadableStream it controls).
-import '../minerva-client.js';
+// The shipped (minified) client, or the file MINERVA_CLIENT_FILE names (relative to Client/, e.g. its source
+// src/minerva-client.js): run-node-tests.sh runs the suite against both.
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import path from 'node:path';
+
+await import(
+    pathToFileURL(path.resolve(fileURLToPath(new URL('..', import.meta.url)), process.env.MINERVA_CLIENT_FILE || 'minerva-client.js')).href
+);
 
 export const Minerva = globalThis.Minerva;
 
@@ -153,6 +160,7 @@ export function makeStream(options = {}) {
         getRandomValues: (a) => a.fill(33), // 33 is 'x' in base 36
         reportError: (e) => errors.push(e),
         WebSocket: undefined, // no WebSocket unless a test gives one
+        BroadcastChannel: null, // no stall reports between streams unless a test gives one
         ...options,
     });
     const events = [];

@@ -49,3 +49,31 @@ function hasNpm() {
         return false;
     }
 }
+
+test('the shipped, minified minerva-client.js has the API surface of its source (names, function names, methods)', () => {
+    const require = createRequire(import.meta.url);
+    const surface = (file) => {
+        const Minerva = require(path.join(root, file));
+        const out = [];
+        const walk = (object, prefix) => {
+            for (const key of Object.keys(object).sort()) {
+                const value = object[key];
+                let entry = `${prefix}${key}: ${typeof value}`;
+                if (typeof value === 'function') {
+                    const methods = Object.getOwnPropertyNames(value.prototype || {}).sort();
+                    entry += ` ${value.name} (${methods.join(', ')})`;
+                }
+                out.push(entry);
+                if (value && typeof value === 'object') walk(value, prefix + key + '.');
+            }
+        };
+        walk(Minerva, '');
+        return out;
+    };
+    const shipped = surface('minerva-client.js');
+    assert.ok(shipped.includes('ClientStream: function ClientStream (_abortTransports, _alive, _call, _callReset, ' +
+        '_handleFrames, _hello, _late, _newPrimary, _openTransport, _openWs, _retryWs, _scheduleSend, _setConnectionState, ' +
+        '_transportOffline, _trySend, _unsent, _uploadStalled, _writeStrings, bindToProtocol, constructor, ' +
+        'dispose, getUserContext, reset, sendString, start)'), shipped.join('\n'));
+    assert.deepEqual(shipped, surface('src/minerva-client.js'));
+});

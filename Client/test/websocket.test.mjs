@@ -72,6 +72,8 @@ test('upgrade refused: HTTP streaming at once, WebSocket retried later as a prob
     await flush();
     assert.deepEqual(strings(), ['from http']);
     assert.equal(stream.connectionTransport, 'streaming');
+    assert.equal(net.requests[1].hello.sack, '|0', 'the SACK goes up in an upload request');
+    net.requests[1].reply(';)]}^\n|0A\n|0T\n'); // at once: an upload left waiting would look stalled (stallMs)
     // After wsRetryMs (random() = 0.5: no jitter) a WebSocket probe opens while the HTTP primary stays open.
     await clock.advance(9999);
     assert.equal(sockets.sockets.length, 1);
@@ -84,9 +86,7 @@ test('upgrade refused: HTTP streaming at once, WebSocket retried later as a prob
     assert.equal(ws.hello.eeds, null);
     assert.equal(ws.hello.sack, '|0', 'what the HTTP primary delivered');
     assert.ok(http.open, 'the HTTP primary stays until the WebSocket works');
-    assert.equal(net.requests[1].hello.sack, '|0', 'uploads (here a SACK) go over HTTP, not on a probe');
-    net.requests[1].reply(';)]}^\n|0A\n|0T\n');
-    await flush();
+    assert.equal(net.requests.length, 2, 'uploads go over HTTP, not on a probe');
     stream.sendString('s1'); // in flight somewhere: must arrive exactly once
     await flush();
     assert.equal(net.requests.length, 3);

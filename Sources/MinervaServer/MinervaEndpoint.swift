@@ -21,6 +21,14 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// The engine's limits and timings (idle timeout, stream limits, socket grace period...), for each loop's engine.
     public var engine = ServerEngineConfiguration()
     /// Origins allowed to POST from other sites (CORS). Empty: no CORS headers at all. `*` allows any origin.
+    ///
+    /// An entry `*.example.com`, `http://*.example.com` or `https://*.example.com:8443` allows a whole domain: the
+    /// origins whose host is `example.com` or any name under it, with that scheme (`http` or `https` when none is
+    /// given) and that port (any when none is given). It is what an endpoint URL with `%random%` needs (the
+    /// JavaScript client's `HttpEndpoint`): every stream then sends its requests to random names under the domain, so
+    /// that a dozen tabs of one browser do not share its few connections per host, and the page's origin differs
+    /// from theirs. The endpoint answers for any `Host`; point the domain's wildcard DNS name at the server
+    /// (`*.localhost` needs none: browsers resolve it to the loopback address).
     public var allowedOrigins: [String] = []
     /// Whether a request whose `Origin` is neither the request's own (`http://` or `https://` + `Host`) nor in
     /// ``allowedOrigins`` is refused with 403 before it reaches a stream (`Origin: null` too, unless listed). Requests
@@ -136,6 +144,7 @@ public final class MinervaEndpoint: Sendable {
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
     let corsAnyOrigin: Bool
+    let corsDomains: [OriginPattern]
     let trustedProxies: Set<String>
     /// `configuration.engine.maxStreams`, counted across every loop's engine.
     public let streamBudget: MinervaStreamBudget
@@ -158,6 +167,7 @@ public final class MinervaEndpoint: Sendable {
         prefixBytes = Array(configuration.prefix.utf8)
         corsOrigins = Set(configuration.allowedOrigins)
         corsAnyOrigin = corsOrigins.contains("*")
+        corsDomains = configuration.allowedOrigins.compactMap(OriginPattern.init)
         trustedProxies = Set(configuration.trustedProxies)
         streamBudget = MinervaStreamBudget(limit: configuration.engine.maxStreams)
         queuedMemoryBudget = MinervaQueuedMemoryBudget(limit: configuration.engine.maxQueuedBytesTotal)
@@ -278,7 +288,8 @@ public final class MinervaEndpoint: Sendable {
         guard !corsOrigins.isEmpty, let raw = request.headerBytes("Origin") else { return nil }
         let origin = String(decoding: MinervaWebSocketHandshake.trimmed(raw), as: UTF8.self)
         if origin == "null" { return corsOrigins.contains(origin) ? origin : nil }
-        return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
+        if corsAnyOrigin || corsOrigins.contains(origin) { return origin }
+        return corsDomains.contains { $0.matches(origin) } ? origin : nil
     }
 
     /// Whether the request's `Origin` may use the endpoint: absent (a native client), the request's own site
@@ -723,4 +734,54 @@ func isLoopback(_ host: String) -> Bool {
 func hostPart(of address: String) -> String {
     guard let colon = address.lastIndex(of: ":") else { return address }
     return String(address[..<colon])
+}
+
+/// An ``MinervaEndpointConfiguration/allowedOrigins`` entry that allows a whole domain: `[scheme://]*.domain[:port]`.
+struct OriginPattern: Sendable {
+    let scheme: Substring?
+    /// The domain, lowercased, without the `*.`.
+    let domain: Substring
+    let port: Substring?
+
+    /// Parses `entry`; nil if it is no domain pattern (an exact origin, `*`, `null`).
+    init?(_ entry: String) {
+        var rest = Substring(entry.lowercased())
+        if let range = rest.firstRange(of: "://") {
+            scheme = rest[..<range.lowerBound]
+            rest = rest[range.upperBound...]
+        } else {
+            scheme = nil
+        }
+        guard rest.hasPrefix("*."), scheme == nil || scheme == "http" || scheme == "https" else { return nil }
+        rest = rest.dropFirst(2)
+        if let colon = rest.lastIndex(of: ":") {
+            port = rest[rest.index(after: colon)...]
+            rest = rest[..<colon]
+        } else {
+            port = nil
+        }
+        guard !rest.isEmpty, !rest.contains("*"), !rest.contains("/") else { return nil }
+        domain = rest
+    }
+
+    /// Whether `origin` (the `Origin` header: `scheme://host[:port]`) is under the domain.
+    func matches(_ origin: String) -> Bool {
+        let lowered = Substring(origin.lowercased())
+        guard let range = lowered.firstRange(of: "://") else { return false }
+        let originScheme = lowered[..<range.lowerBound]
+        guard originScheme == "http" || originScheme == "https", scheme == nil || scheme == originScheme else {
+            return false
+        }
+        var host = lowered[range.upperBound...]
+        guard !host.contains("/"), !host.contains("@") else { return false }
+        var originPort: Substring? = nil
+        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") {
+            originPort = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        if let port, port != originPort { return false }
+        if host == domain { return true }
+        return host.count > domain.count + 1 && host.hasSuffix(domain)
+            && host[host.index(host.endIndex, offsetBy: -domain.count - 1)] == "."
+    }
 }

@@ -47,8 +47,14 @@ struct MinervaDemo: ParsableCommand {
     @Option(help: "Port of the Minerva socket listener (int32 mode and Flash policy); off unless given.")
     var socketPort: Int?
 
-    @Option(help: "An origin allowed to use the Minerva endpoint cross-site (CORS); repeatable.")
+    @Option(
+        help:
+            "An origin allowed to use the Minerva endpoint cross-site (CORS), or a whole domain (http://*.localhost); repeatable."
+    )
     var allowedOrigin: [String] = []
+
+    @Flag(help: "CORS answers allow credentials (cookies) for the allowed origins.")
+    var allowCredentials = false
 
     @Option(help: "Seconds without transports after which a Minerva stream is reset.")
     var idleTimeout: Double = 120
@@ -114,6 +120,7 @@ struct MinervaDemo: ParsableCommand {
 
         var minerva = MinervaEndpointConfiguration()
         minerva.allowedOrigins = allowedOrigin
+        minerva.allowsCredentials = allowCredentials
         minerva.trustedProxies = trustedProxy
         minerva.engine.maxIdleTime = idleTimeout
         minerva.engine.maxStreams = maxStreams

@@ -433,6 +433,53 @@ struct MinervaEndpointTests {
         #expect(try other.readResponse().header("Access-Control-Allow-Credentials") == nil)
     }
 
+    @Test("a domain pattern (*.localhost) allows the domain and every name under it, with credentials, on any Host")
+    func corsDomainPattern() throws {
+        let server = try MinervaTestServer(configure: {
+            $0.allowedOrigins = ["http://*.localhost"]
+            $0.allowsCredentials = true
+        })
+        defer { server.stop() }
+        // The page is http://localhost:PORT, the %random% endpoint http://mlXXXX.localhost:PORT/_minerva/.
+        for origin in ["http://localhost:8080", "http://ml0a1b2c3d.localhost:8080", "http://A.B.LocalHost"] {
+            let client = try RawClient(port: server.port)
+            try client.post(hh("eeds:null") + "\n", extraHeaders: "Origin: \(origin)\r\n")  // Host: test
+            let post = try client.readResponse()
+            #expect(post.status == 200, "\(origin)")
+            #expect(post.header("Access-Control-Allow-Origin") == origin)
+            #expect(post.header("Access-Control-Allow-Credentials") == "true")
+        }
+        for origin in ["https://ml0.localhost", "http://evillocalhost", "http://localhost.evil", "null"] {
+            let client = try RawClient(port: server.port)
+            try client.post(hh("eeds:null") + "\n", extraHeaders: "Origin: \(origin)\r\n")
+            let post = try client.readResponse()
+            #expect(post.status == 403, "\(origin)")
+            #expect(post.header("Access-Control-Allow-Origin") == nil)
+        }
+        let preflight = try RawClient(port: server.port)
+        try preflight.send(
+            "OPTIONS /_minerva/io/ HTTP/1.1\r\nHost: ml2.localhost\r\nOrigin: http://www.localhost:3000\r\n"
+                + "Access-Control-Request-Method: POST\r\n\r\n")
+        let answer = try preflight.readResponse()
+        #expect(answer.status == 204)
+        #expect(answer.header("Access-Control-Allow-Origin") == "http://www.localhost:3000")
+    }
+
+    @Test("origin patterns: scheme and port when given, never a look-alike domain")
+    func originPatterns() throws {
+        let any = try #require(OriginPattern("*.Example.com"))
+        #expect(any.matches("http://example.com") && any.matches("https://a.b.example.com:444"))
+        #expect(!any.matches("http://badexample.com") && !any.matches("http://example.com.evil"))
+        #expect(!any.matches("ftp://a.example.com") && !any.matches("http://a.example.com/x.example.com"))
+        #expect(!any.matches("http://x@a.example.com") && !any.matches("example.com"))
+        let strict = try #require(OriginPattern("https://*.example.com:8443"))
+        #expect(strict.matches("https://a.example.com:8443"))
+        #expect(!strict.matches("https://a.example.com") && !strict.matches("http://a.example.com:8443"))
+        for entry in ["*", "null", "http://app.example", "ftp://*.example.com", "*.", "http://*.*.example", "a.*.b"] {
+            #expect(OriginPattern(entry) == nil, "\(entry)")
+        }
+    }
+
     @Test("transport info carries both addresses and the request headers")
     func transportInfo() throws {
         let infos = Locked<[TransportInfo]>([])

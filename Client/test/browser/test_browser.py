@@ -67,7 +67,7 @@ class Demo:
     MINERVA_DEMO_THREADS event loops (default 1). With MINERVA_SERVER_URL set (e.g. nginx in front of a demo that
     serves this folder with --static-dir, scripts/run-nginx-tests.sh), that server is used and nothing is started."""
 
-    def __init__(self):
+    def __init__(self, extra_args=()):
         self.process = None
         if os.environ.get('MINERVA_SERVER_URL'):
             self.base = os.environ['MINERVA_SERVER_URL'].rstrip('/')
@@ -83,7 +83,7 @@ class Demo:
         script = os.environ.get('MINERVA_CLIENT_SCRIPT')
         self.process = subprocess.Popen(
             [binary, '--host', '127.0.0.1', '--port', str(self.port), '--static-dir', HERE, '--threads', threads]
-            + (['--client-script', script] if script else []),
+            + (['--client-script', script] if script else []) + list(extra_args),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.base = f'http://127.0.0.1:{self.port}'
         wait_for_http(self.base + '/healthz')
