@@ -5,7 +5,8 @@
 # sample after warm-up to the last one (goal: under 2%), and the descriptor count once the clients are gone (must be
 # back at the idle count: no leaked sockets). Bounded: stops by itself after MINUTES (+ about 1 minute).
 #
-#   Benchmarks/soak.sh [--connections N (19000)] [--minutes M (10)] [--threads T (2)]
+#   Benchmarks/soak.sh [--connections N (19000)] [--minutes M (10)] [--threads T (2)] [--demo PATH --load PATH]
+# (--demo and --load: use these builds of minerva-demo and minerva-load instead of building them here)
 #
 # The open-files cap of 20,000 per process on the development machine is why the default is 19,000: the server
 # needs its listening sockets, the event loops' descriptors and a few spare. The two clients (minerva-load --hold and
@@ -17,11 +18,15 @@ source scripts/lib.sh
 CONNECTIONS=19000
 MINUTES=10
 THREADS=2
+DEMO=""
+LOAD=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --minutes) MINUTES="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
+    --demo) DEMO="$2"; shift 2 ;;
+    --load) LOAD="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -39,11 +44,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-swift build -c release --product minerva-demo >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
-DEMO="$(swift build -c release --show-bin-path)/minerva-demo"
-(cd Benchmarks && swift build -c release --product minerva-load) >"$WORK/build-load.log" 2>&1 ||
-    { cat "$WORK/build-load.log" >&2; exit 1; }
-LOAD="$(cd Benchmarks && swift build -c release --show-bin-path)/minerva-load"
+if [ -z "$DEMO" ]; then
+    swift build -c release --product minerva-demo >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
+    DEMO="$(swift build -c release --show-bin-path)/minerva-demo"
+fi
+if [ -z "$LOAD" ]; then
+    (cd Benchmarks && swift build -c release --product minerva-load) >"$WORK/build-load.log" 2>&1 ||
+        { cat "$WORK/build-load.log" >&2; exit 1; }
+    LOAD="$(cd Benchmarks && swift build -c release --show-bin-path)/minerva-load"
+fi
 PORT="$(free_port)"
 
 "$DEMO" --port "$PORT" --threads "$THREADS" --max-connections $((CONNECTIONS + 400)) >"$WORK/demo.log" 2>&1 &
