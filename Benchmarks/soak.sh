@@ -53,7 +53,7 @@ if [ -z "$LOAD" ]; then
         { cat "$WORK/build-load.log" >&2; exit 1; }
     LOAD="$(cd Benchmarks && swift build -c release --show-bin-path)/minerva-load"
 fi
-PORT="$(free_port)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
 
 "$DEMO" --port "$PORT" --threads "$THREADS" --max-connections $((CONNECTIONS + 400)) >"$WORK/demo.log" 2>&1 &
 DEMO_PID=$!
