@@ -139,3 +139,15 @@ extension String {
         hasPrefix(prefix) ? String(dropFirst(prefix.count)) : nil
     }
 }
+
+/// The demo's stand-in for a session check (`--require-cookie NAME`).
+enum DemoAuthorization {
+    /// Whether a `Cookie` header value names a cookie `name` with a non-empty value.
+    static func hasCookie(named name: String, in header: String?) -> Bool {
+        guard let header else { return false }
+        return header.split(separator: ";").contains { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            return parts.count == 2 && parts[0].drop(while: { $0 == " " }) == name[...] && !parts[1].isEmpty
+        }
+    }
+}

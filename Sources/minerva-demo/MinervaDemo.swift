@@ -56,6 +56,12 @@ struct MinervaDemo: ParsableCommand {
     @Flag(help: "CORS answers allow credentials (cookies) for the allowed origins.")
     var allowCredentials = false
 
+    @Option(
+        help:
+            "Refuse every new stream whose request carries no cookie of this name (the client is told `sign in first`): a stand-in for a session check, through the authorizeStream hook."
+    )
+    var requireCookie: String?
+
     @Option(help: "Seconds without transports after which a Minerva stream is reset.")
     var idleTimeout: Double = 120
 
@@ -121,6 +127,11 @@ struct MinervaDemo: ParsableCommand {
         var minerva = MinervaEndpointConfiguration()
         minerva.allowedOrigins = allowedOrigin
         minerva.allowsCredentials = allowCredentials
+        if let requireCookie {
+            minerva.authorizeStream = { request in
+                DemoAuthorization.hasCookie(named: requireCookie, in: request.header("Cookie")) ? nil : "sign in first"
+            }
+        }
         minerva.trustedProxies = trustedProxy
         minerva.engine.maxIdleTime = idleTimeout
         minerva.engine.maxStreams = maxStreams
