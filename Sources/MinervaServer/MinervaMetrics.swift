@@ -18,6 +18,7 @@ final class MinervaEngineMetrics {
     private let streams: Gauge
     private let transports: Gauge
     private let queuedBytes: Gauge
+    private let timerEntries: Gauge
 
     /// - Parameters:
     ///   - loop: the loop's index, a dimension of the gauges (each loop reports its own).
@@ -41,6 +42,7 @@ final class MinervaEngineMetrics {
         streams = Gauge(label: "minerva_streams", dimensions: loopDimension, factory: factory)
         transports = Gauge(label: "minerva_transports", dimensions: loopDimension, factory: factory)
         queuedBytes = Gauge(label: "minerva_queued_bytes", dimensions: loopDimension, factory: factory)
+        timerEntries = Gauge(label: "minerva_timer_entries", dimensions: loopDimension, factory: factory)
     }
 
     /// Reports what changed since the last call.
@@ -64,6 +66,7 @@ final class MinervaEngineMetrics {
         streams.record(engine.streamCount)
         transports.record(engine.transportCount)
         queuedBytes.record(now.queuedBytes)
+        timerEntries.record(engine.transportTimerCount)
         last = now
     }
 }

@@ -886,6 +886,8 @@ public final class MinervaServerEngine {
 
     /// The number of streams in the idle queue (each stream at most once). For tests and metrics.
     public var idleQueueCount: Int { idleStreams.count }
+    /// The number of entries in the transport timer heap (live and stale). For tests and metrics.
+    public var transportTimerCount: Int { timers.count }
 
     // MARK: Called by streams
 
