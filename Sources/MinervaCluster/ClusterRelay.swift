@@ -81,20 +81,12 @@ extension ClusterLoop {
         var out: [UInt8] = []
         out.reserveCapacity(post.body.count + 512)
         out.append(contentsOf: "POST \(configuration.endpointPrefix)io/ HTTP/1.1\r\n".utf8)
-        var hasHost = false
-        for (name, value) in post.headers {
-            switch String(decoding: name, as: UTF8.self).lowercased() {
-            case "connection", "keep-alive", "content-length", "transfer-encoding", "expect", "upgrade", "te",
-                "trailer", "x-minerva-relay", "x-minerva-relay-peer":
-                continue
-            case "host": hasHost = true
-            default: break
-            }
-            out.append(contentsOf: name)
-            out.append(contentsOf: ": ".utf8)
-            out.append(contentsOf: value)
-            out.append(contentsOf: "\r\n".utf8)
-        }
+        let hasHost = appendForwardedHeaders(
+            post.headers,
+            skipping: [
+                "connection", "keep-alive", "content-length", "transfer-encoding", "expect", "upgrade", "te",
+                "trailer", "x-minerva-relay", "x-minerva-relay-peer",
+            ], to: &out)
         if !hasHost { out.append(contentsOf: "Host: \(owner)\r\n".utf8) }
         out.append(contentsOf: "\(cluster.relayHeader): \(secret)\r\n".utf8)
         out.append(contentsOf: "\(cluster.relayPeerHeader): \(post.connection.peerAddress)\r\n".utf8)
@@ -264,4 +256,21 @@ extension ClusterLoop {
         let bytes = encodeRelayRequest(post, owner: relay.owner, secret: secret)
         relay.begin(bytes, post: post, response: response, reused: false)
     }
+}
+
+/// Appends the client's request headers to a request relayed to the owner, leaving out `skipping` (lowercase names:
+/// hop-by-hop headers, framing the relay writes itself, and the cluster's own headers, which a client must not forge).
+/// - Returns: whether a `Host` header was among them.
+func appendForwardedHeaders(_ headers: [([UInt8], [UInt8])], skipping: Set<String>, to out: inout [UInt8]) -> Bool {
+    var hasHost = false
+    for (name, value) in headers {
+        let lowercased = String(decoding: name, as: UTF8.self).lowercased()
+        if skipping.contains(lowercased) { continue }
+        if lowercased == "host" { hasHost = true }
+        out.append(contentsOf: name)
+        out.append(contentsOf: ": ".utf8)
+        out.append(contentsOf: value)
+        out.append(contentsOf: "\r\n".utf8)
+    }
+    return hasHost
 }

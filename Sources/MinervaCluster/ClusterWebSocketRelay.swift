@@ -70,25 +70,18 @@ extension ClusterLoop {
         var out: [UInt8] = []
         out.reserveCapacity(1024)
         out.append(contentsOf: "GET \(configuration.endpointPrefix)ws HTTP/1.1\r\n".utf8)
-        var hasHost = false
         if !socket.isWebSocket {
             // An int32 socket has no handshake of its own: a WebSocket one for it (no Origin: not a browser's).
             out.append(contentsOf: "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n".utf8)
             out.append(contentsOf: "Sec-WebSocket-Protocol: minerva.v2\r\n".utf8)
         }
-        for (name, value) in socket.headers {
-            switch String(decoding: name, as: UTF8.self).lowercased() {
-            case "connection", "upgrade", "keep-alive", "content-length", "transfer-encoding", "te", "trailer",
-                "sec-websocket-extensions", "x-minerva-relay", "x-minerva-relay-peer":
-                continue
-            case "host": hasHost = true
-            default: break
-            }
-            out.append(contentsOf: name)
-            out.append(contentsOf: ": ".utf8)
-            out.append(contentsOf: value)
-            out.append(contentsOf: "\r\n".utf8)
-        }
+        let hasHost =
+            appendForwardedHeaders(
+                socket.headers,
+                skipping: [
+                    "connection", "upgrade", "keep-alive", "content-length", "transfer-encoding", "te", "trailer",
+                    "sec-websocket-extensions", "x-minerva-relay", "x-minerva-relay-peer",
+                ], to: &out)
         if !hasHost { out.append(contentsOf: "Host: \(owner)\r\n".utf8) }
         out.append(contentsOf: "Upgrade: websocket\r\nConnection: Upgrade\r\n".utf8)
         out.append(contentsOf: "\(cluster.relayHeader): \(secret)\r\n".utf8)
