@@ -4,6 +4,7 @@
 declare const MinervaModule: typeof Minerva;
 export default MinervaModule;
 export import ClientStream = Minerva.ClientStream;
+export import ReconnectingStream = Minerva.ReconnectingStream;
 export import HttpEndpoint = Minerva.HttpEndpoint;
 export import QANHelper = Minerva.QANHelper;
 export import QANProtocolWrapper = Minerva.QANProtocolWrapper;

@@ -113,6 +113,60 @@ declare namespace Minerva {
         dispose(): void;
     }
 
+    /** Options for a ReconnectingStream: those of ClientStream (given to every stream it creates), and the restart rule. */
+    interface ReconnectingStreamOptions extends ClientStreamOptions {
+        /** The first restart's delay in ms before jitter (1000); it doubles with each restart in a row. */
+        minDelayMs?: number;
+        /**
+         * The cap on the delay in ms before jitter (30000). A stream that lived this long or longer starts the count
+         * of restarts in a row again.
+         */
+        maxDelayMs?: number;
+        /**
+         * Called when the current stream is reset; true: start a new stream after the backoff. Default
+         * `(reason, applicationLevel) => !applicationLevel`: lost streams (`stream penalty reached limit` after a
+         * server restart, `no activity from peer` after an idle reset) restart; application-level resets (the
+         * server's, e.g. an authorizer's `sign in first`, or the application's own) end the ReconnectingStream.
+         */
+        shouldRestart?: (reason: string, applicationLevel: boolean) => boolean;
+    }
+
+    /**
+     * A ClientStream that is replaced by a new one (a new stream id, after a backoff with jitter) when it ends for a
+     * reason `shouldRestart` accepts; `onstart(stream, true)` then lets the application join its rooms again.
+     * Strings sent between streams go on the next stream after those onstart sends. Strings the old stream had sent
+     * and the server had not acknowledged are not sent again: nothing is promised exactly once across a restart.
+     */
+    class ReconnectingStream {
+        constructor(endpoint: HttpEndpoint, options?: ReconnectingStreamOptions);
+        /** The current stream; null before start() and between streams. */
+        readonly stream: ClientStream | null;
+        /** How many streams replaced a lost one. */
+        readonly restarts: number;
+        minDelayMs: number;
+        maxDelayMs: number;
+        shouldRestart: (reason: string, applicationLevel: boolean) => boolean;
+        /** The current stream's state; 'reconnecting' between streams; 'disconnected' once ended. */
+        readonly connectionState: ConnectionState;
+        readonly connectionTransport: ConnectionTransport | null;
+        /** Called as each stream starts, before it connects: send what joins the application's rooms here. */
+        onstart: ((this: ReconnectingStream, stream: ClientStream, isRestart: boolean) => void) | null;
+        onstring: ((this: ReconnectingStream, s: string) => void) | null;
+        /** Called for every reset of a stream; `restarting`: a new stream follows (else the helper has ended). */
+        onreset:
+            | ((this: ReconnectingStream, reason: string, applicationLevel: boolean, restarting: boolean) => void)
+            | null;
+        onconnectionstate:
+            | ((this: ReconnectingStream, state: ConnectionState, transport: ConnectionTransport | null) => void)
+            | null;
+        /** Starts the first stream (onstart(stream, false)). Throws if already started. */
+        start(): void;
+        /** Sends on the current stream, or queues for the next one; throws once ended or for a bad string. */
+        sendString(s: string, validate?: boolean): void;
+        /** Ends it: an application-level reset of the current stream with `reason`; no restart follows. */
+        close(reason?: string): void;
+    }
+
     /** A QAN frame: Question, OkayAnswer, KnownErrorAnswer, UnknownErrorAnswer, Cancellation, Notification. */
     interface QANFrame {
         type: 'Q' | 'K' | 'E' | 'U' | 'C' | '#';

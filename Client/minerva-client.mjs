@@ -5,6 +5,7 @@ const Minerva = globalThis.Minerva;
 export default Minerva;
 export const {
     ClientStream,
+    ReconnectingStream,
     HttpEndpoint,
     QANHelper,
     QANProtocolWrapper,

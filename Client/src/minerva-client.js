@@ -486,6 +486,12 @@ class Delay {
   }
 }
 
+const DEFAULT_CLOCK = {
+  now: () => Date.now(),
+  setTimeout: (f, ms) => setTimeout(f, ms),
+  clearTimeout: (id) => clearTimeout(id),
+};
+
 function defaultReportError(e) {
   if (typeof root.reportError === 'function') root.reportError(e);
   else setTimeout(() => {
@@ -504,11 +510,7 @@ class ClientStream {
     if (!(endpoint instanceof HttpEndpoint)) throw new TypeError('endpoint must be a Minerva.HttpEndpoint');
     const o = (this._options = options || {});
     this._endpoint = endpoint;
-    this._clock = o.clock || {
-      now: () => Date.now(),
-      setTimeout: (f, ms) => setTimeout(f, ms),
-      clearTimeout: (id) => clearTimeout(id),
-    };
+    this._clock = o.clock || DEFAULT_CLOCK;
     this._fetch = o.fetch || ((url, init) => root.fetch(url, init));
     this._random = o.random || Math.random;
     this._reportError = o.reportError || defaultReportError;
@@ -1011,6 +1013,137 @@ class ClientStream {
   }
 }
 
+// ---- ReconnectingStream: a ClientStream that is replaced when it ends for a reason the application did not give ----
+
+/**
+ * Owns one ClientStream at a time (`stream`, null between streams) and forwards its `onstring` and
+ * `onconnectionstate`. When the stream is reset and `shouldRestart(reason, applicationLevel)` says so (default: not
+ * an application-level reset, i.e. a lost stream: `stream penalty reached limit` after a server restart, `no activity
+ * from peer` after an idle reset), it starts a new ClientStream after a backoff and calls `onstart(stream, true)` so
+ * that the application joins its rooms again. Application-level resets (the server's, e.g. an authorizer's
+ * `sign in first`, or the application's own) end it: `onreset(reason, applicationLevel, false)`, state
+ * 'disconnected'. Backoff: min(maxDelayMs, minDelayMs x 2^(n-1)) x (0.5 .. 1) for the n-th restart in a row; a
+ * stream that lived maxDelayMs or longer starts the count again. Strings sent between streams wait and go on the next
+ * stream right after onstart's; strings of the old stream that the server had not acknowledged are not sent again
+ * (they may or may not have arrived): nothing is promised exactly once across a restart. Options: those of
+ * ClientStream (given to every stream), `minDelayMs` (1000), `maxDelayMs` (30000), `shouldRestart`.
+ */
+class ReconnectingStream {
+  constructor(endpoint, options) {
+    if (!(endpoint instanceof HttpEndpoint)) throw new TypeError('endpoint must be a Minerva.HttpEndpoint');
+    const o = (this._options = options || {});
+    this._endpoint = endpoint;
+    this._clock = o.clock || DEFAULT_CLOCK;
+    this._random = o.random || Math.random;
+    this._reportError = o.reportError || defaultReportError;
+    this.minDelayMs = o.minDelayMs === undefined ? 1000 : o.minDelayMs;
+    this.maxDelayMs = o.maxDelayMs === undefined ? 30000 : o.maxDelayMs;
+    this.shouldRestart = o.shouldRestart || ((reason, applicationLevel) => !applicationLevel);
+    /** The current ClientStream; null before start() and between streams. */
+    this.stream = null;
+    /** How many streams replaced a lost one. */
+    this.restarts = 0;
+    this.connectionState = 'unstarted';
+    this.connectionTransport = null;
+    this.onstart = null;
+    this.onstring = null;
+    this.onreset = null;
+    this.onconnectionstate = null;
+    this._state = UNSTARTED;
+    this._queue = []; // strings sent while there was no stream
+    this._failures = 0; // restarts in a row of streams that lived less than maxDelayMs
+    this._timer = null;
+  }
+
+  /** Starts the first stream: onstart(stream, false), then connects. */
+  start() {
+    if (this._state !== UNSTARTED) throw new Error('ReconnectingStream.start: already started');
+    this._state = STARTED;
+    this._open(false);
+  }
+
+  /**
+   * Sends `s` on the current stream, or, between streams, queues it for the next one (checked now). Throws after
+   * close() or once an application-level reset ended the helper.
+   */
+  sendString(s, validate) {
+    if (this._state === DISCONNECTED) throw new Error('ReconnectingStream.sendString: closed');
+    if (this.stream) return this.stream.sendString(s, validate);
+    if (typeof s !== 'string' || (validate !== false && !isRestricted(s))) {
+      throw new TypeError('ReconnectingStream.sendString: not a restricted string (encode it, e.g. Minerva.JSON.asciify)');
+    }
+    this._queue.push(s);
+  }
+
+  /** Ends it: resets the current stream with `reason` (application level; the server is told), restarts nothing. */
+  close(reason) {
+    if (reason !== undefined && (!isRestricted(reason) || reason.length > 255)) {
+      throw new Error('ReconnectingStream.close: reason must be a restricted string of at most 255 characters');
+    }
+    if (this._state === DISCONNECTED) return;
+    this._state = DISCONNECTED;
+    const stream = this.stream;
+    if (stream) stream.reset(reason);
+    else this._ended(null, reason || '', true);
+  }
+
+  _open(isRestart) {
+    this._timer = null;
+    if (isRestart) this.restarts++;
+    const stream = (this.stream = new ClientStream(this._endpoint, this._options));
+    const started = this._clock.now();
+    stream.onstarted = () => {
+      if (this.onstart) this._call(this.onstart, stream, isRestart);
+      if (this.stream === stream) for (const s of this._queue.splice(0)) stream.sendString(s, false);
+    };
+    stream.onstring = (s) => {
+      if (this.stream === stream && this.onstring) this.onstring(s);
+    };
+    stream.onconnectionstate = (state, transport) => {
+      if (this.stream === stream) this._setState(state, transport);
+    };
+    stream.onreset = (reason, applicationLevel) => this._ended(stream, reason, applicationLevel, started);
+    // Disposed by the application without a reset: an application-level end.
+    stream.ondisconnect = () => this._ended(stream, 'disposed', true, started);
+    stream.start();
+  }
+
+  /** The current stream (null: none) ended: restart it after a backoff, or end the helper. */
+  _ended(stream, reason, applicationLevel, started) {
+    if (this.stream !== stream) return;
+    this.stream = null;
+    let restart = false;
+    if (this._state === STARTED) {
+      try {
+        restart = !!this.shouldRestart(reason, applicationLevel);
+      } catch (e) {
+        this._reportError(e);
+      }
+    }
+    if (restart) {
+      this._failures = this._clock.now() - started >= this.maxDelayMs ? 1 : this._failures + 1;
+      const ms = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** (this._failures - 1)) * (0.5 + this._random() / 2);
+      this._timer = this._clock.setTimeout(() => this._open(true), ms);
+      this._setState('reconnecting');
+    } else {
+      this._state = DISCONNECTED;
+      this._queue = [];
+      if (this._timer !== null) this._clock.clearTimeout(this._timer);
+      this._setState('disconnected');
+    }
+    if (this.onreset) this._call(this.onreset, reason, applicationLevel, restart);
+  }
+
+  // The same as ClientStream's (they use only _reportError, connectionState, connectionTransport, onconnectionstate).
+  _call(f, ...args) {
+    ClientStream.prototype._call.call(this, f, ...args);
+  }
+
+  _setState(state, transport) {
+    ClientStream.prototype._setConnectionState.call(this, state, transport);
+  }
+}
+
 // ---- QAN (question-answer-notify), PROTOCOL.md section 8 ----
 
 /** An answer the peer sent as an error it knows about (`body|qidE`); also thrown to answer so. */
@@ -1241,6 +1374,7 @@ function asciify(value) {
 
 const Minerva = {
   ClientStream,
+  ReconnectingStream,
   HttpEndpoint,
   QANHelper,
   QANProtocolWrapper,

@@ -56,13 +56,12 @@ const me = Math.random().toString(36).slice(2, 10);
 const endpoint = new URLSearchParams(location.search).get('endpoint') || '/_minerva/';
 const transport = new URLSearchParams(location.search).get('transport') || 'auto';
 $('name').value = localStorage.getItem('minerva-chat-name') || 'guest-' + me.slice(0, 4);
-let stream = null;
 
 function showState(state, transport) {
   $('state').textContent = transport ? state + ' (' + transport + ')' : state;
   $('state').dataset.state = state;
-  $('send').disabled = state === 'reset' || state === 'disconnected';
-  $('reconnect').hidden = !(state === 'reset' || state === 'disconnected');
+  $('send').disabled = state === 'disconnected';
+  $('reconnect').hidden = state !== 'disconnected';
 }
 
 function add(className, parts) {
@@ -92,32 +91,30 @@ function received(s) {
   add(message.from === me ? 'mine' : '', [['name', String(message.name)], ['', String(message.text)]]);
 }
 
-function connect() {
-  let wasReset = false;
-  stream = new Minerva.ClientStream(new Minerva.HttpEndpoint(endpoint), { transport });
-  stream.onconnectionstate = (state, transport) => wasReset || showState(state, transport);
-  stream.onstring = received;
-  stream.onreset = (reason) => {
-    wasReset = true;
-    add('notice', [['', 'Stream reset: ' + (reason || '(no reason)')]]);
-    showState('reset');
-  };
-  stream.onstarted = () => stream.sendString('begin_chat');
-  stream.start();
-}
+// The helper replaces a lost stream (server restart, idle reset) and calls onstart again, which re-joins the room;
+// an application-level reset (e.g. the server's authorizer refusing the stream) ends it: then only Reconnect helps.
+const stream = new Minerva.ReconnectingStream(new Minerva.HttpEndpoint(endpoint), { transport });
+stream.onconnectionstate = showState;
+stream.onstring = received;
+stream.onstart = (s, isRestart) => {
+  if (isRestart) add('notice', [['', 'New stream: joining the chat again']]);
+  s.sendString('begin_chat');
+};
+stream.onreset = (reason, applicationLevel, restarting) =>
+  add('notice', [['', 'Stream reset: ' + (reason || '(no reason)') + (restarting ? '; reconnecting' : '')]]);
+stream.start();
 
 $('form').addEventListener('submit', (event) => {
   event.preventDefault();
   const name = $('name').value.trim() || 'guest';
   const text = $('text').value.trim();
-  if (!text || !stream || stream.connectionState === 'disconnected') return;
+  if (!text || stream.connectionState === 'disconnected') return;
   localStorage.setItem('minerva-chat-name', name);
   stream.sendString('broadcast:' + Minerva.JSON.asciify({ name, text, from: me }));
   $('text').value = '';
   $('text').focus();
 });
-$('reconnect').addEventListener('click', connect);
-connect();
+$('reconnect').addEventListener('click', () => location.reload());
 </script>
 </body>
 </html>

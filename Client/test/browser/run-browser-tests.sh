@@ -15,4 +15,4 @@ swift build -c release --product minerva-demo >/tmp/minerva-browser-build.log 2>
 }
 export MINERVA_DEMO_BINARY="$(swift build -c release --show-bin-path)/minerva-demo"
 export MINERVA_BROWSER_TESTS=1
-exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -s Client/test/browser/test_browser.py Client/test/browser/test_tabs.py Client/test/browser/test_auth.py "$@"
+exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -s Client/test/browser/test_browser.py Client/test/browser/test_tabs.py Client/test/browser/test_auth.py Client/test/browser/test_reconnect.py "$@"
