@@ -34,6 +34,7 @@ static inline void cshims_ev_signal_init(ev_signal *w, cshims_signal_cb cb, int 
 static inline void cshims_ev_check_init(ev_check *w, cshims_check_cb cb) { ev_check_init(w, cb); }
 static inline void cshims_ev_prepare_init(ev_prepare *w, cshims_prepare_cb cb) { ev_prepare_init(w, cb); }
 static inline int cshims_ev_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
+static inline int cshims_ev_is_pending(const void *w) { return ev_is_pending((const ev_watcher *)w); }
 static inline void cshims_ev_set_data(void *w, void *data) { ((ev_watcher *)w)->data = data; }
 static inline void *cshims_ev_get_data(const void *w) { return ((const ev_watcher *)w)->data; }
 static inline struct ev_loop *cshims_ev_loop_new_nosigmask(void) {

@@ -307,11 +307,16 @@ public final class MinervaEventLoop: @unchecked Sendable {
     func register(_ list: DeadlineList) { deadlineLists.append(list) }
 
     /// Makes sure the loop timer fires no later than `deadline`.
+    ///
+    /// `armedDeadline` is the only record of the arming: it stays set from `arm` until `timersFired` runs, which
+    /// re-arms for the earliest deadline left. In between, the watcher may be inactive yet pending (libev stops an
+    /// expired one-shot timer and queues its callback; work from the inbox or a signal runs before it in the same
+    /// iteration). Re-arming then would drop the queued callback (`ev_timer_stop` clears it) and leave every due
+    /// timer waiting for `deadline`, however far, so a pending watcher is left alone.
     func armIfEarlier(_ deadline: Double) {
-        if deadline < armedDeadline || !timerWatcher.isActive {
-            armedDeadline = deadline
-            timerWatcher.arm(after: deadline - now)
-        }
+        guard deadline < armedDeadline, !timerWatcher.isPending else { return }
+        armedDeadline = deadline
+        timerWatcher.arm(after: deadline - now)
     }
 
     private func timersFired() {

@@ -91,6 +91,11 @@ extension LoopWatcher where Raw == ev_timer {
 
     var isActive: Bool { cshims_ev_is_active(watcher) != 0 }
 
+    /// Whether the timer has expired and its callback is queued for this loop iteration. libev stops a one-shot
+    /// timer before queuing its callback, so such a timer is pending but not active; `arm` would drop that
+    /// callback (`ev_timer_stop` clears a pending event).
+    var isPending: Bool { cshims_ev_is_pending(watcher) != 0 }
+
     /// (Re)starts the timer to fire once after `seconds`.
     func arm(after seconds: Double) {
         ev_timer_stop(loopPointer, watcher)
