@@ -67,7 +67,7 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var metricsInterval: Double = 1
     /// Seconds between two checks of the process heap by the first event loop: when the allocator holds more than
     /// ``heapTrimThreshold`` bytes freed (streams reset or expired, a burst's buffers), they are returned to the kernel
-    /// (``MinervaHeap/trim()``), so RSS falls back after an attack or a crowd leaves. 0 turns it off.
+    /// (`MinervaHeap.trim()`, glibc `malloc_trim`), so RSS falls back after an attack or a crowd leaves. 0 turns it off.
     public var heapTrimInterval: Double = 10
     /// Freed bytes held by the allocator above which ``heapTrimInterval``'s check returns them (default 16 MiB).
     public var heapTrimThreshold = 16 * 1_048_576
