@@ -67,7 +67,7 @@ package enum TCPCloseReason: Sendable {
 }
 
 /// A TCP connection confined to one event loop. It stays alive while open, even if nobody keeps it.
-public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
+public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget, IOWatcherTarget {
     /// The loop this connection lives on.
     public let eventLoop: MinervaEventLoop
     /// Receives the connection's events; released when the connection closes.
@@ -105,7 +105,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         self.options = options
         writeTimeouts = loop.deadlineList(duration: options.writeTimeout)
         timeoutNode.target = self
-        watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] revents in self.handleEvents(revents) }
+        watcher = IOWatcher(loop: loop.raw, fd: fd, target: self)
         watcher.watch(cshims_EV_READ())
         index = loop.openConnections.count
         loop.openConnections.append(self)
@@ -317,7 +317,7 @@ package struct ListeningSocket: Sendable {
 /// The one accept loop: accepts until EAGAIN on each wake-up, backs off for 100 ms when out of descriptors, and
 /// keeps at most `maxConnections` of its connections open (at the limit it stops accepting; the kernel queues new
 /// clients up to the backlog) with a rate-limited warning. Closes the listening socket when released. Loop thread.
-package final class Acceptor {
+package final class Acceptor: IOWatcherTarget {
     /// How long the acceptor waits before asking the shed hook again when it found nothing to close at the limit.
     static let shedRetryDelay = 0.25
     private let fd: Int32
@@ -360,7 +360,7 @@ package final class Acceptor {
         self.maxConnections = max(1, maxConnections)
         self.options = options
         self.onAccept = onAccept
-        watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
+        watcher = IOWatcher(loop: loop.raw, fd: fd, target: self)
         watcher.watch(cshims_EV_READ())
     }
 
@@ -506,4 +506,12 @@ extension MinervaEventLoop {
             options: options, onAccept: onAccept)
         return MinervaTCPListener(acceptor: acceptor, address: socket.address)
     }
+}
+
+extension MinervaTCPConnection {
+    package func ioEvents(_ revents: Int32) { handleEvents(revents) }
+}
+
+extension Acceptor {
+    package func ioEvents(_ revents: Int32) { acceptAll() }
 }

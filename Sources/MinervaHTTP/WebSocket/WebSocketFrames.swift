@@ -62,26 +62,26 @@ package enum MinervaWebSocketEvent {
 package struct MinervaWebSocketFrameDecoder {
     private enum State { case header, payload, failed }
 
+    // Words first, then the small fields together (a connection keeps one of these for its life).
     /// The largest data message accepted (after reassembly).
     package let maxMessageLength: Int
-    /// Whether frames must be masked (a server's decoder) or must not (a client's).
-    package let expectsMaskedFrames: Bool
-
-    private var state = State.header
     private var header: [UInt8] = []
     private var headerNeeded = 2
-    private var opcode: UInt8 = 0
-    private var fin = false
-    private var maskKey: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
-    private var masked = false
     private var payloadLength = 0
     private var payloadDone = 0
+    private var message: [UInt8] = []
+    private var control: [UInt8] = []
+    private var maskKey: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
+    /// Whether frames must be masked (a server's decoder) or must not (a client's).
+    package let expectsMaskedFrames: Bool
+    private var state = State.header
+    private var opcode: UInt8 = 0
+    private var fin = false
+    private var masked = false
     /// The opcode of the data message being reassembled (0: none).
     private var messageOpcode: UInt8 = 0
     /// The message in progress was too long: its remaining fragments are dropped.
     private var skippingMessage = false
-    private var message: [UInt8] = []
-    private var control: [UInt8] = []
 
     /// The most reassembly capacity kept between messages (a larger message's buffer is released).
     package static let keptMessageCapacity = 16_384
