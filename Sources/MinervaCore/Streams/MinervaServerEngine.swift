@@ -253,15 +253,15 @@ public final class MinervaServerEngine {
             retire(previous)
         }
         let transport: ServerTransport
-        let storage = hasRequestHeaders ? spareHeaders.popLast() : nil
+        var storage = hasRequestHeaders ? spareHeaders.popLast() : nil
         if var reused = transportPool.popLast(), isKnownUniquelyReferenced(&reused) {
             reused.reuse(
                 handle: handle, kind: kind, connection: connection, hasRequestHeaders: hasRequestHeaders,
-                storage: storage, requestHeaders: requestHeaders)
+                storage: &storage, requestHeaders: requestHeaders)
             transport = reused
         } else {
             transport = ServerTransport(handle: handle, kind: kind, connection: connection)
-            if hasRequestHeaders { transport.fillRequestHeaders(storage: storage, requestHeaders) }
+            if hasRequestHeaders { transport.fillRequestHeaders(storage: &storage, requestHeaders) }
         }
         transports[handle] = transport
     }

@@ -91,16 +91,18 @@ final class ServerTransport {
     /// Makes an ended transport (one nothing else holds) new again, keeping its buffers' storage.
     /// - Parameters:
     ///   - requestHeaders: fills the request headers if `hasRequestHeaders` (a non-escaping closure: no allocation).
-    ///   - storage: header storage to refill (a forgotten list's), instead of this transport's own.
+    ///   - storage: header storage to refill (a forgotten list's), instead of this transport's own; taken (set to
+    ///     nil) so that it is uniquely held when emptied.
     func reuse(
         handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, hasRequestHeaders: Bool,
-        storage: RawRequestHeaders?, requestHeaders: (inout RawRequestHeaders) -> Void
+        storage: inout RawRequestHeaders?, requestHeaders: (inout RawRequestHeaders) -> Void
     ) {
         self.handle = handle
         self.kind = kind
         // The previous request's header storage: once the old info is overwritten, `headers` is its only holder
         // (unless the application kept a TransportInfo), so refilling it allocates nothing.
         var headers = storage ?? self.connection.rawHeaders ?? RawRequestHeaders()
+        storage = nil
         self.connection = connection
         phase = .open
         stream = nil
@@ -134,10 +136,11 @@ final class ServerTransport {
 
     /// Sets the connection's request headers to those `fill` appends.
     /// - Parameters:
-    ///   - storage: storage to refill (emptied first), or nil for new storage.
+    ///   - storage: storage to refill (emptied first), or nil for new storage; taken (set to nil).
     ///   - fill: appends the headers.
-    func fillRequestHeaders(storage: RawRequestHeaders?, _ fill: (inout RawRequestHeaders) -> Void) {
+    func fillRequestHeaders(storage: inout RawRequestHeaders?, _ fill: (inout RawRequestHeaders) -> Void) {
         var headers = storage ?? RawRequestHeaders()
+        storage = nil
         headers.removeAll()
         fill(&headers)
         connection.rawHeaders = headers
