@@ -17,8 +17,9 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     unowned let context: HTTPLoopContext
     /// The request decoder; released once the connection switched protocols and handed over its last bytes.
     @exclusivity(unchecked) private(set) var decoder: HTTPRequestDecoder!
-    /// The connection's place in the read-side deadline lists (header, body, idle).
-    private let timeoutNode = DeadlineNode()
+    /// The connection's place in the read-side deadline lists (header, body, idle); released once the connection
+    /// switched protocols (no HTTP timeout applies any more), so it is nil only when `decoder` is.
+    @exclusivity(unchecked) private var timeoutNode: DeadlineNode! = DeadlineNode()
     /// Position in `context.connections`.
     @exclusivity(unchecked) var index = 0
 
@@ -183,7 +184,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     }
 
     /// Whether the connection waits for its next request (an idle keep-alive connection).
-    var isIdle: Bool { timeoutNode.list === context.idleTimeouts }
+    var isIdle: Bool { timeoutNode?.list === context.idleTimeouts }
 
     /// Closes the connection to make room for a new client at the connection limit: an idle keep-alive one with a
     /// FIN (HTTP/1.1 allows closing an idle connection at any time), a slow one with a reset (like nginx's
@@ -351,6 +352,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         guard let upgraded, !upgradeRemainderDelivered else { return }
         upgradeRemainderDelivered = true
         timeoutNode.list?.remove(timeoutNode)
+        timeoutNode = nil
         let decoder = self.decoder!
         self.decoder = nil  // an upgraded connection parses no more HTTP: the decoder's memory goes
         decoder.takeRemainder { upgraded.connection(socket, didReceive: $0) }
@@ -381,7 +383,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     private func closed() {
         if isClosed { return }
         isClosed = true
-        timeoutNode.list?.remove(timeoutNode)
+        if let timeoutNode { timeoutNode.list?.remove(timeoutNode) }
         let response = current
         current = nil
         spare = nil

@@ -10,6 +10,11 @@ let ioWatcherCallback: cshims_io_cb = { _, watcher, revents in
     Unmanaged<IOWatcher>.fromOpaque(data).takeUnretainedValue().fire(revents)
 }
 
+let connectionIOCallback: cshims_io_cb = { _, watcher, revents in
+    guard let data = cshims_ev_get_data(watcher) else { return }
+    Unmanaged<MinervaTCPConnection>.fromOpaque(data).takeUnretainedValue().ioEvents(revents)
+}
+
 let timerWatcherCallback: cshims_timer_cb = { _, watcher, _ in
     guard let data = cshims_ev_get_data(watcher) else { return }
     Unmanaged<TimerWatcher>.fromOpaque(data).takeUnretainedValue().fire()

@@ -75,7 +75,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     /// The socket descriptor (-1 once closed).
     @exclusivity(unchecked) package private(set) var fd: Int32
     private let options: MinervaTCPConnectionOptions
-    @exclusivity(unchecked) private var watcher: IOWatcher!
+    @exclusivity(unchecked) private var watcher = ConnectionIOWatcher()
     /// The queued output: borrowed from the loop's pool while there is some, returned once it is written (an idle
     /// connection owns no output buffer; the pool makes a keep-alive request cost no allocation for it).
     @exclusivity(unchecked) private var output: OutputQueue?
@@ -85,7 +85,8 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     @exclusivity(unchecked) private var readPaused = false
     @exclusivity(unchecked) private var producerPaused = false
     private let writeTimeouts: DeadlineList
-    private let timeoutNode = DeadlineNode()
+    /// The connection's place in the write-stall list: made the first time a write blocks (most never do).
+    @exclusivity(unchecked) private var timeoutNode: DeadlineNode?
     /// The acceptor that counts this connection against its limit, if any.
     package weak var acceptor: Acceptor?
     /// Position in the loop's list of open connections.
@@ -98,15 +99,16 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     /// opposed to a reset or a read error. Set before `connectionPeerClosed`.
     @exclusivity(unchecked) public private(set) var peerHalfClosed = false
 
+    deinit { watcher.free(loop: eventLoop.raw) }
+
     /// Adopts a connected, non-blocking socket. Loop thread only.
     package init(fd: Int32, loop: MinervaEventLoop, options: MinervaTCPConnectionOptions) {
         self.fd = fd
         self.eventLoop = loop
         self.options = options
         writeTimeouts = loop.deadlineList(duration: options.writeTimeout)
-        timeoutNode.target = self
-        watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] revents in self.handleEvents(revents) }
-        watcher.watch(cshims_EV_READ())
+        watcher.attach(fd: fd, to: self)
+        watcher.watch(cshims_EV_READ(), loop: loop.raw)
         index = loop.openConnections.count
         loop.openConnections.append(self)
     }
@@ -225,7 +227,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         var events: Int32 = 0
         if !readPaused { events |= cshims_EV_READ() }
         if writeBlocked { events |= cshims_EV_WRITE() }
-        watcher.watch(events)
+        watcher.watch(events, loop: eventLoop.raw)
     }
 
     package func runAtEndOfTurn() { flush() }
@@ -242,7 +244,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
                 if n == -Int(EAGAIN) || n == -Int(EWOULDBLOCK) {
                     if !writeBlocked {
                         writeBlocked = true
-                        writeTimeouts.add(timeoutNode)
+                        writeTimeouts.add(stallNode())
                         updateWatcher()
                         handler?.connection(self, writeBlocked: true)
                     }
@@ -251,7 +253,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
                 finish(.peer, abort: false)
                 return
             }
-            if writeBlocked { writeTimeouts.touch(timeoutNode) }
+            if writeBlocked, let timeoutNode { writeTimeouts.touch(timeoutNode) }
             if producerPaused && output.count <= options.lowWaterMark {
                 producerPaused = false
                 handler?.connectionBecameWritable(self)
@@ -260,7 +262,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         }
         if writeBlocked {
             writeBlocked = false
-            writeTimeouts.remove(timeoutNode)
+            if let timeoutNode { writeTimeouts.remove(timeoutNode) }
             updateWatcher()
             handler?.connection(self, writeBlocked: false)
             if !isOpen { return }
@@ -271,11 +273,19 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
         }
     }
 
+    private func stallNode() -> DeadlineNode {
+        if let timeoutNode { return timeoutNode }
+        let node = DeadlineNode()
+        node.target = self
+        timeoutNode = node
+        return node
+    }
+
     private func finish(_ reason: TCPCloseReason, abort: Bool) {
         guard isOpen else { return }
         closeReason = reason
-        writeTimeouts.remove(timeoutNode)
-        watcher.watch(0)
+        if let timeoutNode { writeTimeouts.remove(timeoutNode) }
+        watcher.watch(0, loop: eventLoop.raw)
         _ = abort ? cshims_abort_close(fd) : cshims_close(fd)
         fd = -1
         output?.removeAll()
@@ -317,7 +327,7 @@ package struct ListeningSocket: Sendable {
 /// The one accept loop: accepts until EAGAIN on each wake-up, backs off for 100 ms when out of descriptors, and
 /// keeps at most `maxConnections` of its connections open (at the limit it stops accepting; the kernel queues new
 /// clients up to the backlog) with a rate-limited warning. Closes the listening socket when released. Loop thread.
-package final class Acceptor {
+package final class Acceptor: IOWatcherTarget {
     /// How long the acceptor waits before asking the shed hook again when it found nothing to close at the limit.
     static let shedRetryDelay = 0.25
     private let fd: Int32
@@ -360,7 +370,7 @@ package final class Acceptor {
         self.maxConnections = max(1, maxConnections)
         self.options = options
         self.onAccept = onAccept
-        watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] _ in self.acceptAll() }
+        watcher = IOWatcher(loop: loop.raw, fd: fd, target: self)
         watcher.watch(cshims_EV_READ())
     }
 
@@ -506,4 +516,12 @@ extension MinervaEventLoop {
             options: options, onAccept: onAccept)
         return MinervaTCPListener(acceptor: acceptor, address: socket.address)
     }
+}
+
+extension MinervaTCPConnection {
+    func ioEvents(_ revents: Int32) { handleEvents(revents) }
+}
+
+extension Acceptor {
+    package func ioEvents(_ revents: Int32) { acceptAll() }
 }

@@ -17,7 +17,7 @@ public struct MinervaTCPConnectError: Error, Sendable, CustomStringConvertible {
 }
 
 /// One connect in progress: watches the socket for writability, then checks `SO_ERROR`.
-package final class PendingConnect {
+package final class PendingConnect: IOWatcherTarget {
     private let fd: Int32
     private unowned let loop: MinervaEventLoop
     private let options: MinervaTCPConnectionOptions
@@ -36,7 +36,7 @@ package final class PendingConnect {
         self.options = options
         self.completion = completion
         selfReference = self
-        watcher = IOWatcher(loop: loop.raw, fd: fd) { [unowned self] _ in self.writable() }
+        watcher = IOWatcher(loop: loop.raw, fd: fd, target: self)
         watcher?.watch(cshims_EV_WRITE())
         timer = loop.schedule(after: timeout) { [unowned self] in self.fail(ETIMEDOUT) }
     }
@@ -129,4 +129,8 @@ extension MinervaEventLoop {
         }
         return .failure(MinervaTCPConnectError(errno: lastError))
     }
+}
+
+extension PendingConnect {
+    package func ioEvents(_ revents: Int32) { writable() }
 }

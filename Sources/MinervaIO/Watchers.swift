@@ -3,17 +3,56 @@
 // Only these classes and CBridge.swift touch `Unmanaged`.
 internal import CShims
 
+/// What an ``IOWatcher`` tells of its events (its owner: no closure context to allocate per watcher).
+package protocol IOWatcherTarget: AnyObject {
+    /// The watched descriptor is ready (`revents`: EV_READ, EV_WRITE bits).
+    func ioEvents(_ revents: Int32)
+}
+
+/// The `ev_io` of a `MinervaTCPConnection`, which owns it directly (no watcher object between them: an idle
+/// connection costs one allocation less). Its `data` points at the connection, unretained: the connection stops and
+/// frees it in its deinit.
+struct ConnectionIOWatcher {
+    let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
+    /// The events currently watched (EV_READ, EV_WRITE bits); 0 when stopped.
+    private(set) var events: Int32 = 0
+
+    /// Points the watcher at `connection` (call once, from its initialiser).
+    func attach(fd: Int32, to connection: MinervaTCPConnection) {
+        cshims_ev_io_init(watcher, connectionIOCallback, fd, 0)
+        cshims_ev_set_data(watcher, Unmanaged.passUnretained(connection).toOpaque())
+    }
+
+    /// Watches exactly `newEvents` (0 stops the watcher).
+    mutating func watch(_ newEvents: Int32, loop: OpaquePointer) {
+        if newEvents == events { return }
+        ev_io_stop(loop, watcher)
+        events = newEvents
+        if newEvents != 0 {
+            cshims_ev_io_set(watcher, watcher.pointee.fd, newEvents)
+            ev_io_start(loop, watcher)
+        }
+    }
+
+    /// Stops and frees the watcher (the connection's deinit).
+    func free(loop: OpaquePointer) {
+        ev_io_stop(loop, watcher)
+        watcher.deallocate()
+    }
+}
+
 /// Owns one `ev_io`.
 package final class IOWatcher {
     private let loop: OpaquePointer
     private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
-    private let callback: (Int32) -> Void
+    /// The owner: it keeps the watcher, whose deinit stops it, so it outlives every callback.
+    private unowned(unsafe) let target: any IOWatcherTarget
     /// The events currently watched (EV_READ, EV_WRITE bits); 0 when stopped.
     private(set) var events: Int32 = 0
 
-    package init(loop: OpaquePointer, fd: Int32, callback: @escaping (Int32) -> Void) {
+    package init(loop: OpaquePointer, fd: Int32, target: any IOWatcherTarget) {
         self.loop = loop
-        self.callback = callback
+        self.target = target
         cshims_ev_io_init(watcher, ioWatcherCallback, fd, 0)
         // `data` points to self, unretained: self outlives the watcher because deinit stops it.
         cshims_ev_set_data(watcher, Unmanaged.passUnretained(self).toOpaque())
@@ -35,7 +74,7 @@ package final class IOWatcher {
         }
     }
 
-    func fire(_ revents: Int32) { callback(revents) }
+    func fire(_ revents: Int32) { target.ioEvents(revents) }
 }
 
 /// Owns one libev watcher whose callback takes no argument (`ev_timer`, `ev_async`, `ev_signal`, `ev_prepare`):

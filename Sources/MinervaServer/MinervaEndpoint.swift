@@ -46,7 +46,10 @@ public struct MinervaEndpointConfiguration: Sendable {
     public var clientScriptPath: String? = nil
     /// The `Cache-Control` value of the JavaScript client (it also gets an `ETag`).
     public var clientScriptCacheControl = "public, max-age=300"
-    /// Whether the application's `TransportInfo` carries the HTTP request headers (copied per request).
+    /// Whether the application's `TransportInfo` carries the HTTP request headers (copied per request). The engine
+    /// keeps them only until the application has seen them (``authorizeStream`` and `transportCreated`), unless
+    /// `engine.keepsRequestHeaders` (`ServerEngineConfiguration/keepsRequestHeaders`) is set: then for the
+    /// transport's whole life (`transportDestroyed` sees them too), at the cost of a copy per long-lived transport.
     public var includeRequestHeaders = true
     /// The Flash socket policy the socket listener serves (nil answers a lone NUL, PROTOCOL.md 3.2).
     public var socketPolicy: String?

@@ -206,17 +206,24 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         case closed
     }
 
+    // Words first, then the small fields together (an idle WebSocket keeps this object: no padding between them).
     private unowned let driver: MinervaLoopDriver
     private var tcp: MinervaTCPConnection!
     let handle: TransportHandle
-    private var state = State.awaitingHello
-    private var decoder: MinervaWebSocketFrameDecoder
-    /// The decoder failed: a fresh one replaces it after the current chunk (to find the client's close frame).
-    private var restartDecoder = false
     /// Received messages of the current chunk, int32-framed, for the engine (reused).
     private var inbound: [UInt8] = []
+    /// The connection (with the upgrade's headers until the transport opens).
     private var info: ConnectionInfo
-    private var headers: RawRequestHeaders?
+    private var timer: MinervaLoopTimer?
+    /// The upgrade's headers while the WebSocket may still be offered to the placement (nil: it runs here).
+    private var placementHeaders: [([UInt8], [UInt8])]?
+    /// Every byte received since the upgrade, kept while the WebSocket may go to the placement (nil otherwise).
+    private var raw: [UInt8]?
+    private var diverted: (any MinervaTCPConnectionHandler)?
+    private var decoder: MinervaWebSocketFrameDecoder
+    private var state = State.awaitingHello
+    /// The decoder failed: a fresh one replaces it after the current chunk (to find the client's close frame).
+    private var restartDecoder = false
     /// Whether the engine runs a transport for this connection (until it detaches).
     private var transportOpen = false
     /// Whether another loop's engine runs it (this connection only carries bytes).
@@ -224,12 +231,6 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     private var backedUp = false
     /// The last frame written was `frame_corruptionK` (so the close after `Y` is 1009).
     private var lastFrameWasCorruption = false
-    private var timer: MinervaLoopTimer?
-    /// The upgrade's headers while the WebSocket may still be offered to the placement (nil: it runs here).
-    private var placementHeaders: [([UInt8], [UInt8])]?
-    /// Every byte received since the upgrade, kept while the WebSocket may go to the placement (nil otherwise).
-    private var raw: [UInt8]?
-    private var diverted: (any MinervaTCPConnectionHandler)?
     private var inFeed = false
     /// The placement chose to run the transport here while the decoder was running: replay `raw` after it.
     private var replayPending = false
@@ -246,7 +247,7 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
     ) {
         self.driver = driver
         self.info = info
-        self.headers = headers
+        self.info.rawHeaders = headers
         self.placementHeaders = placementHeaders
         if placementHeaders != nil { raw = [] }
         handle = driver.newHandle()
@@ -426,8 +427,10 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
             return false
         }
         state = .placing
+        var connection = info
+        connection.rawHeaders = nil
         let placed = MinervaPlacedSocket(
-            self, eventLoop: tcp.eventLoop, connection: info, headers: headers, isWebSocket: true)
+            self, eventLoop: tcp.eventLoop, connection: connection, headers: headers, isWebSocket: true)
         if placement.takeSocket(placed, hello: hello, endpoint: driver.endpoint) { return true }
         if state == .placing {
             state = .awaitingHello
@@ -501,15 +504,18 @@ final class MinervaWebSocketConnection: MinervaTCPConnectionHandler, MinervaSock
         timer = nil
         transportOpen = true
         let owner = firstMessage.flatMap { driver.peers.isEmpty ? nil : driver.owner(ofFrame: $0) }
-        let headers = self.headers
-        self.headers = nil
+        var connection = info
+        info.rawHeaders = nil
+        let headers = connection.rawHeaders
+        connection.rawHeaders = nil
         if let owner {
             proxied = true
-            driver.handOffWebSocket(handle, info: info, headers: headers, to: owner)
+            driver.handOffWebSocket(handle, info: connection, headers: headers, to: owner)
         } else if let headers {
-            driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now, headers: headers)
+            driver.engine.openTransport(
+                handle, kind: .socket, connection: connection, now: driver.now, headers: headers)
         } else {
-            driver.engine.openTransport(handle, kind: .socket, connection: info, now: driver.now)
+            driver.engine.openTransport(handle, kind: .socket, connection: connection, now: driver.now)
         }
     }
 

@@ -123,4 +123,45 @@ struct ServerOutboxTests {
         info.requestHeaders = [("A", "b")]
         #expect(info.requestHeaders?.first?.value == "b")
     }
+    /// The engine keeps a transport's request headers until the application has seen them (the authorizer and
+    /// `transportCreated`), then drops them, unless `keepsRequestHeaders`; a copy the application kept stays valid.
+    @Test(
+        "request headers reach the authorizer and transportCreated, then are dropped unless kept",
+        arguments: [false, true])
+    func headersForgottenAfterTransportCreated(keep: Bool) {
+        final class Seen: MinervaStreamHandler {
+            var created: [TransportInfo] = []
+            var destroyed: [[String]?] = []
+            func streamStarted(_ stream: ServerStream) throws {}
+            func streamReset(_ stream: ServerStream, reason: String, applicationLevel: Bool) {}
+            func transportCreated(_ info: TransportInfo, on stream: ServerStream) { created.append(info) }
+            func transportDestroyed(_ info: TransportInfo, on stream: ServerStream) {
+                destroyed.append(info.connection.requestHeaders?.map(\.value))
+            }
+        }
+        var configuration = ServerEngineConfiguration()
+        configuration.keepsRequestHeaders = keep
+        let seen = Seen()
+        let engine = MinervaServerEngine(configuration: configuration, now: 0) { _ in seen }
+        var authorized: [String?] = []
+        engine.streamAuthorizer = { request in
+            authorized.append(request.header("x-test"))
+            return nil
+        }
+        let hello = Array(Self.hello(tnum: 0, new: true, primary: true, ack: -1, seen: -1).utf8.dropLast())
+        for n in 1...2 {
+            let handle = TransportHandle(n)
+            engine.openTransport(handle, kind: .socket, connection: ConnectionInfo(), now: 0) { headers in
+                Array("X-Test".utf8).withUnsafeBytes { name in
+                    Array("socket \(n)".utf8).withUnsafeBytes { headers.append(name: name, value: $0) }
+                }
+            }
+            engine.messageReceived(handle, frame: hello[...], now: 0)
+            engine.transportClosed(handle, now: 1)
+            _ = engine.takeActions()
+        }
+        #expect(authorized == ["socket 1"])  // the second transport attached to the existing stream
+        #expect(seen.created.map { $0.connection.requestHeaders?.map(\.value) } == [["socket 1"], ["socket 2"]])
+        #expect(seen.destroyed == (keep ? [["socket 1"], ["socket 2"]] : [nil, nil]))
+    }
 }

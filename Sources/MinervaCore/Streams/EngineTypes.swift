@@ -31,7 +31,11 @@ public struct ConnectionInfo: Sendable {
     public var localAddress: String
     /// The peer's address.
     public var peerAddress: String
-    /// The HTTP request headers (nil for sockets). When the I/O layer gave them as bytes
+    /// The HTTP request headers (nil for int32 sockets). The engine keeps them only until the application has seen
+    /// them: in ``StreamAuthorizationRequest`` and in the ``TransportInfo`` of
+    /// ``MinervaStreamHandler/transportCreated(_:on:)``; later (``MinervaStreamHandler/transportDestroyed(_:on:)``)
+    /// they are nil, unless ``ServerEngineConfiguration/keepsRequestHeaders`` is set. A copy the application keeps
+    /// stays valid. When the I/O layer gave them as bytes
     /// (``MinervaServerEngine/openTransport(_:kind:connection:now:requestHeaders:)``), each read builds the Strings
     /// anew: headers become Strings only when the application asks.
     public var requestHeaders: [(name: String, value: String)]? {
@@ -45,7 +49,7 @@ public struct ConnectionInfo: Sendable {
     public var rateLimitKey: String?
     private var headerStrings: [(name: String, value: String)]?
     /// The headers as bytes, kept by the engine's transport and refilled in place for its next request.
-    var rawHeaders: RawRequestHeaders?
+    package var rawHeaders: RawRequestHeaders?
 
     /// Creates connection info.
     public init(
@@ -69,6 +73,9 @@ public struct RawRequestHeaders: Sendable {
 
     /// Forgets every header, keeping the storage.
     public mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+
+    /// The bytes the storage can hold without growing.
+    var capacity: Int { bytes.capacity }
 
     /// The bytes one header takes here (for ``reserveCapacity(_:)``).
     /// - Parameters:
@@ -145,7 +152,9 @@ public struct TransportInfo: Sendable {
     public var streamingFromPeer: Bool
     /// Whether we stream to the peer (`ming` after sanitising).
     public var streamingToPeer: Bool
-    /// The local and peer addresses and the HTTP request headers.
+    /// The local and peer addresses and the HTTP request headers (the headers only in
+    /// ``MinervaStreamHandler/transportCreated(_:on:)``, unless ``ServerEngineConfiguration/keepsRequestHeaders``:
+    /// copy what you need of them then).
     public var connection: ConnectionInfo
 }
 
@@ -319,6 +328,12 @@ public struct ServerEngineConfiguration: Sendable {
     public var resetStreamMemory: Double = 300
     /// Whether HTTP streaming responses are closed gently once they exceed `maxb` (PROTOCOL.md 4.7).
     public var enforceMaxReceiveBytes = true
+    /// Whether a transport keeps its HTTP request headers (``ConnectionInfo/requestHeaders``) for its whole life.
+    /// Off by default: the engine drops them once the application has seen them (the stream authorizer and
+    /// ``MinervaStreamHandler/transportCreated(_:on:)``), so that a long-lived transport (a WebSocket, a held
+    /// long-poll) does not hold a copy of its request's headers; ``MinervaStreamHandler/transportDestroyed(_:on:)``
+    /// then sees nil. Turn it on to read them later from a transport's ``TransportInfo``.
+    public var keepsRequestHeaders = false
     /// The longest frame accepted, in bytes without delimiter or length prefix, on HTTP bodies and sockets; a
     /// longer one kills the transport with `frame_corruption`. The default is also the maximum: the protocol's
     /// 1 MiB (``MinervaCore/maxFrameLength``); the engine clamps other values to 1...1,048,576.

@@ -77,6 +77,10 @@ public final class MinervaServerEngine {
     /// Transports that ended, for reuse by the next ones (taken only when nothing else holds them).
     @exclusivity(unchecked) private var transportPool: [ServerTransport] = []
     private static let transportPoolLimit = 256
+    /// The storage of forgotten request headers, refilled by the next requests' headers (no allocation per request).
+    @exclusivity(unchecked) private var spareHeaders: [RawRequestHeaders] = []
+    private static let spareHeadersLimit = 256
+    private static let keptHeadersCapacity = 16_384
     /// Cuts HTTP bodies into frames in its reused storage (`nil` while a body is being processed).
     @exclusivity(unchecked) private var bodyDecoder: NewlineFrameDecoder?
     @exclusivity(unchecked) private var timers = DeadlineHeap<TransportTimer>()
@@ -85,6 +89,10 @@ public final class MinervaServerEngine {
     @exclusivity(unchecked) private var idleStreams = DeadlineHeap<ServerStream>()
     private var nextIdleCheck: Double
     private var creationBuckets: [String: (tokens: Double, time: Double)] = [:]
+    /// The transport whose hello is being handled, and the stream id it named (for the log of a refusal or a kill).
+    /// (A handle, not a weak reference: that would give every transport a side-table allocation.)
+    private var helloTransport: TransportHandle?
+    private var helloStreamID: StreamID?
 
     /// Creates an engine.
     /// - Parameters:
@@ -245,25 +253,34 @@ public final class MinervaServerEngine {
             retire(previous)
         }
         let transport: ServerTransport
+        var storage = hasRequestHeaders ? spareHeaders.popLast() : nil
         if var reused = transportPool.popLast(), isKnownUniquelyReferenced(&reused) {
             reused.reuse(
                 handle: handle, kind: kind, connection: connection, hasRequestHeaders: hasRequestHeaders,
-                requestHeaders: requestHeaders)
+                storage: &storage, requestHeaders: requestHeaders)
             transport = reused
         } else {
-            transport = ServerTransport(
-                handle: handle, kind: kind, connection: connection, maxFrameLength: maxFrameLength)
-            if hasRequestHeaders { transport.fillRequestHeaders(requestHeaders) }
+            transport = ServerTransport(handle: handle, kind: kind, connection: connection)
+            if hasRequestHeaders { transport.fillRequestHeaders(storage: &storage, requestHeaders) }
         }
         transports[handle] = transport
+    }
+
+    /// Forgets a transport's request headers once the application has seen them (``transportCreated``), unless
+    /// ``ServerEngineConfiguration/keepsRequestHeaders``; their storage is kept for the next request's headers.
+    func forgetRequestHeaders(_ transport: ServerTransport) {
+        guard !configuration.keepsRequestHeaders, let headers = transport.takeRequestHeaders() else { return }
+        if spareHeaders.count < Self.spareHeadersLimit && headers.capacity <= Self.keptHeadersCapacity {
+            spareHeaders.append(headers)
+        }
     }
 
     /// Keeps an ended transport for reuse (it is reused only once nothing else holds it), without a large buffer.
     private func retire(_ transport: ServerTransport) {
         guard transportPool.count < Self.transportPoolLimit else { return }
         if transport.buffer.capacity > ServerTransport.keptBufferCapacity { transport.buffer = [] }
-        if transport.int32Decoder.bufferedByteCount > 0 {
-            transport.int32Decoder = Int32FrameDecoder(maxLength: maxFrameLength)
+        if let box = transport.int32Decoder, box.decoder.bufferedByteCount > 0 {
+            box.decoder = Int32FrameDecoder(maxLength: maxFrameLength)
         }
         transportPool.append(transport)
     }
@@ -312,12 +329,12 @@ public final class MinervaServerEngine {
     ) {
         self.now = now
         guard let transport = transports[handle], transport.phase == .open, !transport.terminating,
-            !(transport.isHTTP && transport.hello != nil)  // one body per HTTP transport
+            !(transport.isHTTP && transport.hasHello)  // one body per HTTP transport
         else { return }
         transport.busy = true
         if let corruption {
             kill(transport, .frameCorruption, corruption, limit: "maxFrameLength")
-        } else if transport.hello == nil {
+        } else if !transport.hasHello {
             if frames.isEmpty {
                 if transport.isHTTP {  // PROTOCOL.md 10.8
                     kill(transport, .invalidFrameTypeOrArguments, "HTTP body without a complete frame")
@@ -387,7 +404,14 @@ public final class MinervaServerEngine {
         guard let transport = transports[handle], transport.kind == .socket, transport.phase == .open,
             !transport.terminating
         else { return }
-        let result = transport.int32Decoder.receive(bytes)
+        let box: Int32DecoderBox
+        if let existing = transport.int32Decoder {
+            box = existing
+        } else {
+            box = Int32DecoderBox(maxLength: maxFrameLength)
+            transport.int32Decoder = box
+        }
+        let result = box.decoder.receive(bytes)
         switch result {
         case .success(let frames):
             if !frames.isEmpty { receive(handle, frames, corruption: nil, now: now) }
@@ -436,7 +460,8 @@ public final class MinervaServerEngine {
             switch entry.payload.kind {
             case .heartbeat:
                 transport.heartbeatQueued = false
-                guard let deadline = transport.heartbeatDeadline, transport.phase == .open, !transport.terminating
+                let deadline = transport.heartbeatDeadline
+                guard deadline < .infinity, transport.phase == .open, !transport.terminating
                 else { continue }
                 if deadline > now {
                     schedule(transport, .heartbeat, at: deadline)
@@ -446,13 +471,13 @@ public final class MinervaServerEngine {
                     flush(transport)
                 }
             case .maxOpenTime:
-                guard let deadline = transport.maxOpenDeadline, deadline <= now else { continue }
-                transport.maxOpenDeadline = nil
+                guard transport.maxOpenDeadline <= now else { continue }
+                transport.maxOpenDeadline = .infinity
                 if transport.stream != nil, !transport.terminating {
                     closeGently(transport)
                 }
             case .socketClose:
-                guard let deadline = transport.closeDeadline, deadline <= now, transport.phase == .closing
+                guard transport.closeDeadline <= now, transport.phase == .closing
                 else { continue }
                 transports[entry.payload.handle] = nil
                 transport.phase = .gone
@@ -519,7 +544,10 @@ public final class MinervaServerEngine {
             hello.maxReceiveBytes = maxProtocolInteger
             hello.maxOpenTime = nil
         }
-        transport.hello = hello
+        transport.store(hello)
+        helloTransport = transport.handle
+        helloStreamID = hello.streamID
+        defer { helloTransport = nil }
         if transport.isHTTP, let maxOpenTime = hello.maxOpenTime {
             let deadline = now + Double(maxOpenTime)
             transport.maxOpenDeadline = deadline
@@ -586,7 +614,7 @@ public final class MinervaServerEngine {
             }
         }
         // 5. Attach.
-        stream.transportOnline(transport)
+        stream.transportOnline(transport, succeeds: hello.succeedsTransport)
         if transport.terminating || transport.phase != .open { return }
         // 6. The rest of the batch, then pending output.
         processFrames(transport, frames.dropFirst())
@@ -691,6 +719,14 @@ public final class MinervaServerEngine {
 
     // MARK: Termination and output (PROTOCOL.md 5.5, 5.6)
 
+    /// The stream id a transport's hello named, redacted, for the log: its stream's, or while its hello is being
+    /// handled, the hello's.
+    private func redactedStreamID(of transport: ServerTransport) -> String? {
+        if let stream = transport.stream { return stream.streamID.redacted }
+        if helloTransport == transport.handle, let helloStreamID { return helloStreamID.redacted }
+        return nil
+    }
+
     /// Kill with reason R: `[SACK StreamStatus] R K [Y]`, reported to ``rejectionReporter``.
     func kill(_ transport: ServerTransport, _ reason: KillReason, _ detail: String, limit: String? = nil) {
         guard transport.phase == .open, !transport.terminating else { return }
@@ -699,7 +735,7 @@ public final class MinervaServerEngine {
             rejectionReporter(
                 EngineRejection(
                     action: .transportKilled(reason), transport: transport.handle,
-                    peerAddress: transport.connection.peerAddress, redactedStreamID: transport.hello?.streamID.redacted,
+                    peerAddress: transport.connection.peerAddress, redactedStreamID: redactedStreamID(of: transport),
                     limit: limit, detail: detail))
         }
         transport.appendSACKAndStatus()
@@ -717,7 +753,7 @@ public final class MinervaServerEngine {
             EngineRejection(
                 action: .streamRefused(reason), transport: transport.handle,
                 peerAddress: transport.connection.peerAddress,
-                redactedStreamID: transport.hello?.streamID.redacted, limit: nil, detail: "refused by the authorizer"))
+                redactedStreamID: redactedStreamID(of: transport), limit: nil, detail: "refused by the authorizer"))
         let bytes = Array(reason.utf8)
         transport.append(.reset(reason: bytes[...], applicationLevel: true))
         if transport.kind == .socket { transport.append(.youCloseIt) }
@@ -776,8 +812,8 @@ public final class MinervaServerEngine {
                 outbox.append(.write(transport.handle, range, .socket))
             }
             transport.wroteAnything = true
-            if !transport.terminating, let hello = transport.hello, hello.maxInactivity > 0 {
-                let deadline = now + Double(hello.maxInactivity)
+            if !transport.terminating, transport.maxInactivity > 0 {
+                let deadline = now + Double(transport.maxInactivity)
                 transport.heartbeatDeadline = deadline
                 if !transport.heartbeatQueued {
                     transport.heartbeatQueued = true
@@ -786,8 +822,8 @@ public final class MinervaServerEngine {
             }
         }
         if transport.terminating {
-            transport.heartbeatDeadline = nil
-            transport.maxOpenDeadline = nil
+            transport.heartbeatDeadline = .infinity
+            transport.maxOpenDeadline = .infinity
             switch transport.kind {
             case .http:
                 transport.phase = .gone
@@ -802,7 +838,7 @@ public final class MinervaServerEngine {
             detach(transport)
             if transport.kind == .http { retire(transport) }
         } else if configuration.enforceMaxReceiveBytes, transport.isHTTP, transport.streamingResponse,
-            let hello = transport.hello, transport.bytesWritten > hello.maxReceiveBytes
+            transport.bytesWritten > transport.maxReceiveBytes
         {
             closeGently(transport)  // PROTOCOL.md 4.7 recommendation
         }

@@ -257,7 +257,7 @@ public final class ServerStream {
     }
 
     /// Attaches a transport (PROTOCOL.md 6.2).
-    func transportOnline(_ transport: ServerTransport) {
+    func transportOnline(_ transport: ServerTransport, succeeds: SucceedsTransport) {
         transports.append(transport)
         transport.stream = self
         if !protocolBuilt, let engine {
@@ -274,9 +274,10 @@ public final class ServerStream {
         }
         if isReset { return }
         handler?.transportCreated(transport.info, on: self)
+        engine?.forgetRequestHeaders(transport)
         if isReset || !transport.wantsStrings || transport.phase != .open || transport.terminating { return }
-        if case .transport(let number) = transport.hello?.succeedsTransport, let old = primary,
-            old.hello?.transportNumber == number, old.ourSeqNum != -1
+        if case .transport(let number) = succeeds, let old = primary, old.hasHello,
+            old.transportNumber == number, old.ourSeqNum != -1
         {
             pretendAcked = old.ourSeqNum
         }

@@ -1,6 +1,13 @@
 // One server transport (PROTOCOL.md 5): an HTTP request or a socket carrying frames for one stream. It owns
 // the output buffer and the per-transport sequence state; the engine drives it.
 
+/// An int32 socket's frame decoder, apart from its transport (which most often needs none).
+final class Int32DecoderBox {
+    @exclusivity(unchecked) var decoder: Int32FrameDecoder
+
+    init(maxLength: Int) { decoder = Int32FrameDecoder(maxLength: maxLength) }
+}
+
 /// The state of one transport, internal to the engine.
 final class ServerTransport {
     enum Phase {
@@ -18,59 +25,93 @@ final class ServerTransport {
     /// The most output buffer capacity kept between flushes (and for the transport's reuse).
     static let keptBufferCapacity = 16_384
 
-    // The engine reuses ended transports: every stored property is set again in `reuse`.
+    // The engine reuses ended transports: every stored property is set again in `reuse`. Words first, then the
+    // 4-byte and 1-byte fields together (an idle WebSocket keeps one of these: no padding between fields).
     private(set) var handle: TransportHandle
-    private(set) var kind: TransportKind
     @exclusivity(unchecked) private(set) var connection: ConnectionInfo
-    var phase = Phase.open
-    @exclusivity(unchecked) var hello: HelloFrame?
     weak var stream: ServerStream?
+
+    // What the engine keeps of the hello (not the whole HelloFrame: an idle transport holds only these).
+    /// `tnum` (-1 before the hello).
+    var transportNumber: Int64 = -1
+    /// `maxb` (HTTP streaming responses).
+    var maxReceiveBytes: Int64 = maxProtocolInteger
 
     // 5.1
     var ourSeqNum: Int64 = -1
     var peerSeqNum: Int64 = -1
     var rememberedStart = Int64.max  // +infinity; an absent start is Int64.min
+
+    @exclusivity(unchecked) var buffer: [UInt8] = []
+    var bytesWritten: Int64 = 0
+    @exclusivity(unchecked) var pending: [(seq: Int64, bytes: ArraySlice<UInt8>)] = []
+    /// Cuts an int32 socket's byte stream into frames: made by its first bytes (a WebSocket, whose messages arrive
+    /// whole, and an HTTP transport never need one).
+    @exclusivity(unchecked) var int32Decoder: Int32DecoderBox?
+
+    // Timers (absolute times; infinity: none); the engine's heap holds at most one entry per kind.
+    var heartbeatDeadline = Double.infinity
+    var maxOpenDeadline = Double.infinity
+    var closeDeadline = Double.infinity
+
+    /// `maxia`: heartbeat interval in seconds (0...600; 0: none).
+    var maxInactivity: Int32 = 0
+    private(set) var kind: TransportKind
+    var phase = Phase.open
+    /// Whether the hello arrived.
+    var hasHello = false
+    /// The hello's `eeds` was present: the transport wants S2C strings.
+    var wantsStrings = false
+    /// `ming` after sanitising (always true for sockets).
+    var streamingResponse: Bool
     var sackDirty = false
     var terminating = false
     /// True while the engine is processing this transport's received bytes (flushes are deferred).
     var busy = false
-
-    @exclusivity(unchecked) var buffer: [UInt8] = []
     var wroteAnything = false
-    var bytesWritten: Int64 = 0
-    @exclusivity(unchecked) var pending: [(seq: Int64, bytes: ArraySlice<UInt8>)] = []
-    /// Cuts a socket's byte stream into frames (sockets only).
-    @exclusivity(unchecked) var int32Decoder: Int32FrameDecoder
-
-    // Timers (absolute times); the engine's heap holds at most one entry per kind.
-    var heartbeatDeadline: Double?
     var heartbeatQueued = false
-    var maxOpenDeadline: Double?
-    var closeDeadline: Double?
 
-    init(handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, maxFrameLength: Int) {
+    init(handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo) {
         self.handle = handle
         self.kind = kind
         self.connection = connection
-        int32Decoder = Int32FrameDecoder(maxLength: maxFrameLength)
+        streamingResponse = kind == .socket
+    }
+
+    /// Keeps what the engine needs of the (sanitised) hello.
+    func store(_ hello: HelloFrame) {
+        hasHello = true
+        wantsStrings = hello.wantsStrings
+        streamingResponse = hello.streamingResponse
+        maxInactivity = Int32(clamping: hello.maxInactivity)
+        transportNumber = hello.transportNumber
+        maxReceiveBytes = hello.maxReceiveBytes
     }
 
     /// Makes an ended transport (one nothing else holds) new again, keeping its buffers' storage.
     /// - Parameters:
     ///   - requestHeaders: fills the request headers if `hasRequestHeaders` (a non-escaping closure: no allocation).
+    ///   - storage: header storage to refill (a forgotten list's), instead of this transport's own; taken (set to
+    ///     nil) so that it is uniquely held when emptied.
     func reuse(
         handle: TransportHandle, kind: TransportKind, connection: ConnectionInfo, hasRequestHeaders: Bool,
-        requestHeaders: (inout RawRequestHeaders) -> Void
+        storage: inout RawRequestHeaders?, requestHeaders: (inout RawRequestHeaders) -> Void
     ) {
         self.handle = handle
         self.kind = kind
         // The previous request's header storage: once the old info is overwritten, `headers` is its only holder
         // (unless the application kept a TransportInfo), so refilling it allocates nothing.
-        var headers = self.connection.rawHeaders ?? RawRequestHeaders()
+        var headers = storage ?? self.connection.rawHeaders ?? RawRequestHeaders()
+        storage = nil
         self.connection = connection
         phase = .open
-        hello = nil
         stream = nil
+        hasHello = false
+        wantsStrings = false
+        streamingResponse = kind == .socket
+        maxInactivity = 0
+        transportNumber = -1
+        maxReceiveBytes = maxProtocolInteger
         ourSeqNum = -1
         peerSeqNum = -1
         rememberedStart = Int64.max
@@ -81,11 +122,11 @@ final class ServerTransport {
         wroteAnything = false
         bytesWritten = 0
         pending.removeAllKeepingSmallCapacity()
-        if kind == .socket { int32Decoder = Int32FrameDecoder(maxLength: int32Decoder.maxLength) }
-        heartbeatDeadline = nil
+        if kind == .socket, let box = int32Decoder { box.decoder = Int32FrameDecoder(maxLength: box.decoder.maxLength) }
+        heartbeatDeadline = .infinity
         heartbeatQueued = false
-        maxOpenDeadline = nil
-        closeDeadline = nil
+        maxOpenDeadline = .infinity
+        closeDeadline = .infinity
         if hasRequestHeaders {
             headers.removeAll()
             requestHeaders(&headers)
@@ -94,19 +135,30 @@ final class ServerTransport {
     }
 
     /// Sets the connection's request headers to those `fill` appends.
-    func fillRequestHeaders(_ fill: (inout RawRequestHeaders) -> Void) {
-        var headers = RawRequestHeaders()
+    /// - Parameters:
+    ///   - storage: storage to refill (emptied first), or nil for new storage; taken (set to nil).
+    ///   - fill: appends the headers.
+    func fillRequestHeaders(storage: inout RawRequestHeaders?, _ fill: (inout RawRequestHeaders) -> Void) {
+        var headers = storage ?? RawRequestHeaders()
+        storage = nil
+        headers.removeAll()
         fill(&headers)
         connection.rawHeaders = headers
     }
 
+    /// Forgets the connection's request headers (the application saw them when the transport attached), returning
+    /// their storage as bytes, if any, for a later transport to refill.
+    func takeRequestHeaders() -> RawRequestHeaders? {
+        let headers = connection.rawHeaders
+        connection.requestHeaders = nil
+        return headers
+    }
+
     var isHTTP: Bool { kind == .http }
-    var wantsStrings: Bool { hello?.wantsStrings ?? false }
-    var streamingResponse: Bool { hello?.streamingResponse ?? (kind == .socket) }
 
     var info: TransportInfo {
         TransportInfo(
-            transportNumber: hello?.transportNumber ?? -1, isPrimary: wantsStrings,
+            transportNumber: transportNumber, isPrimary: wantsStrings,
             streamingFromPeer: kind == .socket, streamingToPeer: streamingResponse, connection: connection)
     }
 

@@ -53,6 +53,31 @@ package enum MinervaWebSocketEvent {
     case failure(code: UInt16, reason: StaticString)
 }
 
+/// Up to 14 bytes of a frame header, stored inline.
+struct FrameHeaderBytes {
+    private var bytes: (UInt64, UInt64) = (0, 0)
+    private var stored: UInt8 = 0
+
+    var count: Int { Int(stored) }
+
+    subscript(index: Int) -> UInt8 {
+        precondition(index >= 0 && index < count)
+        return withUnsafeBytes(of: bytes) { $0[index] }
+    }
+
+    /// Appends `more` (the caller keeps the total at most 14 bytes).
+    mutating func append(_ more: UnsafeRawBufferPointer) {
+        precondition(count + more.count <= 16)
+        let at = count
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + more.count)]).copyMemory(from: more)
+        }
+        stored += UInt8(more.count)
+    }
+
+    mutating func removeAll() { stored = 0 }
+}
+
 /// An incremental RFC 6455 frame decoder for one connection.
 ///
 /// A server expects masked frames and a client unmasked ones (RFC 6455 5.1); anything else, a reserved bit, a
@@ -62,26 +87,27 @@ package enum MinervaWebSocketEvent {
 package struct MinervaWebSocketFrameDecoder {
     private enum State { case header, payload, failed }
 
+    // Words first, then the small fields together (a connection keeps one of these for its life).
     /// The largest data message accepted (after reassembly).
     package let maxMessageLength: Int
-    /// Whether frames must be masked (a server's decoder) or must not (a client's).
-    package let expectsMaskedFrames: Bool
-
-    private var state = State.header
-    private var header: [UInt8] = []
     private var headerNeeded = 2
-    private var opcode: UInt8 = 0
-    private var fin = false
-    private var maskKey: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
-    private var masked = false
     private var payloadLength = 0
     private var payloadDone = 0
+    private var message: [UInt8] = []
+    private var control: [UInt8] = []
+    /// The frame header being read (at most 14 bytes), inline: an idle connection's decoder owns no allocation.
+    private var header = FrameHeaderBytes()
+    private var maskKey: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
+    /// Whether frames must be masked (a server's decoder) or must not (a client's).
+    package let expectsMaskedFrames: Bool
+    private var state = State.header
+    private var opcode: UInt8 = 0
+    private var fin = false
+    private var masked = false
     /// The opcode of the data message being reassembled (0: none).
     private var messageOpcode: UInt8 = 0
     /// The message in progress was too long: its remaining fragments are dropped.
     private var skippingMessage = false
-    private var message: [UInt8] = []
-    private var control: [UInt8] = []
 
     /// The most reassembly capacity kept between messages (a larger message's buffer is released).
     package static let keptMessageCapacity = 16_384
@@ -120,9 +146,8 @@ package struct MinervaWebSocketFrameDecoder {
             case .failed:
                 return
             case .header:
-                if header.capacity < 14 { header.reserveCapacity(14) }
                 let take = min(headerNeeded - header.count, n - i)
-                header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
+                header.append(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
                 i += take
                 if header.count < headerNeeded { continue }
                 if header.count == 2 {
@@ -203,7 +228,7 @@ package struct MinervaWebSocketFrameDecoder {
             at = 10
         }
         if masked { maskKey = (header[at], header[at + 1], header[at + 2], header[at + 3]) }
-        header.removeAll(keepingCapacity: true)
+        header.removeAll()
         headerNeeded = 2
         payloadLength = length
         payloadDone = 0
