@@ -61,6 +61,19 @@ PIDS+=("$DEMO_PID")
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$DEMO_PID/status"; }
 fds() { ls "/proc/$DEMO_PID/fd" | wc -l; }
+# The demo's gauges, summed over loops: what the engine holds (streams, transports, timers, queued bytes) and what the
+# heap holds (in use by the program vs free in the allocator), so RSS growth can be told from live-data growth.
+gauges() {
+    curl -s "http://127.0.0.1:$PORT/metrics" | awk '
+        /^minerva_(streams|transports|timer_entries|queued_bytes|http_connections)[{ ]/ {
+            name = $1; sub(/[{].*/, "", name); sum[name] += $NF }
+        /^minerva_heap_bytes[{]state="in_use"/ { inuse = $NF }
+        /^minerva_heap_bytes[{]state="free"/ { free = $NF }
+        END {
+            printf "heap in use %.1f MB, free %.1f MB;", inuse / 1e6, free / 1e6
+            for (n in sum) printf " %s %d", substr(n, 9), sum[n]
+        }'
+}
 idle_rss="$(rss)"
 idle_fds="$(fds)"
 echo "soak: $CONNECTIONS connections ($HOLD held long-polls, $ACTIVE echoing) for $MINUTES min, demo --threads $THREADS"
@@ -91,7 +104,8 @@ while kill -0 "$ECHO_PID" 2>/dev/null; do
     now=$(($(date +%s) - start))
     r="$(rss)"
     [ -z "$first_rss" ] && [ "$now" -ge 60 ] && first_rss="$r"
-    echo "$now $r $(fds)" | tee -a "$samples" | awk '{ printf "t=%ss RSS %s KiB, %s descriptors\n", $1, $2, $3 }'
+    echo "$now $r $(fds)" | tee -a "$samples" | awk '{ printf "t=%ss RSS %s KiB, %s descriptors", $1, $2, $3 }'
+    echo "; $(gauges)"
     if [ "$now" -gt $((SECONDS_TOTAL + 120)) ]; then echo "echo load overran; stopping" >&2; break; fi
 done
 wait "$ECHO_PID" 2>/dev/null || true

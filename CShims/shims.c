@@ -232,4 +232,9 @@ size_t cshims_heap_free_bytes(void) {
     return info.fordblks;
 }
 
+size_t cshims_heap_in_use_bytes(void) {
+    struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;
+}
+
 int cshims_heap_trim(void) { return malloc_trim(0); }

@@ -99,6 +99,8 @@ int cshims_raise_nofile(void);
 int cshims_available_cpus(void);
 /// Bytes the allocator holds free (glibc mallinfo2 fordblks, all arenas): freed by the program, not yet returned.
 size_t cshims_heap_free_bytes(void);
+/// Bytes the program has allocated and not freed (glibc mallinfo2 uordblks + hblkhd: arena chunks and mmapped blocks).
+size_t cshims_heap_in_use_bytes(void);
 /// Returns the allocator's free pages to the kernel (glibc malloc_trim(0)); 1 if memory was released.
 int cshims_heap_trim(void);
 /// A connected pair of non-blocking, close-on-exec Unix stream sockets (embedded connections).

@@ -3,6 +3,7 @@
 // (Prometheus in the demo) receives them; without one, swift-metrics drops them.
 import Metrics
 import MinervaCore
+import MinervaIO
 
 /// The metrics of one loop's engine. Loop thread only.
 final class MinervaEngineMetrics {
@@ -19,6 +20,7 @@ final class MinervaEngineMetrics {
     private let transports: Gauge
     private let queuedBytes: Gauge
     private let timerEntries: Gauge
+    private let heap: (inUse: Gauge, free: Gauge)?  // the process's, reported by loop 0 only
 
     /// - Parameters:
     ///   - loop: the loop's index, a dimension of the gauges (each loop reports its own).
@@ -43,6 +45,12 @@ final class MinervaEngineMetrics {
         transports = Gauge(label: "minerva_transports", dimensions: loopDimension, factory: factory)
         queuedBytes = Gauge(label: "minerva_queued_bytes", dimensions: loopDimension, factory: factory)
         timerEntries = Gauge(label: "minerva_timer_entries", dimensions: loopDimension, factory: factory)
+        heap =
+            loop == 0
+            ? (
+                Gauge(label: "minerva_heap_bytes", dimensions: [("state", "in_use")], factory: factory),
+                Gauge(label: "minerva_heap_bytes", dimensions: [("state", "free")], factory: factory)
+            ) : nil
     }
 
     /// Reports what changed since the last call.
@@ -67,6 +75,10 @@ final class MinervaEngineMetrics {
         transports.record(engine.transportCount)
         queuedBytes.record(now.queuedBytes)
         timerEntries.record(engine.transportTimerCount)
+        if let heap {
+            heap.inUse.record(MinervaHeap.inUseBytes)
+            heap.free.record(MinervaHeap.freeBytes)
+        }
         last = now
     }
 }

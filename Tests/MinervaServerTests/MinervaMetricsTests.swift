@@ -44,5 +44,10 @@ struct MinervaMetricsTests {
             try? metrics.expectGauge("minerva_queued_bytes", [("loop", String($0))]).lastValue
         }
         #expect(queued.reduce(0, +) == 1)
+        // The process's heap, from loop 0 only: in use is at least what this test allocated (the server's tables and
+        // buffers are far more than 64 KiB), and the free figure is reported too.
+        let inUse = try metrics.expectGauge("minerva_heap_bytes", [("state", "in_use")]).lastValue ?? 0
+        #expect(inUse > 65_536)
+        #expect((try? metrics.expectGauge("minerva_heap_bytes", [("state", "free")]).lastValue) != nil)
     }
 }
