@@ -72,8 +72,10 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// ``heapTrimThreshold`` bytes freed (streams reset or expired, a burst's buffers), they are returned to the kernel
     /// (`MinervaHeap.trim()`, glibc `malloc_trim`), so RSS falls back after an attack or a crowd leaves. 0 turns it off.
     public var heapTrimInterval: Double = 10
-    /// Freed bytes held by the allocator above which ``heapTrimInterval``'s check returns them (default 16 MiB).
-    public var heapTrimThreshold = 16 * 1_048_576
+    /// Freed bytes held by the allocator above which ``heapTrimInterval``'s check returns them (default 1 MiB). Low,
+    /// because a long-running server's churn (transports opened and closed every poll) leaves free chunks scattered
+    /// through the heap that otherwise grow RSS a few MB per hour; a trim costs about 1 ms per 100 MB free.
+    public var heapTrimThreshold = 1_048_576
     /// Decides whether a new stream may be created, seeing the hello and the request (headers with cookies and
     /// `Authorization`, peer address) before the stream exists: return nil to allow it, or a reason to refuse it; the
     /// client then gets `reason|1!` (its `streamReset(reason, true)`) and no handler is built. Called on the loop that
