@@ -17,4 +17,21 @@ import Testing
         h.advance(to: 60)
         #expect(h.engine.transportTimerCount <= 2)
     }
+
+    @Test func deadEntriesAreSweptBeforeTheyComeDue() {
+        let h = Harness()
+        h.post(hh("-eeds", "maxt:25") + "\n")
+        // 20,000 primaries replaced within 20 s, before the first one's maxt: without the sweep every one would
+        // leave its maxt entry in the heap until it came due.
+        for round in 0..<20_000 {
+            h.now = Double(round) * 0.001
+            h.post(hh("-new", "tnum:\(round + 1)", "maxt:25", "seenack:\"|-1\"") + "\n")
+        }
+        #expect(h.engine.transportTimerCount <= 2 * MinervaServerEngine.timerSweepFloor)
+        #expect(h.engine.transportCount <= 2)
+        // The live primary's own deadline survived the sweeps: at its maxt it is answered and closed.
+        h.advance(to: 20 + 26)
+        #expect(h.engine.transportCount == 0)
+        #expect(h.engine.transportTimerCount == 0)
+    }
 }

@@ -28,11 +28,26 @@ struct DeadlineHeap<Payload> {
         push(Entry(deadline: deadline, payload: payload))
     }
 
+    /// Drops the entries `shouldRemove` picks and restores the heap order (Floyd's bottom-up build): O(count).
+    mutating func removeAll(where shouldRemove: (Entry) -> Bool) {
+        items.removeAll(where: shouldRemove)
+        var parent = items.count / 2 - 1
+        while parent >= 0 {
+            siftDown(from: parent)
+            parent -= 1
+        }
+    }
+
     mutating func pop() -> Entry? {
         guard !items.isEmpty else { return nil }
         items.swapAt(0, items.count - 1)
         let top = items.removeLast()
-        var parent = 0
+        siftDown(from: 0)
+        return top
+    }
+
+    private mutating func siftDown(from index: Int) {
+        var parent = index
         while true {
             let left = 2 * parent + 1
             let right = left + 1
@@ -43,7 +58,6 @@ struct DeadlineHeap<Payload> {
             items.swapAt(parent, smallest)
             parent = smallest
         }
-        return top
     }
 }
 
