@@ -49,6 +49,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     @exclusivity(unchecked) private(set) var upgraded: (any MinervaTCPConnectionHandler)?
     /// Whether the bytes that followed the upgrade request were handed to `upgraded`.
     @exclusivity(unchecked) private var upgradeRemainderDelivered = false
+    /// The addresses as text, formatted at the first request that asks (``addressText``).
+    @exclusivity(unchecked) private var addressTextIfMade: HTTPConnectionAddressText?
 
     init(socket: MinervaTCPConnection, context: HTTPLoopContext) {
         self.socket = socket
@@ -56,6 +58,24 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         timeoutNode.target = self
         socket.handler = self
         context.headerTimeouts.add(timeoutNode)
+    }
+
+    /// The local and peer addresses as text (`host:port`, `[v6]:port`) and the peer's host, formatted once per
+    /// connection at the first request that asks and kept with it (a keep-alive connection's later requests, or a
+    /// held long-poll, cost nothing more; empty strings once the socket is closed).
+    package var addressText: HTTPConnectionAddressText {
+        if let addressTextIfMade { return addressTextIfMade }
+        let peer = socket.remoteAddress?.description ?? ""
+        let text = HTTPConnectionAddressText(
+            local: socket.localAddress?.description ?? "", peer: peer, peerHost: Self.hostPart(of: peer))
+        addressTextIfMade = text
+        return text
+    }
+
+    /// The host part of `host:port` or `[v6]:port`.
+    package static func hostPart(of address: String) -> String {
+        guard let colon = address.lastIndex(of: ":") else { return address }
+        return String(address[..<colon])
     }
 
     /// Bytes queued and not yet written.
@@ -431,4 +451,14 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             socket.close()
         }
     }
+}
+
+/// A connection's addresses as text (``HTTPConnection/addressText``).
+package struct HTTPConnectionAddressText {
+    /// The local address, `host:port`.
+    package let local: String
+    /// The peer's address, `host:port`.
+    package let peer: String
+    /// The peer's host, without the port.
+    package let peerHost: String
 }
