@@ -12,6 +12,9 @@ import MinervaIO
 /// The HTTP/1.1 protocol state of one accepted connection: a handler on the loop's one socket type
 /// (`MinervaTCPConnection` reads, writes and closes). Confined to its loop.
 package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget, HTTPRequestDecoderDelegate {
+    // Stored properties: words first, then the flags together (a held long-poll keeps one of these: no padding
+    // between fields).
+
     /// The socket.
     package let socket: MinervaTCPConnection
     unowned let context: HTTPLoopContext
@@ -19,9 +22,6 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// message boundary with no input kept (an idle keep-alive connection or a held long-poll owns none); after a
     /// protocol switch, kept until it handed over its last bytes, then released.
     @exclusivity(unchecked) private(set) var decoder: HTTPRequestDecoder?
-    /// Where decoding stands while no decoder is borrowed: paused (a request was delivered and is being answered;
-    /// input that arrives waits) or idle.
-    @exclusivity(unchecked) private var restingPaused = false
     /// The connection's place in the read-side deadline lists (header, body, idle); released once the connection
     /// switched protocols (no HTTP timeout applies any more).
     @exclusivity(unchecked) private var timeoutNode: DeadlineNode! = DeadlineNode()
@@ -31,8 +31,17 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     // Requests.
     @exclusivity(unchecked) private var current: MinervaHTTPResponse?
     @exclusivity(unchecked) private var spare: MinervaHTTPResponse?
-    @exclusivity(unchecked) private var dispatching = false
     @exclusivity(unchecked) private var requestsSeen = 0
+    /// After a protocol switch (``MinervaHTTPResponse/upgrade(to:)``): the handler that gets every socket event from
+    /// now on. The connection stays counted (and drained) as one of the loop's HTTP connections.
+    @exclusivity(unchecked) private(set) var upgraded: (any MinervaTCPConnectionHandler)?
+    /// The addresses as text, formatted at the first request that asks (``addressText``).
+    @exclusivity(unchecked) private var addressTextIfMade: HTTPConnectionAddressText?
+
+    /// Where decoding stands while no decoder is borrowed: paused (a request was delivered and is being answered;
+    /// input that arrives waits) or idle.
+    @exclusivity(unchecked) private var restingPaused = false
+    @exclusivity(unchecked) private var dispatching = false
     /// The connection closes once its output is written (no more requests are read).
     @exclusivity(unchecked) private(set) var closeAfterFlush = false
     /// Reading is paused because pipelined input ran too far ahead of the responses.
@@ -44,13 +53,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// in full, then the connection closes.
     @exclusivity(unchecked) private var peerHalfClosed = false
     @exclusivity(unchecked) private(set) var isClosed = false
-    /// After a protocol switch (``MinervaHTTPResponse/upgrade(to:)``): the handler that gets every socket event from
-    /// now on. The connection stays counted (and drained) as one of the loop's HTTP connections.
-    @exclusivity(unchecked) private(set) var upgraded: (any MinervaTCPConnectionHandler)?
     /// Whether the bytes that followed the upgrade request were handed to `upgraded`.
     @exclusivity(unchecked) private var upgradeRemainderDelivered = false
-    /// The addresses as text, formatted at the first request that asks (``addressText``).
-    @exclusivity(unchecked) private var addressTextIfMade: HTTPConnectionAddressText?
 
     init(socket: MinervaTCPConnection, context: HTTPLoopContext) {
         self.socket = socket
