@@ -72,6 +72,9 @@ import MinervaIO
     /// Whether the server side has closed every connection of this loop.
     public var isServerClosed: Bool { context.connections.isEmpty }
 
+    /// The server side's open connections on this loop (tests look at what they hold).
+    package var serverConnections: [HTTPConnection] { context.connections }
+
     /// Runs ready server-side work without blocking.
     /// - Parameter iterations: how many loop iterations to run.
     public func step(_ iterations: Int = 1) {

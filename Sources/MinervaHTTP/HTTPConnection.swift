@@ -12,13 +12,18 @@ import MinervaIO
 /// The HTTP/1.1 protocol state of one accepted connection: a handler on the loop's one socket type
 /// (`MinervaTCPConnection` reads, writes and closes). Confined to its loop.
 package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget, HTTPRequestDecoderDelegate {
+    // Stored properties: words first, then the flags together (a held long-poll keeps one of these: no padding
+    // between fields).
+
     /// The socket.
     package let socket: MinervaTCPConnection
     unowned let context: HTTPLoopContext
-    /// The request decoder; released once the connection switched protocols and handed over its last bytes.
-    @exclusivity(unchecked) private(set) var decoder: HTTPRequestDecoder!
+    /// The request decoder, borrowed from the loop's spares when bytes arrive and given back whenever it rests at a
+    /// message boundary with no input kept (an idle keep-alive connection or a held long-poll owns none); after a
+    /// protocol switch, kept until it handed over its last bytes, then released.
+    @exclusivity(unchecked) private(set) var decoder: HTTPRequestDecoder?
     /// The connection's place in the read-side deadline lists (header, body, idle); released once the connection
-    /// switched protocols (no HTTP timeout applies any more), so it is nil only when `decoder` is.
+    /// switched protocols (no HTTP timeout applies any more).
     @exclusivity(unchecked) private var timeoutNode: DeadlineNode! = DeadlineNode()
     /// Position in `context.connections`.
     @exclusivity(unchecked) var index = 0
@@ -26,8 +31,17 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     // Requests.
     @exclusivity(unchecked) private var current: MinervaHTTPResponse?
     @exclusivity(unchecked) private var spare: MinervaHTTPResponse?
-    @exclusivity(unchecked) private var dispatching = false
     @exclusivity(unchecked) private var requestsSeen = 0
+    /// After a protocol switch (``MinervaHTTPResponse/upgrade(to:)``): the handler that gets every socket event from
+    /// now on. The connection stays counted (and drained) as one of the loop's HTTP connections.
+    @exclusivity(unchecked) private(set) var upgraded: (any MinervaTCPConnectionHandler)?
+    /// The addresses as text, formatted at the first request that asks (``addressText``).
+    @exclusivity(unchecked) private var addressTextIfMade: HTTPConnectionAddressText?
+
+    /// Where decoding stands while no decoder is borrowed: paused (a request was delivered and is being answered;
+    /// input that arrives waits) or idle.
+    @exclusivity(unchecked) private var restingPaused = false
+    @exclusivity(unchecked) private var dispatching = false
     /// The connection closes once its output is written (no more requests are read).
     @exclusivity(unchecked) private(set) var closeAfterFlush = false
     /// Reading is paused because pipelined input ran too far ahead of the responses.
@@ -39,24 +53,33 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// in full, then the connection closes.
     @exclusivity(unchecked) private var peerHalfClosed = false
     @exclusivity(unchecked) private(set) var isClosed = false
-    /// After a protocol switch (``MinervaHTTPResponse/upgrade(to:)``): the handler that gets every socket event from
-    /// now on. The connection stays counted (and drained) as one of the loop's HTTP connections.
-    @exclusivity(unchecked) private(set) var upgraded: (any MinervaTCPConnectionHandler)?
     /// Whether the bytes that followed the upgrade request were handed to `upgraded`.
     @exclusivity(unchecked) private var upgradeRemainderDelivered = false
 
     init(socket: MinervaTCPConnection, context: HTTPLoopContext) {
         self.socket = socket
         self.context = context
-        let config = context.configuration
-        decoder = HTTPRequestDecoder(
-            limits: HTTPDecoderLimits(
-                maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount,
-                maxURLBytes: config.maxURLBytes, maxBodyBytes: config.maxBodyBytes),
-            pool: context.decoderBuffers)
         timeoutNode.target = self
         socket.handler = self
         context.headerTimeouts.add(timeoutNode)
+    }
+
+    /// The local and peer addresses as text (`host:port`, `[v6]:port`) and the peer's host, formatted once per
+    /// connection at the first request that asks and kept with it (a keep-alive connection's later requests, or a
+    /// held long-poll, cost nothing more; empty strings once the socket is closed).
+    package var addressText: HTTPConnectionAddressText {
+        if let addressTextIfMade { return addressTextIfMade }
+        let peer = socket.remoteAddress?.description ?? ""
+        let text = HTTPConnectionAddressText(
+            local: socket.localAddress?.description ?? "", peer: peer, peerHost: Self.hostPart(of: peer))
+        addressTextIfMade = text
+        return text
+    }
+
+    /// The host part of `host:port` or `[v6]:port`.
+    package static func hostPart(of address: String) -> String {
+        guard let colon = address.lastIndex(of: ":") else { return address }
+        return String(address[..<colon])
     }
 
     /// Bytes queued and not yet written.
@@ -78,6 +101,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             upgraded.connection(connection, didReceive: bytes)
             return
         }
+        let decoder = borrowDecoder()
         decoder.feed(bytes, delegate: self)
         if isClosed { return }
         if upgraded != nil {
@@ -88,6 +112,30 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             stopReading()  // a pipelining client ran too far ahead; resume when the response ends
         }
         armReadTimeout()
+        returnDecoderIfResting()
+    }
+
+    /// The decoder, borrowed from the loop's spares if the connection has none (in the state decoding rests in).
+    private func borrowDecoder() -> HTTPRequestDecoder {
+        if let decoder { return decoder }
+        let decoder = context.takeDecoder(paused: restingPaused)
+        self.decoder = decoder
+        return decoder
+    }
+
+    /// Gives the decoder back to the loop's spares if it holds nothing of this connection. Called only when no
+    /// decoder call is in progress (never from its delegate methods).
+    private func returnDecoderIfResting() {
+        guard let decoder, upgraded == nil, !isClosed, decoder.isAtRest else { return }
+        restingPaused = decoder.phase == .paused
+        self.decoder = nil
+        context.recycle(decoder)
+    }
+
+    /// The decoder's phase, or the phase it rests in while none is borrowed.
+    private var decoderPhase: HTTPRequestDecoder.Phase {
+        if let decoder { return decoder.phase }
+        return restingPaused ? .paused : .idle
     }
 
     package func connectionPeerClosed(_ connection: MinervaTCPConnection) {
@@ -96,7 +144,7 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             return
         }
         let inProgress = current.map { !$0.isFinished } ?? false
-        if connection.peerHalfClosed && (inProgress || decoder.phase == .paused) {
+        if connection.peerHalfClosed && (inProgress || decoderPhase == .paused) {
             // A clean EOF: the client half-closed after its request(s) and may still read (RFC 9112 9.6). Answer
             // what it sent, a streamed response to its end, then close. A reset or read error is not a half-close
             // and closes at once below, so an aborted long poll is still noticed at once.
@@ -130,7 +178,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
         if blocked {
             // The socket's write-stall timeout takes over from the idle timeout (which would drop the output). A
             // request head or body being received keeps its total deadline: its 408 queues behind the output.
-            if decoder.phase != .head && decoder.phase != .body { timeoutNode.list?.remove(timeoutNode) }
+            let phase = decoderPhase
+            if phase != .head && phase != .body { timeoutNode.list?.remove(timeoutNode) }
         } else {
             armReadTimeout()
         }
@@ -153,8 +202,8 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// connection enters the list when the head (or body) starts and is not moved by the bytes that follow, so a
     /// request trickled byte by byte still ends at `headerTimeout` (`bodyTimeout`).
     private func armReadTimeout() {
-        if isClosed || decoder == nil { return }
-        switch decoder.phase {
+        if isClosed || upgraded != nil { return }
+        switch decoderPhase {
         case .idle:
             if socket.isWriteBlocked { return }  // the write-stall timeout governs until the output is written
             if requestsSeen == 0 || closeAfterFlush {
@@ -172,11 +221,11 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     }
 
     package func deadlineExpired(_ list: DeadlineList) {
-        if list === context.idleTimeouts || closeAfterFlush || decoder == nil {
+        if list === context.idleTimeouts || closeAfterFlush || upgraded != nil {
             close()
             return
         }
-        if decoder.phase == .idle && pendingOutput == 0 && current == nil {
+        if decoderPhase == .idle && pendingOutput == 0 && current == nil {
             close()  // never sent anything
             return
         }
@@ -285,23 +334,29 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
     /// Decodes the pipelined input held while a response was in progress or the output was backed up, then reads
     /// again unless decoding paused once more.
     private func continueDecoding() {
-        decoder.resume(delegate: self)
+        if let decoder {
+            decoder.resume(delegate: self)
+        } else {
+            restingPaused = false  // no input arrived meanwhile: nothing to decode
+        }
         if isClosed { return }
         if upgraded != nil {
             deliverUpgradeRemainder()
             return
         }
-        if peerHalfClosed && decoder.phase != .paused {
+        let phase = decoderPhase
+        if peerHalfClosed && phase != .paused {
             // Every request the half-closed peer sent is answered.
             closeAfterFlush = true
             socket.close()
             return
         }
-        if readStopped && !closeAfterFlush && !outputBackpressure && !peerHalfClosed && decoder.phase != .paused {
+        if readStopped && !closeAfterFlush && !outputBackpressure && !peerHalfClosed && phase != .paused {
             readStopped = false
             socket.resumeReading()
         }
         armReadTimeout()
+        returnDecoderIfResting()
     }
 
     /// Ends an output backpressure pause once the output drained to the low-water mark.
@@ -400,4 +455,14 @@ package final class HTTPConnection: MinervaTCPConnectionHandler, DeadlineTarget,
             socket.close()
         }
     }
+}
+
+/// A connection's addresses as text (``HTTPConnection/addressText``).
+package struct HTTPConnectionAddressText {
+    /// The local address, `host:port`.
+    package let local: String
+    /// The peer's address, `host:port`.
+    package let peer: String
+    /// The peer's host, without the port.
+    package let peerHost: String
 }

@@ -156,6 +156,34 @@ package final class HTTPRequestDecoder {
         releasePending()
     }
 
+    /// Whether the decoder holds nothing of its connection's input: between requests, or paused after a keep-alive
+    /// request was delivered, with no bytes kept and no protocol switch under way. A fresh decoder (``reuse(paused:)``)
+    /// would then go on exactly as this one.
+    var isAtRest: Bool {
+        switch phase {
+        case .idle: return pendingStore == nil && headStoreIfAny == nil && bodyStore == nil
+        case .paused: return keepAlive && !isUpgrade && pendingStore == nil && bodyStore == nil
+        case .head, .body, .failed: return false
+        }
+    }
+
+    /// Makes the decoder new at a message boundary, for another connection (or the same one later): idle, or paused
+    /// as after a delivered request. Its generation goes on counting, so views of earlier requests stay invalid.
+    func reuse(paused: Bool) {
+        releaseMessageBuffers()
+        releasePending()
+        http_parser_init(parser, HTTP_REQUEST)  // keeps `data`
+        phase = paused ? .paused : .idle
+        failureStatus = 0
+        chunkRemaining = 0
+        chunkCRLFPending = 0
+        messageDone = false
+        isUpgrade = false
+        keepAlive = paused  // only a keep-alive request's decoder rests paused
+        headInStore = false
+        headBase = nil
+    }
+
     /// Bytes received but not parsed yet (kept while paused).
     var pendingCount: Int { (pendingStore?.count ?? 0) - pendingStart }
 

@@ -36,7 +36,12 @@ public final class MinervaHTTPResponse {
     public let eventLoop: MinervaEventLoop
     /// The status code to send (default 200); ignored once the head was written.
     @exclusivity(unchecked) public var status = 200
-    let extraHeaders = ByteStorage(capacity: 128)
+    /// Header lines set one by one (`setHeader`): made at the first and kept across reuse of the response, so a
+    /// response that only gets a constant block (a held long-poll) owns no header buffer.
+    @exclusivity(unchecked) private var extraHeaders: ByteStorage?
+    /// A constant block of header lines shared by reference (`appendHeaderBlock`, e.g. the endpoint's per-loop
+    /// block): written before `extraHeaders`, never copied unless lines were set before it.
+    @exclusivity(unchecked) private var sharedHeaders: ByteStorage?
     @exclusivity(unchecked) var isHeadRequest = false
     @exclusivity(unchecked) var requestMinor: UInt16 = 1
     @exclusivity(unchecked) var keepAlive = true
@@ -64,7 +69,8 @@ public final class MinervaHTTPResponse {
     func reset(connection: HTTPConnection, isHead: Bool, minor: UInt16, keepAlive: Bool) {
         self.connection = connection
         status = 200
-        extraHeaders.count = 0
+        extraHeaders?.count = 0
+        sharedHeaders = nil
         isHeadRequest = isHead
         requestMinor = minor
         self.keepAlive = keepAlive
@@ -95,25 +101,46 @@ public final class MinervaHTTPResponse {
     /// Adds a response header line (not `Content-Length`, `Transfer-Encoding`, `Date` or `Connection`).
     public func setHeader(_ name: String, _ value: String) {
         precondition(!headSent, "headers already sent")
-        extraHeaders.append(name)
-        extraHeaders.append(": ")
-        extraHeaders.append(value)
-        extraHeaders.append("\r\n")
+        let lines = headerLines
+        lines.append(name)
+        lines.append(": ")
+        lines.append(value)
+        lines.append("\r\n")
     }
 
     /// Adds a response header line from static strings (no allocation).
     public func setHeader(_ name: StaticString, _ value: StaticString) {
         precondition(!headSent, "headers already sent")
-        extraHeaders.append(name)
-        extraHeaders.append(": ")
-        extraHeaders.append(value)
-        extraHeaders.append("\r\n")
+        let lines = headerLines
+        lines.append(name)
+        lines.append(": ")
+        lines.append(value)
+        lines.append("\r\n")
     }
 
-    /// Adds pre-encoded header lines, each ending in CRLF (one copy for a constant set of headers).
+    /// The buffer of header lines set one by one, made at the first use.
+    private var headerLines: ByteStorage {
+        if let extraHeaders { return extraHeaders }
+        let lines = ByteStorage(capacity: 128)
+        extraHeaders = lines
+        return lines
+    }
+
+    /// Adds pre-encoded header lines, each ending in CRLF. The block must not change while the response is open: the
+    /// first block is kept by reference (no copy), a later one (or one after `setHeader`) is copied.
     package func appendHeaderBlock(_ block: ByteStorage) {
         precondition(!headSent, "headers already sent")
-        extraHeaders.append(block.bytes)
+        if sharedHeaders == nil && (extraHeaders?.count ?? 0) == 0 {
+            sharedHeaders = block
+        } else {
+            headerLines.append(block.bytes)
+        }
+    }
+
+    /// Appends the headers set so far: the shared block, then the lines set one by one.
+    private func appendHeaders(to out: ByteStorage) {
+        if let sharedHeaders { out.append(sharedHeaders.bytes) }
+        if let extraHeaders { out.append(extraHeaders.bytes) }
     }
 
     /// Writes the status line and headers now.
@@ -137,7 +164,7 @@ public final class MinervaHTTPResponse {
         let status = self.status
         connection.withOutput { out in
             connection.context.appendStatusLineAndDate(status, to: out)
-            out.append(extraHeaders.bytes)
+            appendHeaders(to: out)
             switch framing {
             case .length:
                 out.append("Content-Length: ")
@@ -257,7 +284,7 @@ public final class MinervaHTTPResponse {
         delegate = nil
         connection.withOutput { out in
             connection.context.appendStatusLineAndDate(101, to: out)
-            out.append(extraHeaders.bytes)
+            appendHeaders(to: out)
             out.append("\r\n")
         }
         return connection.socket

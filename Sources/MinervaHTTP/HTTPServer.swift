@@ -25,6 +25,11 @@ package final class HTTPLoopContext {
     let idleTimeouts: DeadlineList
     /// The buffers this loop's request decoders borrow while a request is in progress.
     let decoderBuffers = HTTPDecoderBufferPool()
+    /// Request decoders no connection is using: a connection borrows one when bytes arrive and gives it back when
+    /// it rests between requests or while its request is answered (a held long-poll owns none).
+    @exclusivity(unchecked) private var spareDecoders: [HTTPRequestDecoder] = []
+    /// The most spare decoders kept.
+    static let spareDecoderLimit = 256
     private let date = ByteStorage(capacity: 64)
     @exclusivity(unchecked) private var dateSecond = -1
     private let serverLine: [UInt8]
@@ -136,6 +141,28 @@ package final class HTTPLoopContext {
             date.append(serverLine)
         }
         return date
+    }
+
+    /// A request decoder at a message boundary (paused: a request of the connection is being answered), from the
+    /// spares if there is one.
+    func takeDecoder(paused: Bool) -> HTTPRequestDecoder {
+        if let decoder = spareDecoders.popLast() {
+            decoder.reuse(paused: paused)
+            return decoder
+        }
+        let decoder = HTTPRequestDecoder(
+            limits: HTTPDecoderLimits(
+                maxHeaderBytes: configuration.maxHeaderBytes, maxHeaderCount: configuration.maxHeaderCount,
+                maxURLBytes: configuration.maxURLBytes, maxBodyBytes: configuration.maxBodyBytes),
+            pool: decoderBuffers)
+        if paused { decoder.reuse(paused: true) }
+        return decoder
+    }
+
+    /// Takes back a decoder that holds nothing of its connection (``HTTPRequestDecoder/isAtRest``).
+    func recycle(_ decoder: HTTPRequestDecoder) {
+        guard spareDecoders.count < HTTPLoopContext.spareDecoderLimit else { return }
+        spareDecoders.append(decoder)
     }
 
     /// Makes `socket` an HTTP connection of this loop.

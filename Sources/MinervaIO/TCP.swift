@@ -68,22 +68,19 @@ package enum TCPCloseReason: Sendable {
 
 /// A TCP connection confined to one event loop. It stays alive while open, even if nobody keeps it.
 public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
+    // Stored properties: words first, then the 4-byte and 1-byte fields together (every connection keeps one of
+    // these: no padding between fields).
+
     /// The loop this connection lives on.
     public let eventLoop: MinervaEventLoop
     /// Receives the connection's events; released when the connection closes.
     @exclusivity(unchecked) public var handler: (any MinervaTCPConnectionHandler)?
-    /// The socket descriptor (-1 once closed).
-    @exclusivity(unchecked) package private(set) var fd: Int32
-    private let options: MinervaTCPConnectionOptions
-    @exclusivity(unchecked) private var watcher = ConnectionIOWatcher()
+    /// `MinervaTCPConnectionOptions.highWaterMark` and `lowWaterMark` (the write timeout is `writeTimeouts`').
+    private let highWaterMark: Int
+    private let lowWaterMark: Int
     /// The queued output: borrowed from the loop's pool while there is some, returned once it is written (an idle
     /// connection owns no output buffer; the pool makes a keep-alive request cost no allocation for it).
     @exclusivity(unchecked) private var output: OutputQueue?
-    @exclusivity(unchecked) private var writeBlocked = false
-    @exclusivity(unchecked) private var flushScheduled = false
-    @exclusivity(unchecked) private var closeAfterFlush = false
-    @exclusivity(unchecked) private var readPaused = false
-    @exclusivity(unchecked) private var producerPaused = false
     private let writeTimeouts: DeadlineList
     /// The connection's place in the write-stall list: made the first time a write blocks (most never do).
     @exclusivity(unchecked) private var timeoutNode: DeadlineNode?
@@ -91,6 +88,14 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     package weak var acceptor: Acceptor?
     /// Position in the loop's list of open connections.
     @exclusivity(unchecked) var index = 0
+    @exclusivity(unchecked) private var watcher = ConnectionIOWatcher()
+    /// The socket descriptor (-1 once closed).
+    @exclusivity(unchecked) package private(set) var fd: Int32
+    @exclusivity(unchecked) private var writeBlocked = false
+    @exclusivity(unchecked) private var flushScheduled = false
+    @exclusivity(unchecked) private var closeAfterFlush = false
+    @exclusivity(unchecked) private var readPaused = false
+    @exclusivity(unchecked) private var producerPaused = false
     /// Why the connection closed (`.open` while it is open).
     @exclusivity(unchecked) package private(set) var closeReason = TCPCloseReason.open
     /// Whether the connection is still open.
@@ -105,7 +110,8 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     package init(fd: Int32, loop: MinervaEventLoop, options: MinervaTCPConnectionOptions) {
         self.fd = fd
         self.eventLoop = loop
-        self.options = options
+        highWaterMark = options.highWaterMark
+        lowWaterMark = options.lowWaterMark
         writeTimeouts = loop.deadlineList(duration: options.writeTimeout)
         watcher.attach(fd: fd, to: self)
         watcher.watch(cshims_EV_READ(), loop: loop.raw)
@@ -171,7 +177,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
     }
 
     private func enqueued(_ output: OutputQueue) {
-        if output.count >= options.highWaterMark { producerPaused = true }
+        if output.count >= highWaterMark { producerPaused = true }
         if flushScheduled || writeBlocked { return }
         flushScheduled = true
         eventLoop.scheduleAtEndOfTurn(self)
@@ -254,7 +260,7 @@ public final class MinervaTCPConnection: EndOfTurnTask, DeadlineTarget {
                 return
             }
             if writeBlocked, let timeoutNode { writeTimeouts.touch(timeoutNode) }
-            if producerPaused && output.count <= options.lowWaterMark {
+            if producerPaused && output.count <= lowWaterMark {
                 producerPaused = false
                 handler?.connectionBecameWritable(self)
                 if !isOpen { return }

@@ -404,8 +404,6 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     private var timer: MinervaLoopTimer?
     private var armedDeadline = Double.infinity
     private var performing = false
-    @exclusivity(unchecked) private var addressCache: [ObjectIdentifier: AddressCacheEntry] = [:]
-    private var addressCacheInsertions = 0
     /// The constant headers of every `io/` answer, encoded once per loop.
     private let postHeaders: ByteStorage = {
         let block = ByteStorage(capacity: 256)
@@ -438,14 +436,6 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
     private var originLog = RateLimitedLog(window: 1, linesPerWindow: 20)
     /// Refused upgrades and WebSockets closed for bad input, logged per second at most.
     var webSocketLog = RateLimitedLog(window: 1, linesPerWindow: 20)
-
-    private struct AddressCacheEntry {
-        weak var connection: HTTPConnection?
-        let local: String
-        let peer: String
-        let host: String
-        let rateLimitKey: String?
-    }
 
     init(endpoint: MinervaEndpoint, loop: MinervaEventLoop) {
         self.loop = loop
@@ -542,11 +532,12 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         if let origin = endpoint.allowedOrigin(request) { endpoint.addCORSHeaders(origin, response) }
         var info = ConnectionInfo()
         if let connection = response.connection {
-            let entry = addresses(of: connection)
-            info.localAddress = entry.local
-            info.peerAddress = entry.peer
-            info.rateLimitKey = entry.rateLimitKey
-            if !endpoint.trustedProxies.isEmpty, endpoint.trustedProxies.contains(entry.host),
+            // Formatted once per connection and kept by it (no table here: a held long-poll costs no entry).
+            let addresses = connection.addressText
+            info.localAddress = addresses.local
+            info.peerAddress = addresses.peer
+            info.rateLimitKey = endpoint.rateLimitKey(forHost: addresses.peerHost)
+            if !endpoint.trustedProxies.isEmpty, endpoint.trustedProxies.contains(addresses.peerHost),
                 let client = endpoint.forwardedClient(request)
             {
                 info.peerAddress = client
@@ -616,26 +607,6 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         if !proxied.isEmpty, proxiedWritable(tag, true) { return }
         engine.transportWritable(TransportHandle(tag), true)
         perform()
-    }
-
-    /// The addresses of a keep-alive connection, looked up once (a weak reference tells a reused identity apart).
-    private func addresses(of connection: HTTPConnection) -> AddressCacheEntry {
-        let key = ObjectIdentifier(connection)
-        if let entry = addressCache[key], entry.connection === connection {
-            return entry
-        }
-        let peer = connection.socket.remoteAddress?.description ?? ""
-        let host = hostPart(of: peer)
-        let entry = AddressCacheEntry(
-            connection: connection, local: connection.socket.localAddress?.description ?? "", peer: peer, host: host,
-            rateLimitKey: endpoint.rateLimitKey(forHost: host))
-        addressCache[key] = entry
-        addressCacheInsertions += 1
-        if addressCacheInsertions >= max(1024, addressCache.count) {
-            addressCacheInsertions = 0
-            addressCache = addressCache.filter { $0.value.connection != nil }
-        }
-        return entry
     }
 
     // MARK: Actions
@@ -736,10 +707,7 @@ func isLoopback(_ host: String) -> Bool {
     return host == "::1" || host.hasPrefix("127.")
 }
 
-func hostPart(of address: String) -> String {
-    guard let colon = address.lastIndex(of: ":") else { return address }
-    return String(address[..<colon])
-}
+func hostPart(of address: String) -> String { HTTPConnection.hostPart(of: address) }
 
 /// An ``MinervaEndpointConfiguration/allowedOrigins`` entry that allows a whole domain: `[scheme://]*.domain[:port]`.
 struct OriginPattern: Sendable {
