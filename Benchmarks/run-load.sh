@@ -24,8 +24,8 @@
 #     strings delivered per second (and per second of server CPU), on a fresh demo process;
 #  7. plots (Benchmarks/plot-results.py, matplotlib): Benchmarks/results/echo-rate.png and echo-p99.png (round trips/s
 #     and p99 vs concurrency: Minerva long-poll and WebSocket with each loop count, python-socketio polling and
-#     WebSocket) and rss-per-connection.png, from Benchmarks/results/latest.txt (every figure of the run, one
-#     key=value line each).
+#     WebSocket) and rss-per-connection.png, from Benchmarks/results/run-<UTC time>.txt (every figure of the run, one
+#     key=value line each; copied to latest.txt).
 #
 #   Benchmarks/run-load.sh [--connections N] [--duration SECONDS] [--threads N]
 #                          [--echo-duration SECONDS] [--echo-streams "32 256 2000"] [--echo-repeat R]
@@ -91,7 +91,7 @@ WORK="$(mktemp -d /tmp/minerva-bench.XXXXXX)"
 # Every figure of the run, one line of key=value pairs each (the plots are drawn from it).
 RESULTS_DIR="Benchmarks/results"
 mkdir -p "$RESULTS_DIR"
-RESULTS="$RESULTS_DIR/latest.txt"
+RESULTS="$RESULTS_DIR/run-$(date -u +%Y%m%dT%H%M%SZ).txt"
 echo "run date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load_avg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /) cores=$(nproc)" >"$RESULTS"
 record() { echo "$*" >>"$RESULTS"; }
 PIDS=()
@@ -251,6 +251,7 @@ if [ "$HOLD" -gt 0 ]; then
             if [ -n "$paced_line" ]; then
                 paced_line="$paced_line load_before=$load_before_paced load_after=$(cut -d' ' -f1 /proc/loadavg)"
                 record "paced $paced_line"
+                grep '^paced timeline' "$WORK/hold.err" >&2 || true
             else
                 echo "the paced echo printed no figures: $(tail -c 300 "$WORK/hold.err")" >&2
             fi
@@ -266,7 +267,8 @@ fi
 WS_HOLD_OK=0
 if [ "$HOLD" -gt 0 ] && [ "$(ulimit -n)" -ge $((HOLD + 200)) ]; then
     WS_PORT="$(free_port)"
-    "$DEMO" --host 127.0.0.1 --port "$WS_PORT" --log-level warning >"$WORK/demo-ws.log" 2>&1 &
+    "$DEMO" --host 127.0.0.1 --port "$WS_PORT" --log-level warning \
+        --max-connections $((HOLD + 500 > 19000 ? HOLD + 500 : 19000)) >"$WORK/demo-ws.log" 2>&1 &
     WS_DEMO_PID=$!
     PIDS+=("$WS_DEMO_PID")
     wait_for "http://127.0.0.1:$WS_PORT/healthz"
@@ -511,9 +513,10 @@ PLOT_PYTHON=""
 for candidate in /usr/bin/python3 python3; do
     if "$candidate" -c 'import matplotlib' 2>/dev/null; then PLOT_PYTHON="$candidate"; break; fi
 done
+cp "$RESULTS" "$RESULTS_DIR/latest.txt"
 if [ -n "$PLOT_PYTHON" ]; then
     "$PLOT_PYTHON" Benchmarks/plot-results.py "$RESULTS" "$RESULTS_DIR" || echo "plotting failed" >&2
 else
     echo "matplotlib missing (python3-matplotlib, installed by ./dev.sh bench): no plots" >&2
 fi
-echo "figures: $RESULTS; plots: $RESULTS_DIR/*.png"
+echo "figures: $RESULTS (also latest.txt); plots: $RESULTS_DIR/*.png"

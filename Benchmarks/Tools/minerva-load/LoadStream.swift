@@ -22,7 +22,21 @@ final class LoadStats {
     /// the monotonic clock that the whole machine shares).
     var delivered = 0
     var deliveryLatencies: [UInt32] = []
+    /// Paced echo: per second of measurement, the round trips, those over 10 ms, the slowest, and the latest a send
+    /// went out after it was due (the generator's own lag), in microseconds.
+    var timeline: [(count: Int, slow: Int, maxMicros: UInt32, sendLagMicros: UInt32)] = []
+    /// Paced echo: latencies measured from when each string actually went out (not from when it was due), in
+    /// microseconds: the server's and the kernel's share, without the generator's own lag.
+    var fromSendLatencies: [UInt32] = []
     private var printedErrors = 0
+
+    /// The timeline entry of the second `now` falls in (nil before counting began).
+    func second(_ now: UInt64) -> Int? {
+        guard counting, now >= countingSince else { return nil }
+        let index = Int((now - countingSince) / 1_000_000_000)
+        while timeline.count <= index { timeline.append((0, 0, 0, 0)) }
+        return index
+    }
 
     /// Creates empty statistics.
     init() {}
@@ -132,6 +146,8 @@ final class LoadStream {
     private var paceInterval: UInt64 = 0
     private var nextDue: UInt64 = 0
     private var dueTimes: [UInt64] = []
+    /// When the awaited echo's string actually went out (paced echo).
+    private var actuallySentAt: UInt64 = 0
     /// True once a long-poll primary is open and waiting (hold mode).
     private(set) var holding = false
     /// Set when the run ends: nothing more is sent.
@@ -250,7 +266,14 @@ final class LoadStream {
         uploadWanted = false
         var body = hello(primary: false)
         if paceInterval > 0 {
-            appendEcho(to: &body, dueAt: dueTimes.removeFirst())
+            let due = dueTimes.removeFirst()
+            let now = monotonicNanos()
+            actuallySentAt = now
+            if let second = stats.second(now) {
+                let lag = UInt32(clamping: (now &- due) / 1000)
+                if lag > stats.timeline[second].sendLagMicros { stats.timeline[second].sendLagMicros = lag }
+            }
+            appendEcho(to: &body, dueAt: due)
         } else {
             appendEcho(to: &body)
         }
@@ -366,8 +389,17 @@ final class LoadStream {
             stats.roundTrips += 1
             // Latency only of round trips begun after the warm-up (not those delayed by stream setup).
             if expected.sentAt >= stats.countingSince {
-                let micros = (monotonicNanos() &- expected.sentAt) / 1000
-                stats.latencies.append(UInt32(clamping: micros))
+                let now = monotonicNanos()
+                let micros = UInt32(clamping: (now &- expected.sentAt) / 1000)
+                stats.latencies.append(micros)
+                if paceInterval > 0 {
+                    stats.fromSendLatencies.append(UInt32(clamping: (now &- actuallySentAt) / 1000))
+                }
+                if paceInterval > 0, let second = stats.second(now) {
+                    stats.timeline[second].count += 1
+                    if micros > 10_000 { stats.timeline[second].slow += 1 }
+                    if micros > stats.timeline[second].maxMicros { stats.timeline[second].maxMicros = micros }
+                }
             }
         }
     }

@@ -243,9 +243,11 @@ if let holdCount {
         let elapsed = Double(monotonicNanos() - max(stats.countingSince, from)) / 1e9
         var sorted = stats.latencies
         sorted.sort()
-        func ms(_ fraction: Double) -> String {
-            guard !sorted.isEmpty else { return "0" }
-            return fixed(Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]) / 1000, 3)
+        var fromSend = stats.fromSendLatencies
+        fromSend.sort()
+        func ms(_ fraction: Double, _ values: [UInt32] = sorted) -> String {
+            guard !values.isEmpty else { return "0" }
+            return fixed(Double(values[min(values.count - 1, Int(Double(values.count) * fraction))]) / 1000, 3)
         }
         print(
             "transport=long-poll-paced held=\(holdCount) streams=\(paced.count) rate_per_stream=\(echoRate) "
@@ -253,7 +255,15 @@ if let holdCount {
                 + "round_trips_per_s=\(Int((Double(stats.roundTrips) / elapsed).rounded())) "
                 + "requests_per_s=\(Int((Double(stats.requests - requestsAtStart) / elapsed).rounded())) "
                 + "p50_ms=\(ms(0.5)) p99_ms=\(ms(0.99)) p999_ms=\(ms(0.999)) max_ms=\(ms(1.0)) "
-                + "errors=\(stats.errors) reopened=\(stats.reopened)")
+                + "from_send_p50_ms=\(ms(0.5, fromSend)) from_send_p99_ms=\(ms(0.99, fromSend)) "
+                + "from_send_max_ms=\(ms(1.0, fromSend)) errors=\(stats.errors) reopened=\(stats.reopened)")
+        // Per second: round trips, how many over 10 ms, the slowest, and the generator's worst send lag.
+        var timeline = "paced timeline (s: round trips, over 10 ms, max ms, send lag ms):"
+        for (index, entry) in stats.timeline.enumerated() {
+            timeline += " \(index): \(entry.count) \(entry.slow) \(fixed(Double(entry.maxMicros) / 1000, 1))"
+                + " \(fixed(Double(entry.sendLagMicros) / 1000, 1));"
+        }
+        printError(timeline)
         exitProcess(stats.errors == 0 ? 0 : 1)
     }
     print("hold done: errors=\(stats.errors) reopened=\(stats.reopened)")
