@@ -89,15 +89,17 @@ def rss_plot(records, note, path):
         if record["_kind"] == "rss":
             n = int(record["n"])
             per = (int(record["held_kib"]) - int(record["idle_kib"])) * 1024 / n
-            name = {"long-poll": "held long-poll", "websocket": "idle WebSocket stream",
-                    "idle-stream": "idle stream, no transport"}.get(record["kind"], record["kind"])
-            bars.append((f"Minerva: {name}\n({n:,} held)", per))
+            name = {"long-poll": "held long-poll", "websocket": "idle WebSocket",
+                    "idle-stream": "idle stream,\nno transport"}.get(record["kind"], record["kind"])
+            bars.append((f"Minerva\n{name}\n({n:,})", per))
         elif record["_kind"] == "echo" and "peer_rss_mid_kib" in record and record.get("streams") == "256":
             n = int(record["streams"])
             per = (int(record["peer_rss_mid_kib"]) - int(record["peer_rss_before_kib"])) * 1024 / n
-            bars.append((f"{LABELS.get(record['transport'], record['transport'])}\n({n} clients echoing)", per))
+            transport = record["transport"].replace("socketio-", "")
+            bars.append((f"python-socketio\n{transport}\n({n} echoing)", per))
     if not bars:
         return
+    bars.sort(key=lambda bar: (not bar[0].startswith("Minerva"), bar[1]))
     figure, axes = plt.subplots(figsize=(9, 5))
     positions = range(len(bars))
     axes.bar(positions, [b[1] for b in bars], color=["#4477aa" if b[0].startswith("Minerva") else "#cc6677" for b in bars])
@@ -105,7 +107,8 @@ def rss_plot(records, note, path):
         axes.annotate(f"{value:,.0f}", (position, value), ha="center", va="bottom", fontsize=9)
     axes.set_xticks(list(positions))
     axes.set_xticklabels([b[0] for b in bars], fontsize=8)
-    axes.set_ylabel("bytes of RSS per connection / stream")
+    axes.set_yscale("log")
+    axes.set_ylabel("bytes of RSS per connection / stream (log)")
     axes.set_title(f"Server RSS per connection (RSS delta / count)\n{note}", fontsize=9)
     axes.grid(True, axis="y", alpha=0.3)
     figure.tight_layout()
