@@ -88,6 +88,9 @@ while let argument = arguments.popFirst() {
         print(
             "usage: minerva-load [--streams N] [--duration S] [--warmup S] [--host IPv4] [--port P] [--prefix P]\n"
                 + "       minerva-load --hold N [--duration S] [--host IPv4] [--port P] [--prefix P]\n"
+                + "       minerva-load --hold N --echo-streams M --echo-rate R [--echo-delay S] [--duration S]\n"
+                + "       (paced, open-loop echo on M of the N held long-polls)\n"
+                + "       minerva-load --socketio | --socketio-polling [--streams N] [--duration S] --port P\n"
                 + "       (--websocket: one WebSocket per stream instead of HTTP long-polls)")
         exitProcess(0)
     default:
