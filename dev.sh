@@ -24,7 +24,7 @@ test)
     exec scripts/test-all.sh "$@"
     ;;
 bench)
-    ensure_apt "${BUILD_DEPS[@]}" nginx-light wrk python3-socketio python3-aiohttp
+    ensure_apt "${BUILD_DEPS[@]}" nginx-light wrk python3-socketio python3-aiohttp python3-matplotlib
     (cd Benchmarks && swift package --disable-sandbox benchmark --no-progress)
     exec Benchmarks/run-load.sh "$@"
     ;;

@@ -22,7 +22,21 @@ final class LoadStats {
     /// the monotonic clock that the whole machine shares).
     var delivered = 0
     var deliveryLatencies: [UInt32] = []
+    /// Paced echo: per second of measurement, the round trips, those over 10 ms, the slowest, and the latest a send
+    /// went out after it was due (the generator's own lag), in microseconds.
+    var timeline: [(count: Int, slow: Int, maxMicros: UInt32, sendLagMicros: UInt32)] = []
+    /// Paced echo: latencies measured from when each string actually went out (not from when it was due), in
+    /// microseconds: the server's and the kernel's share, without the generator's own lag.
+    var fromSendLatencies: [UInt32] = []
     private var printedErrors = 0
+
+    /// The timeline entry of the second `now` falls in (nil before counting began).
+    func second(_ now: UInt64) -> Int? {
+        guard counting, now >= countingSince else { return nil }
+        let index = Int((now - countingSince) / 1_000_000_000)
+        while timeline.count <= index { timeline.append((0, 0, 0, 0)) }
+        return index
+    }
 
     /// Creates empty statistics.
     init() {}
@@ -126,6 +140,14 @@ final class LoadStream {
     /// The echo awaited: its value and when its string was sent.
     private var awaiting: (value: Int, sentAt: UInt64)?
     private var uploadWanted = false
+    /// Paced echo (hold mode after `startPacing`): nanoseconds between two sends (0: not paced), when the next send is
+    /// due, and the due times of sends not made yet because the previous echo was still awaited (each is measured from
+    /// its due time, so a late send counts its delay: no coordinated omission).
+    private var paceInterval: UInt64 = 0
+    private var nextDue: UInt64 = 0
+    private var dueTimes: [UInt64] = []
+    /// When the awaited echo's string actually went out (paced echo).
+    private var actuallySentAt: UInt64 = 0
     /// True once a long-poll primary is open and waiting (hold mode).
     private(set) var holding = false
     /// Set when the run ends: nothing more is sent.
@@ -159,6 +181,7 @@ final class LoadStream {
         awaiting = nil
         uploadWanted = false
         holding = false
+        dueTimes.removeAll()
         var body = hello(primary: true)
         if mode == .echo { appendEcho(to: &body) }
         send(body, on: primary)
@@ -205,37 +228,67 @@ final class LoadStream {
         return bytes
     }
 
-    /// Appends `<seq>N` and `echo:<n> ` and remembers the echo awaited.
-    private func appendEcho(to body: inout [UInt8]) {
+    /// Turns a held stream into a paced echo stream: one `echo:` every `interval` nanoseconds, the first at `firstAt`
+    /// (monotonic nanoseconds), whatever the latency of the previous ones (open loop).
+    func startPacing(interval: UInt64, firstAt: UInt64) {
+        paceInterval = interval
+        nextDue = firstAt
+    }
+
+    /// Paced echo: records every send whose time has come and sends the oldest if no echo is awaited.
+    func tick(now: UInt64) {
+        guard paceInterval > 0, created, !stopped else { return }
+        while nextDue <= now {
+            dueTimes.append(nextDue)
+            nextDue += paceInterval
+        }
+        if awaiting == nil && !dueTimes.isEmpty { sendNextEcho() }
+    }
+
+    /// Appends `<seq>N` and `echo:<n> ` and remembers the echo awaited (sent now, or due at `dueAt` when paced).
+    private func appendEcho(to body: inout [UInt8], dueAt: UInt64? = nil) {
         appendDecimal(&body, nextSendSeq)
         body.append(contentsOf: "N\necho:".utf8)
         appendDecimal(&body, nextEcho)
         body.append(contentsOf: " \n".utf8)
-        awaiting = (nextEcho, monotonicNanos())
+        awaiting = (nextEcho, dueAt ?? monotonicNanos())
         nextSendSeq += 1
         nextEcho += 1
     }
 
     private func sendNextEcho() {
         guard !stopped else { return }
+        if paceInterval > 0 && dueTimes.isEmpty { return }
         guard upload.outstanding == 0 else {
             uploadWanted = true
             return
         }
         uploadWanted = false
         var body = hello(primary: false)
-        appendEcho(to: &body)
+        if paceInterval > 0 {
+            let due = dueTimes.removeFirst()
+            let now = monotonicNanos()
+            actuallySentAt = now
+            if let second = stats.second(now) {
+                let lag = UInt32(clamping: (now &- due) / 1000)
+                if lag > stats.timeline[second].sendLagMicros { stats.timeline[second].sendLagMicros = lag }
+            }
+            appendEcho(to: &body, dueAt: due)
+        } else {
+            appendEcho(to: &body)
+        }
         send(body, on: upload)
     }
 
     private func primaryAnswered(_ response: HTTPResponse) {
         guard !stopped else { return }
         guard process(response, onPrimary: true) else { return }
-        if mode == .hold && holding { stats.reopened += 1 }
+        if mode == .hold && holding && paceInterval == 0 { stats.reopened += 1 }
         // A browser opens the next long-poll primary at once; its hello carries the SACK.
         send(hello(primary: true), on: primary)
         if mode == .hold {
             holding = created
+            if paceInterval > 0 && awaiting == nil { sendNextEcho() }
         } else if awaiting == nil {
             sendNextEcho()
         }
@@ -321,7 +374,7 @@ final class LoadStream {
 
     /// Checks an S2C string against the echo awaited.
     private func received(_ string: ArraySlice<UInt8>) {
-        guard mode == .echo, let expected = awaiting else {
+        guard mode == .echo || paceInterval > 0, let expected = awaiting else {
             stats.error("unexpected S2C string \(show(string))")
             return
         }
@@ -336,8 +389,17 @@ final class LoadStream {
             stats.roundTrips += 1
             // Latency only of round trips begun after the warm-up (not those delayed by stream setup).
             if expected.sentAt >= stats.countingSince {
-                let micros = (monotonicNanos() &- expected.sentAt) / 1000
-                stats.latencies.append(UInt32(clamping: micros))
+                let now = monotonicNanos()
+                let micros = UInt32(clamping: (now &- expected.sentAt) / 1000)
+                stats.latencies.append(micros)
+                if paceInterval > 0 {
+                    stats.fromSendLatencies.append(UInt32(clamping: (now &- actuallySentAt) / 1000))
+                }
+                if paceInterval > 0, let second = stats.second(now) {
+                    stats.timeline[second].count += 1
+                    if micros > 10_000 { stats.timeline[second].slow += 1 }
+                    if micros > stats.timeline[second].maxMicros { stats.timeline[second].maxMicros = micros }
+                }
             }
         }
     }

@@ -4,6 +4,11 @@
 //   minerva-load --hold N [--duration S] [--host H] [--port P] [--prefix /_minerva/]
 //   add --websocket to either: each stream is one WebSocket (`<prefix>ws`, PROTOCOL.md 11.1) instead of long-polls
 //   minerva-load --socketio [--streams N] ...: the peer: Socket.IO echo events over WebSocket (Engine.IO 4)
+//   minerva-load --socketio-polling [--streams N] ...: the same over Engine.IO 4 long-polling (GET held, POST events)
+//   minerva-load --hold N --echo-streams M --echo-rate R [--echo-delay S (0)] [--duration S (10)] [--warmup S]:
+//     paced echo at full size: N long-polls held; once all are open (and S seconds more), M of them each send one
+//     `echo:` every 1/R s (open loop: a send due while the previous echo is awaited goes when it returns, and its
+//     latency counts from when it was due). Prints the echo line (p50/p99/max) after --duration s of measurement.
 //   minerva-load --idle-streams N [--connections C (16)] [--depth D (8)] [--duration S (600)] [--host H] [--port P]
 //     creates N streams, each with one POST whose only frame is a hello without `eeds` (the stream is left with no
 //     transport), C keep-alive connections with D requests in flight each; prints the creation rate.
@@ -33,6 +38,10 @@ var serverPID: Int?
 var idleStreamCount: Int?
 var idleConnections = 16
 var idleDepth = 8
+var socketIOPolling = false
+var echoStreamCount = 0
+var echoRate = 10.0
+var echoDelay = 0.0
 
 var arguments = CommandLine.arguments.dropFirst()
 @MainActor func value(_ name: String) -> String {
@@ -66,6 +75,10 @@ while let argument = arguments.popFirst() {
     case "--socketio":
         socketIO = true
         webSocket = true
+    case "--socketio-polling": socketIOPolling = true
+    case "--echo-streams": echoStreamCount = number(argument, Int.self)
+    case "--echo-rate": echoRate = number(argument, Double.self)
+    case "--echo-delay": echoDelay = number(argument, Double.self)
     case "--interval": interval = number(argument, Double.self)
     case "--server-pid": serverPID = number(argument, Int.self)
     case "--idle-streams": idleStreamCount = number(argument, Int.self)
@@ -75,6 +88,9 @@ while let argument = arguments.popFirst() {
         print(
             "usage: minerva-load [--streams N] [--duration S] [--warmup S] [--host IPv4] [--port P] [--prefix P]\n"
                 + "       minerva-load --hold N [--duration S] [--host IPv4] [--port P] [--prefix P]\n"
+                + "       minerva-load --hold N --echo-streams M --echo-rate R [--echo-delay S] [--duration S]\n"
+                + "       (paced, open-loop echo on M of the N held long-polls)\n"
+                + "       minerva-load --socketio | --socketio-polling [--streams N] [--duration S] --port P\n"
                 + "       (--websocket: one WebSocket per stream instead of HTTP long-polls)")
         exitProcess(0)
     default:
@@ -174,13 +190,36 @@ if let holdCount {
         for stream in streams { stream.start() }
     }
     let begin = monotonicNanos()
-    let end = durationGiven ? begin + UInt64(duration * 1e9) : UInt64.max
+    let pacing = echoStreamCount > 0 && !webSocket
+    // Paced echo: the run ends --duration s after the warm-up that follows the announcement (and --echo-delay).
+    var end = durationGiven && !pacing ? begin + UInt64(duration * 1e9) : UInt64.max
     var allOpenSince: UInt64?
     var announced = false
     var lastReport = begin
+    var lastCount = begin
+    var paceFrom: UInt64?
+    var requestsAtStart = 0
+    let paced = pacing ? Array(streams.prefix(echoStreamCount)) : []
     while monotonicNanos() < end {
-        loop.runOnce(timeoutMilliseconds: 100)
+        loop.runOnce(timeoutMilliseconds: paceFrom == nil ? 100 : 1)
         let now = monotonicNanos()
+        if let from = paceFrom {
+            if !stats.counting && now >= from + UInt64(warmup * 1e9) {
+                stats.counting = true
+                stats.countingSince = now
+                requestsAtStart = stats.requests
+            }
+            for stream in paced { stream.tick(now: now) }
+        } else if pacing, announced, let since = allOpenSince, now - since >= UInt64((1 + echoDelay) * 1e9) {
+            // Each stream's first send at a random point of its first interval, so the sends are spread evenly.
+            let period = UInt64(1e9 / echoRate)
+            var generator = SystemRandomNumberGenerator()
+            for stream in paced { stream.startPacing(interval: period, firstAt: now + generator.next() % period) }
+            paceFrom = now
+            end = now + UInt64((warmup + duration) * 1e9)
+        }
+        if announced && now - lastCount < 100_000_000 { continue }
+        lastCount = now
         let open =
             webSocket
             ? sockets.reduce(0) { $0 + ($1.holding ? 1 : 0) } : streams.reduce(0) { $0 + ($1.holding ? 1 : 0) }
@@ -203,19 +242,50 @@ if let holdCount {
     }
     for stream in streams { stream.stopped = true }
     for socket in sockets { socket.stopped = true }
+    if let from = paceFrom {
+        let elapsed = Double(monotonicNanos() - max(stats.countingSince, from)) / 1e9
+        var sorted = stats.latencies
+        sorted.sort()
+        var fromSend = stats.fromSendLatencies
+        fromSend.sort()
+        func ms(_ fraction: Double, _ values: [UInt32] = sorted) -> String {
+            guard !values.isEmpty else { return "0" }
+            return fixed(Double(values[min(values.count - 1, Int(Double(values.count) * fraction))]) / 1000, 3)
+        }
+        print(
+            "transport=long-poll-paced held=\(holdCount) streams=\(paced.count) rate_per_stream=\(echoRate) "
+                + "seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
+                + "round_trips_per_s=\(Int((Double(stats.roundTrips) / elapsed).rounded())) "
+                + "requests_per_s=\(Int((Double(stats.requests - requestsAtStart) / elapsed).rounded())) "
+                + "p50_ms=\(ms(0.5)) p99_ms=\(ms(0.99)) p999_ms=\(ms(0.999)) max_ms=\(ms(1.0)) "
+                + "from_send_p50_ms=\(ms(0.5, fromSend)) from_send_p99_ms=\(ms(0.99, fromSend)) "
+                + "from_send_max_ms=\(ms(1.0, fromSend)) errors=\(stats.errors) reopened=\(stats.reopened)")
+        // Per second: round trips, how many over 10 ms, the slowest, and the generator's worst send lag.
+        var timeline = "paced timeline (s: round trips, over 10 ms, max ms, send lag ms):"
+        for (index, entry) in stats.timeline.enumerated() {
+            timeline += " \(index): \(entry.count) \(entry.slow) \(fixed(Double(entry.maxMicros) / 1000, 1))"
+                + " \(fixed(Double(entry.sendLagMicros) / 1000, 1));"
+        }
+        printError(timeline)
+        exitProcess(stats.errors == 0 ? 0 : 1)
+    }
     print("hold done: errors=\(stats.errors) reopened=\(stats.reopened)")
     exitProcess(stats.errors == 0 ? 0 : 1)
 }
 
 // Echo mode.
-let streams = (0..<(webSocket ? 0 : streamCount)).map { _ in
+let streams = (0..<(webSocket || socketIOPolling ? 0 : streamCount)).map { _ in
     LoadStream(mode: .echo, loop: loop, template: template, stats: stats)
+}
+let pollingClients = (0..<(socketIOPolling ? streamCount : 0)).map { _ in
+    SocketIOPollingStream(loop: loop, stats: stats, host: host, port: port)
 }
 let sockets = (0..<(webSocket ? streamCount : 0)).map { _ in
     WebSocketStream(mode: .echo, loop: loop, stats: stats, host: host, port: port, prefix: prefix, socketIO: socketIO)
 }
 for stream in streams { stream.start() }
 for socket in sockets { socket.start() }
+for client in pollingClients { client.start() }
 let begin = monotonicNanos()
 let countFrom = begin + UInt64(warmup * 1e9)
 let end = countFrom + UInt64(duration * 1e9)
@@ -232,6 +302,7 @@ while true {
 }
 for stream in streams { stream.stopped = true }
 for socket in sockets { socket.stopped = true }
+for client in pollingClients { client.stopped = true }
 let elapsed = Double(monotonicNanos() - countFrom) / 1e9
 var sorted = stats.latencies
 sorted.sort()
@@ -254,7 +325,7 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 let rate = Double(stats.roundTrips) / elapsed
 let requestRate = Double(stats.requests - requestsAtStart) / elapsed
 print(
-    "transport=\(socketIO ? "socketio-websocket" : webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
+    "transport=\(socketIOPolling ? "socketio-polling" : socketIO ? "socketio-websocket" : webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
         + "round_trips_per_s=\(Int(rate.rounded())) requests_per_s=\(Int(requestRate.rounded())) "
-        + "p50_ms=\(fixed(percentile(0.5), 3)) p99_ms=\(fixed(percentile(0.99), 3)) errors=\(stats.errors)")
+        + "p50_ms=\(fixed(percentile(0.5), 3)) p99_ms=\(fixed(percentile(0.99), 3)) max_ms=\(fixed(percentile(1.0), 3)) errors=\(stats.errors)")
 exitProcess(stats.errors == 0 ? 0 : 1)
