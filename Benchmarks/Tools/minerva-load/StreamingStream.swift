@@ -1,13 +1,67 @@
 // One fan-out receiver over HTTP streaming (PROTOCOL.md 7.3 with `ming`): a primary POST whose hello asks for a
 // streaming response and carries `begin_chat`, read as a chunked body that never ends, and SACKs on a keep-alive
-// upload connection (a secondary POST, hello without `eeds`) every 32 strings, as the browser client sends them.
+// upload (a secondary POST, hello without `eeds`) every 32 strings (the browser client sends one after each batch
+// received, one at a time: more requests than this). The uploads share a pool of keep-alive connections (10,000
+// streaming responses plus an upload connection each would pass the server's connection limit under the 20,000
+// open-files cap); a stream's first SACK is sent as soon as it exists, so that no connect falls in the measured time.
+
+/// Keep-alive connections shared by the streams' uploads: stream `i` always uses connection `i % count`, and each
+/// connection answers its requests in order, so a queue per connection says whose answer arrived.
+final class UploadPool {
+    private let connections: [Connection]
+    private var waiting: [[StreamingStream]]
+    private var heads: [Int]
+    private var next = 0
+
+    /// Creates `count` connections (connected on their first request).
+    init(loop: LoadLoop, stats: LoadStats, count: Int) {
+        connections = (0..<count).map { _ in Connection(loop: loop) }
+        waiting = Array(repeating: [], count: count)
+        heads = Array(repeating: 0, count: count)
+        for (index, connection) in connections.enumerated() {
+            connection.onResponse = { [unowned self] _ in self.answered(index) }
+            connection.onFailure = { [unowned self] reason in
+                stats.error("upload connection: \(reason)")
+                // Its streams' requests are lost: let them send again.
+                let lost = self.waiting[index][self.heads[index]...]
+                self.waiting[index] = []
+                self.heads[index] = 0
+                for stream in lost { stream.uploadAnswered() }
+            }
+        }
+    }
+
+    /// The slot a new stream uses.
+    func assign() -> Int {
+        defer { next += 1 }
+        return next % connections.count
+    }
+
+    /// Sends `request` for `stream` on its connection.
+    func send(_ request: [UInt8], slot: Int, for stream: StreamingStream) {
+        waiting[slot].append(stream)
+        connections[slot].send(request)
+    }
+
+    private func answered(_ index: Int) {
+        guard heads[index] < waiting[index].count else { return }
+        let stream = waiting[index][heads[index]]
+        heads[index] += 1
+        if heads[index] == waiting[index].count {
+            waiting[index].removeAll(keepingCapacity: true)
+            heads[index] = 0
+        }
+        stream.uploadAnswered()
+    }
+}
 
 /// A fan-out stream whose strings arrive on an HTTP streaming response.
 final class StreamingStream: LoadClient {
     private unowned let loop: LoadLoop
     private let stats: LoadStats
     private let template: RequestTemplate
-    private let upload: Connection
+    private let uploads: UploadPool
+    private let uploadSlot: Int
     private(set) var fd: Int32 = -1
     private var connecting = false
     private var watchingWritable = false
@@ -27,22 +81,26 @@ final class StreamingStream: LoadClient {
     private var nextTransportNumber = 1
     private var lastSackSeen: [UInt8] = Array("|-1".utf8)
     private var uploadBusy = false
-    /// True once the stream exists (its `C` arrived) and the streaming response is open.
+    private var created = false
+    /// True once the stream exists (its `C` arrived), the streaming response is open and the upload connected.
     private(set) var holding = false
     /// Set when the run ends: nothing more is sent.
     var stopped = false
 
     /// Creates a receiver; call `start()` to begin.
-    init(loop: LoadLoop, stats: LoadStats, template: RequestTemplate) {
+    init(loop: LoadLoop, stats: LoadStats, template: RequestTemplate, uploads: UploadPool) {
         self.loop = loop
         self.stats = stats
         self.template = template
-        upload = Connection(loop: loop)
-        upload.onResponse = { [unowned self] _ in
-            self.uploadBusy = false
-            self.sendAckIfDue()
-        }
-        upload.onFailure = { [unowned self] in self.fail("upload connection: \($0)") }
+        self.uploads = uploads
+        uploadSlot = uploads.assign()
+    }
+
+    /// The answer to this stream's upload arrived (or its connection failed).
+    func uploadAnswered() {
+        uploadBusy = false
+        if created && fd >= 0 { holding = true }
+        sendAckIfDue()
     }
 
     private static let idAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
@@ -61,6 +119,7 @@ final class StreamingStream: LoadClient {
         nextTransportNumber = 1
         lastSackSeen = Array("|-1".utf8)
         uploadBusy = false
+        created = false
         holding = false
         input.removeAll(keepingCapacity: true)
         var body = Array(#"{"tnum":0,"ver":2,"format":2,"new":true,"id":""#.utf8)
@@ -237,7 +296,8 @@ final class StreamingStream: LoadClient {
         guard let type = bytes.last else { return }
         switch type {
         case UInt8(ascii: "C"):
-            holding = true
+            created = true
+            sendAckIfDue(force: true)
         case UInt8(ascii: " "):
             receivedAck += 1
             stats.chatLine(bytes, readAt: loop.lastReadRealtime)
@@ -254,8 +314,8 @@ final class StreamingStream: LoadClient {
     }
 
     /// Sends the SACK of what arrived on the upload connection (one request at a time).
-    private func sendAckIfDue() {
-        guard !stopped, !uploadBusy, receivedAck > ackedSent else { return }
+    private func sendAckIfDue(force: Bool = false) {
+        guard !stopped, !uploadBusy, force || receivedAck > ackedSent else { return }
         uploadBusy = true
         ackedSent = receivedAck
         var body = Array(#"{"tnum":"#.utf8)
@@ -269,7 +329,7 @@ final class StreamingStream: LoadClient {
         body += lastSackSeen
         body += Array("\"}H\n".utf8)
         stats.requests += 1
-        upload.send(template.request(body: body))
+        uploads.send(template.request(body: body), slot: uploadSlot, for: self)
     }
 
     private func fail(_ reason: String) {
@@ -281,7 +341,6 @@ final class StreamingStream: LoadClient {
         fd = -1
         connecting = false
         holding = false
-        upload.closeQuietly()
         if stopped { return }
         stats.error(reason)
         start()

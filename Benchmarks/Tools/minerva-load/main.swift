@@ -120,8 +120,9 @@ func cpuSeconds(_ pid: Int) -> Double? {
     let receivers = (0..<(fanoutStreaming ? 0 : count)).map { _ in
         WebSocketStream(mode: .fanout, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
     }
+    let uploads = UploadPool(loop: loop, stats: stats, count: 100)
     let streamingReceivers = (0..<(fanoutStreaming ? count : 0)).map { _ in
-        StreamingStream(loop: loop, stats: stats, template: template)
+        StreamingStream(loop: loop, stats: stats, template: template, uploads: uploads)
     }
     for receiver in receivers { receiver.start() }
     for receiver in streamingReceivers { receiver.start() }
