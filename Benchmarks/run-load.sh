@@ -20,8 +20,9 @@
 #  6. the server's RSS per idle stream (no transport): --idle-streams N streams created by `minerva-load --idle-streams`
 #     (one POST with a hello without `eeds` each, keep-alive, pipelined) on a fresh demo process, and the rate at
 #     which they were created (issue 9 item 3; the full size is --idle-streams 1000000, bounded by --idle-seconds);
-#  5. fan-out: N WebSocket streams in the demo's chat, one broadcast every 100 ms: delivery latency p50/p99/max and
-#     strings delivered per second (and per second of server CPU), on a fresh demo process;
+#  5. fan-out: N streams in the demo's chat, one broadcast every 100 ms, over HTTP streaming and over WebSocket:
+#     delivery latency p50/p99/max (and the server's share, up to the generator's socket), strings delivered per
+#     second (and per second of server CPU, and the generator's CPU), each on a fresh demo process.
 #  7. plots (Benchmarks/plot-results.py, matplotlib): Benchmarks/results/echo-rate.png and echo-p99.png (round trips/s
 #     and p99 vs concurrency: Minerva long-poll and WebSocket with each loop count, python-socketio polling and
 #     WebSocket) and rss-per-connection.png, from Benchmarks/results/run-<UTC time>.txt (every figure of the run, one
@@ -490,19 +491,27 @@ PY
     record "rss kind=idle-stream n=$IDLE_STREAMS idle_kib=$idle_before_kib held_kib=$idle_after_kib"
 fi
 
-# --- Fan-out (issue 9 item 4): FANOUT WebSocket streams in the demo's chat, one broadcast every 100 ms ---
+# --- Fan-out (issue 9 item 4): FANOUT streams in the demo's chat, one broadcast every 100 ms, over HTTP streaming
+# responses (what the issue names) and over WebSocket, each on a fresh demo process ---
 if [ "$FANOUT" -gt 0 ]; then
-    FAN_PORT="$(free_port)"
-    "$DEMO" --host 127.0.0.1 --port "$FAN_PORT" --log-level warning >"$WORK/fanout-demo.log" 2>&1 &
-    FAN_PID=$!
-    PIDS+=("$FAN_PID")
-    wait_for "http://127.0.0.1:$FAN_PORT/healthz"
-    echo "fan-out: $FANOUT WebSocket streams in one chat, a broadcast every 100 ms for ${FANOUT_DURATION}s..." >&2
-    if fan_line="$("$LOAD" --fanout "$FANOUT" --interval 0.1 --duration "$FANOUT_DURATION" --port "$FAN_PORT" \
-        --server-pid "$FAN_PID" 2>"$WORK/fanout.err")"; then :; fi
-    printf '\nFan-out through the demo chat (%s receivers, one broadcast per 100 ms; the server and the load generator share the 2 cores)\n' "$FANOUT"
-    echo "${fan_line:-(run failed: $(head -c 300 "$WORK/fanout.err"))}"
-    [ -n "${fan_line:-}" ] && record "$fan_line"
+    printf '\nFan-out through the demo chat (%s receivers, one broadcast per 100 ms for %s s; the server (%s) and the load generator share the 2 cores)\n' \
+        "$FANOUT" "$FANOUT_DURATION" "its default loops"
+    echo "p*_ms: broadcaster's clock stamp to the receiver's parse; at_socket_*: to the kernel's receive timestamp on the generator's socket (the server's share)"
+    for transport in streaming websocket; do
+        FAN_PORT="$(free_port)"
+        "$DEMO" --host 127.0.0.1 --port "$FAN_PORT" --log-level warning >"$WORK/fanout-demo.log" 2>&1 &
+        FAN_PID=$!
+        PIDS+=("$FAN_PID")
+        wait_for "http://127.0.0.1:$FAN_PORT/healthz"
+        echo "fan-out: $FANOUT $transport streams in one chat, a broadcast every 100 ms for ${FANOUT_DURATION}s..." >&2
+        load_before="$(cut -d' ' -f1 /proc/loadavg)"
+        if fan_line="$("$LOAD" --fanout "$FANOUT" --fanout-transport "$transport" --interval 0.1 \
+            --duration "$FANOUT_DURATION" --port "$FAN_PORT" --server-pid "$FAN_PID" 2>"$WORK/fanout.err")"; then :; fi
+        echo "${fan_line:-(run failed: $(head -c 300 "$WORK/fanout.err"))} load_average=$load_before-$(cut -d' ' -f1 /proc/loadavg)"
+        [ -n "${fan_line:-}" ] && record "fanout transport=$transport $fan_line"
+        kill "$FAN_PID" 2>/dev/null || true
+        wait "$FAN_PID" 2>/dev/null || true
+    done
     echo "target: delivery p99 <= 50 ms"
 fi
 

@@ -17,8 +17,8 @@ import Synchronization
 /// channels.join(stream, "chat", on: loop)
 /// channels.publish("hello", to: "chat", from: loop)
 /// ```
-/// Call `join`, `leave` and `publish` on `loop`'s thread (the stream's loop). A stream that resets stays listed
-/// until it leaves (``leaveAll(_:on:)``) but gets nothing more.
+/// Call `join`, `leave` and `publish` on `loop`'s thread (the stream's loop). A stream that resets gets nothing more
+/// and is dropped from its channels when it leaves (``leaveAll(_:on:)``) or at the next publication to them.
 ///
 /// Presence: a client that vanishes (tab closed, network gone) leaves its channels when its stream resets, which
 /// the server does exactly `ServerEngineConfiguration.maxIdleTime` after the stream's last transport closed
@@ -88,17 +88,21 @@ public final class MinervaChannels: Sendable {
     ///   - loop: the stream's loop (the current thread's).
     public func join(_ stream: ServerStream, _ channel: String, on loop: MinervaEventLoop) {
         let state = self.state(loop)
-        var members = state.members[channel, default: []]
-        guard !members.contains(where: { $0.stream === stream }) else { return }
-        members.append(WeakStream(stream: stream))
-        state.members[channel] = members
+        if let members = state.members[channel] {
+            members.insert(stream)
+        } else {
+            let members = ChannelMembers()
+            members.insert(stream)
+            state.members[channel] = members
+        }
     }
 
     /// Removes `stream` from `channel`.
     public func leave(_ stream: ServerStream, _ channel: String, on loop: MinervaEventLoop) {
         let state = self.state(loop)
-        state.members[channel]?.removeAll { $0.stream === stream || $0.stream == nil }
-        if state.members[channel]?.isEmpty == true { state.members[channel] = nil }
+        guard let members = state.members[channel] else { return }
+        members.remove(stream)
+        if members.isEmpty { state.members[channel] = nil }
     }
 
     /// Removes `stream` from every channel (call it when the stream resets).
@@ -107,7 +111,8 @@ public final class MinervaChannels: Sendable {
         for channel in Array(state.members.keys) { leave(stream, channel, on: loop) }
     }
 
-    /// The number of streams of `loop` in `channel`.
+    /// The number of streams of `loop` in `channel` (a stream that reset without leaving counts until the next
+    /// publication to the channel drops it).
     public func memberCount(_ channel: String, on loop: MinervaEventLoop) -> Int {
         state(loop).members[channel]?.count ?? 0
     }
@@ -142,9 +147,10 @@ public final class MinervaChannels: Sendable {
     private func deliver(_ text: String, to channel: String, on loop: MinervaEventLoop) {
         let state = self.state(loop)
         guard let members = state.members[channel] else { return }
-        for member in members {
-            if let stream = member.stream, !stream.isReset { try? stream.send(text) }
-        }
+        // The bytes once: every member's send queue holds the same array (no copy or encoding per recipient).
+        let bytes = Array(text.utf8)
+        members.forEachLive { stream in try? stream.send(bytes) }
+        if members.isEmpty { state.members[channel] = nil }
     }
 
     private func state(_ loop: MinervaEventLoop) -> ChannelsLoop {
@@ -156,13 +162,76 @@ public final class MinervaChannels: Sendable {
     }
 }
 
-struct WeakStream {
-    weak var stream: ServerStream?
+/// The streams of one channel on one loop, in an array (delivery walks it) with each stream's index (joining and
+/// leaving are O(1); leaving moves the last member into the gap, so the order of delivery among members changes,
+/// never the order of one member's strings). Members are held strongly: a stream that reset is dropped by the next
+/// delivery if it did not leave, so it is kept at most until then.
+final class ChannelMembers {
+    @exclusivity(unchecked) private var streams: [ServerStream] = []
+    private var indices: [ObjectIdentifier: Int] = [:]
+    /// Delivery in progress: removals wait (a member's send can reset it, and its handler leave).
+    private var delivering = false
+    private var removedWhileDelivering: [ServerStream] = []
+
+    var count: Int { streams.count }
+    var isEmpty: Bool { streams.isEmpty }
+
+    func insert(_ stream: ServerStream) {
+        let key = ObjectIdentifier(stream)
+        guard indices[key] == nil else { return }
+        indices[key] = streams.count
+        streams.append(stream)
+    }
+
+    func remove(_ stream: ServerStream) {
+        if delivering {
+            removedWhileDelivering.append(stream)
+            return
+        }
+        guard let index = indices.removeValue(forKey: ObjectIdentifier(stream)) else { return }
+        let last = streams.removeLast()
+        if index < streams.count {
+            streams[index] = last
+            indices[ObjectIdentifier(last)] = index
+        }
+    }
+
+    /// Calls `body` with every member that has not reset (the members when the delivery began, even if some leave
+    /// or join meanwhile), and drops those that reset.
+    func forEachLive(_ body: (ServerStream) -> Void) {
+        if delivering {
+            // A nested delivery (a handler called back into publish): walk a copy.
+            for stream in streams where !stream.isReset { body(stream) }
+            return
+        }
+        delivering = true
+        var resetSeen = false
+        let end = streams.count
+        var index = 0
+        while index < end {
+            let stream = streams[index]
+            if stream.isReset {
+                resetSeen = true
+            } else {
+                body(stream)
+            }
+            index += 1
+        }
+        delivering = false
+        if !removedWhileDelivering.isEmpty {
+            let removed = removedWhileDelivering
+            removedWhileDelivering = []
+            for stream in removed { remove(stream) }
+        }
+        if resetSeen {
+            for stream in streams.filter(\.isReset) { remove(stream) }
+        }
+    }
 }
 
 /// The members of the channels on one loop (loop-confined).
 final class ChannelsLoop {
-    var members: [String: [WeakStream]] = [:]
+    var members: [String: ChannelMembers] = [:]
     var subscriber: RedisConnection?
     var failures = 0
 }

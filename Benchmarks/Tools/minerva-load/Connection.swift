@@ -242,6 +242,17 @@ final class LoadLoop {
         readSome(fd, into: &readBuffer)
     }
 
+    /// The kernel's receive time (real-time nanoseconds) of the last `readStamped`, 0 if it gave none.
+    private(set) var lastReadRealtime: UInt64 = 0
+    private var control = [UInt8](repeating: 0, count: 64)
+
+    /// Reads from `fd` into the shared buffer, keeping the kernel's receive timestamp (see `enableReceiveTimestamps`).
+    func readStamped(_ fd: Int32) -> IOResult {
+        let (result, stamp) = readSomeStamped(fd, into: &readBuffer, control: &control)
+        lastReadRealtime = stamp
+        return result
+    }
+
     private var timers: [(deadline: UInt64, action: () -> Void)] = []
 
     /// Runs `action` after at least `nanoseconds` (checked after each epoll wait, so coarse).

@@ -28,6 +28,11 @@ final class LoadStats {
     /// Paced echo: latencies measured from when each string actually went out (not from when it was due), in
     /// microseconds: the server's and the kernel's share, without the generator's own lag.
     var fromSendLatencies: [UInt32] = []
+    /// Fan-out: for the same strings, microseconds from the broadcaster's stamp to the kernel's receive timestamp of
+    /// the read that carried them (SO_TIMESTAMPNS): the server's share; the rest is the generator's.
+    var socketLatencies: [UInt32] = []
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, in nanoseconds (the kernel stamps receptions in real time).
+    let realtimeOffset: Int64 = Int64(bitPattern: realtimeNanos() &- monotonicNanos())
     private var printedErrors = 0
 
     /// The timeline entry of the second `now` falls in (nil before counting began).
@@ -40,6 +45,22 @@ final class LoadStats {
 
     /// Creates empty statistics.
     init() {}
+
+    /// Fan-out: one chat line `TEXT|<sender>|<monotonic nanoseconds> ` arrived in a read the kernel stamped at
+    /// `readAt` (real-time nanoseconds; 0: unknown).
+    func chatLine(_ bytes: ArraySlice<UInt8>, readAt: UInt64) {
+        guard let bar = bytes.lastIndex(of: UInt8(ascii: "|")), let sent = parseDecimal(bytes[(bar + 1)...].dropLast())
+        else { return }
+        delivered += 1
+        let now = monotonicNanos()
+        let micros = now > UInt64(sent) ? (now - UInt64(sent)) / 1000 : 0
+        deliveryLatencies.append(UInt32(min(micros, UInt64(UInt32.max))))
+        if readAt > 0 {
+            let arrived = Int64(bitPattern: readAt) &- realtimeOffset
+            let socketMicros = arrived > Int64(sent) ? UInt64(arrived - Int64(sent)) / 1000 : 0
+            socketLatencies.append(UInt32(min(socketMicros, UInt64(UInt32.max))))
+        }
+    }
 
     /// Counts an error and prints the first 20.
     func error(_ text: String) {

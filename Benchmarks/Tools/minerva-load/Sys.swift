@@ -10,6 +10,63 @@ func monotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+/// Nanoseconds on the real-time clock (what the kernel stamps received data with).
+func realtimeNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// SO_TIMESTAMPNS (x86-64 and arm64 Linux: 35; Glibc's header defines it through macros Swift does not import).
+private let soTimestampNS: Int32 = 35
+
+/// Asks the kernel to stamp data received on `fd` (read with `readSomeStamped`).
+func enableReceiveTimestamps(_ fd: Int32) {
+    var one: Int32 = 1
+    _ = setsockopt(fd, SOL_SOCKET, soTimestampNS, &one, socklen_t(MemoryLayout<Int32>.size))
+}
+
+/// Reads once with recvmsg; also returns the kernel's receive timestamp (real-time nanoseconds, 0 if none).
+func readSomeStamped(_ fd: Int32, into buffer: inout [UInt8], control: inout [UInt8]) -> (IOResult, UInt64) {
+    var stamp: UInt64 = 0
+    let count = buffer.withUnsafeMutableBytes { data -> Int in
+        control.withUnsafeMutableBytes { controlBytes -> Int in
+            var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
+            return withUnsafeMutablePointer(to: &vector) { vectorPointer -> Int in
+                var message = msghdr()
+                message.msg_iov = vectorPointer
+                message.msg_iovlen = 1
+                message.msg_control = controlBytes.baseAddress
+                message.msg_controllen = controlBytes.count
+                let n = recvmsg(fd, &message, 0)
+                // One cmsghdr (len: size_t, level: int, type: int), then a timespec (two 8-byte words).
+                if n > 0, message.msg_controllen >= 32 {
+                    let level = controlBytes.load(fromByteOffset: 8, as: Int32.self)
+                    let type = controlBytes.load(fromByteOffset: 12, as: Int32.self)
+                    if level == SOL_SOCKET && type == soTimestampNS {
+                        let seconds = controlBytes.load(fromByteOffset: 16, as: Int.self)
+                        let nanos = controlBytes.load(fromByteOffset: 24, as: Int.self)
+                        stamp = UInt64(seconds) * 1_000_000_000 + UInt64(nanos)
+                    }
+                }
+                return n
+            }
+        }
+    }
+    if count > 0 { return (.bytes(count), stamp) }
+    if count == 0 { return (.endOfFile, 0) }
+    let code = errno
+    return (code == EAGAIN || code == EWOULDBLOCK || code == EINTR ? .wouldBlock : .failed(code), 0)
+}
+
+/// CPU seconds (user + system) this process has used.
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
 /// What a non-blocking read or write did.
 enum IOResult {
     /// This many bytes moved (more than zero).

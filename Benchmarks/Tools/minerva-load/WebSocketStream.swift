@@ -120,6 +120,7 @@ final class WebSocketStream: LoadClient {
             return
         }
         fd = newFD
+        if mode == .fanout { enableReceiveTimestamps(fd) }
         watchingWritable = true
         loop.register(self)
     }
@@ -206,12 +207,7 @@ final class WebSocketStream: LoadClient {
     /// Fan-out: one chat line `TEXT|<sender>|<nanoseconds>` arrived; acknowledge now and then.
     private func chatLine(_ bytes: ArraySlice<UInt8>) {
         receivedAck += 1
-        if let bar = bytes.lastIndex(of: UInt8(ascii: "|")), let sent = parseDecimal(bytes[(bar + 1)...].dropLast()) {
-            stats.delivered += 1
-            let now = monotonicNanos()
-            let micros = now > UInt64(sent) ? (now - UInt64(sent)) / 1000 : 0
-            stats.deliveryLatencies.append(UInt32(min(micros, UInt64(UInt32.max))))
-        }
+        stats.chatLine(bytes, readAt: loop.lastReadRealtime)
         if receivedAck % 32 == 31 && !stopped {
             var frame: [UInt8] = [UInt8(ascii: "|")]
             appendDecimal(&frame, receivedAck)
@@ -243,7 +239,7 @@ final class WebSocketStream: LoadClient {
 
     private func receive() {
         while fd >= 0 {
-            switch loop.read(fd) {
+            switch mode == .fanout ? loop.readStamped(fd) : loop.read(fd) {
             case .bytes(let count):
                 input.append(contentsOf: loop.readBuffer[0..<count])
                 parse()

@@ -12,10 +12,11 @@
 //   minerva-load --idle-streams N [--connections C (16)] [--depth D (8)] [--duration S (600)] [--host H] [--port P]
 //     creates N streams, each with one POST whose only frame is a hello without `eeds` (the stream is left with no
 //     transport), C keep-alive connections with D requests in flight each; prints the creation rate.
-//   minerva-load --fanout N [--interval S] [--duration S] [--server-pid PID] [--host H] [--port P]
-//     N WebSocket streams join the demo's chat; once all are in, one more stream broadcasts its clock every --interval
+//   minerva-load --fanout N [--fanout-transport websocket|streaming] [--interval S] [--duration S] [--server-pid PID]
+//     N streams (WebSocket, or HTTP streaming responses with SACKs on a keep-alive upload) join the demo's chat; once all are in, one more stream broadcasts its clock every --interval
 //     (0.1 s) for --duration; prints delivery latency p50/p99/max, strings delivered per second, and (with
-//     --server-pid) per second of server CPU time.
+//     --server-pid) per second of server CPU time; also the share of the latency spent before the data reached the
+//     generator's socket (the kernel's receive timestamp, SO_TIMESTAMPNS) and the generator's own CPU time.
 //
 // Echo mode: N streams, each a browser-like long-poll client (PROTOCOL.md 7.3, 7.4) sending `echo:<n>` and
 // waiting for `<n>` before sending the next. Prints one line of `key=value` figures: round trips/s, p50/p99
@@ -32,6 +33,7 @@ var prefix = "/_minerva/"
 var holdCount: Int?
 var webSocket = false
 var fanoutCount: Int?
+var fanoutStreaming = false
 var socketIO = false
 var interval = 0.1
 var serverPID: Int?
@@ -72,6 +74,14 @@ while let argument = arguments.popFirst() {
     case "--hold": holdCount = number(argument, Int.self)
     case "--websocket": webSocket = true
     case "--fanout": fanoutCount = number(argument, Int.self)
+    case "--fanout-transport":
+        switch value(argument) {
+        case "websocket": fanoutStreaming = false
+        case "streaming": fanoutStreaming = true
+        case let other:
+            printError("--fanout-transport: websocket or streaming, not \(other)")
+            exitProcess(2)
+        }
     case "--socketio":
         socketIO = true
         webSocket = true
@@ -123,22 +133,31 @@ func cpuSeconds(_ pid: Int) -> Double? {
 }
 
 @MainActor func runFanout(_ count: Int) -> Never {
-    let receivers = (0..<count).map { _ in
+    let receivers = (0..<(fanoutStreaming ? 0 : count)).map { _ in
         WebSocketStream(mode: .fanout, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
     }
+    let uploads = UploadPool(loop: loop, stats: stats, count: 100)
+    let streamingReceivers = (0..<(fanoutStreaming ? count : 0)).map { _ in
+        StreamingStream(loop: loop, stats: stats, template: template, uploads: uploads)
+    }
     for receiver in receivers { receiver.start() }
+    for receiver in streamingReceivers { receiver.start() }
+    func joinedCount() -> Int {
+        receivers.reduce(0) { $0 + ($1.holding ? 1 : 0) } + streamingReceivers.reduce(0) { $0 + ($1.holding ? 1 : 0) }
+    }
     let joinDeadline = monotonicNanos() + 120_000_000_000
-    while receivers.contains(where: { !$0.holding }) && monotonicNanos() < joinDeadline {
+    while joinedCount() < count && monotonicNanos() < joinDeadline {
         loop.runOnce(timeoutMilliseconds: 100)
     }
     // A quiet second so that every begin_chat has been read.
     let settle = monotonicNanos() + 1_000_000_000
     while monotonicNanos() < settle { loop.runOnce(timeoutMilliseconds: 50) }
-    let joined = receivers.filter(\.holding).count
+    let joined = joinedCount()
     let sender = WebSocketStream(mode: .broadcast, loop: loop, stats: stats, host: host, port: port, prefix: prefix)
     sender.start()
     while !sender.holding { loop.runOnce(timeoutMilliseconds: 10) }
     let cpuBefore = serverPID.flatMap(cpuSeconds)
+    let ownCPUBefore = ownCPUSeconds()
     let begin = monotonicNanos()
     let end = begin + UInt64(duration * 1e9)
     var next = begin
@@ -156,22 +175,30 @@ func cpuSeconds(_ pid: Int) -> Double? {
     while stats.delivered < broadcasts * joined && monotonicNanos() < drain { loop.runOnce(timeoutMilliseconds: 10) }
     let elapsed = Double(monotonicNanos() - begin) / 1e9
     let cpuAfter = serverPID.flatMap(cpuSeconds)
+    let ownCPU = ownCPUSeconds() - ownCPUBefore
     for receiver in receivers { receiver.stopped = true }
+    for receiver in streamingReceivers { receiver.stopped = true }
     sender.stopped = true
     var sorted = stats.deliveryLatencies
     sorted.sort()
-    func ms(_ fraction: Double) -> String {
-        guard !sorted.isEmpty else { return "0" }
-        return fixed(Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]) / 1000, 2)
+    var socketSorted = stats.socketLatencies
+    socketSorted.sort()
+    func ms(_ fraction: Double, _ values: [UInt32]) -> String {
+        guard !values.isEmpty else { return "0" }
+        return fixed(Double(values[min(values.count - 1, Int(Double(values.count) * fraction))]) / 1000, 2)
     }
     let perSecond = Double(stats.delivered) / elapsed
     var line =
-        "fanout receivers=\(joined) broadcasts=\(broadcasts) expected=\(broadcasts * joined) delivered=\(stats.delivered) "
-        + "p50_ms=\(ms(0.5)) p99_ms=\(ms(0.99)) max_ms=\(ms(1.0)) delivered_per_s=\(Int(perSecond))"
+        "fanout transport=\(fanoutStreaming ? "streaming" : "websocket") receivers=\(joined) broadcasts=\(broadcasts) "
+        + "expected=\(broadcasts * joined) delivered=\(stats.delivered) "
+        + "p50_ms=\(ms(0.5, sorted)) p99_ms=\(ms(0.99, sorted)) max_ms=\(ms(1.0, sorted)) "
+        + "at_socket_p50_ms=\(ms(0.5, socketSorted)) at_socket_p99_ms=\(ms(0.99, socketSorted)) "
+        + "at_socket_max_ms=\(ms(1.0, socketSorted)) delivered_per_s=\(Int(perSecond))"
     if let cpuBefore, let cpuAfter, cpuAfter > cpuBefore {
         line += " server_cpu_s=\(fixed(cpuAfter - cpuBefore, 2))"
         line += " delivered_per_cpu_s=\(Int(Double(stats.delivered) / (cpuAfter - cpuBefore)))"
     }
+    line += " generator_cpu_s=\(fixed(ownCPU, 2))"
     line += " errors=\(stats.errors)"
     print(line)
     flushOutput()
