@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Swift test suites under a sanitizer (issue 12 item 7). Each sanitizer has its own build directory, kept
-# between runs (the first build takes about 10 minutes here, a rebuild after a small change 1-3 minutes).
+# between runs (from scratch 15-20 minutes on this shared 2-core machine, a rebuild after a change 2-8 minutes).
 #   scripts/sanitize.sh address [FILTER]   AddressSanitizer on everything, UndefinedBehaviorSanitizer on the C code
 #                                          (.build-asan; default FILTER: every suite)
 #   scripts/sanitize.sh thread [FILTER]    ThreadSanitizer, test servers on 2 event loops (MINERVA_TEST_THREADS=2)
