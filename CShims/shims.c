@@ -198,6 +198,33 @@ int cshims_pthread_create(void *(*start)(void *), void *arg, unsigned long *out_
 
 int cshims_pthread_join(unsigned long thread) { return -pthread_join((pthread_t)thread, NULL); }
 
+// ThreadSanitizer does not see Synchronization.Mutex on Linux (it locks with the futex system call, which TSan does
+// not intercept), so it reports the accesses a Mutex orders as races. These two tell it what the lock does; they are
+// empty unless this file is compiled with -fsanitize=thread.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CSHIMS_TSAN 1
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#endif
+#endif
+
+void cshims_tsan_acquire(const void *addr) {
+#ifdef CSHIMS_TSAN
+    __tsan_acquire((void *)addr);
+#else
+    (void)addr;
+#endif
+}
+
+void cshims_tsan_release(const void *addr) {
+#ifdef CSHIMS_TSAN
+    __tsan_release((void *)addr);
+#else
+    (void)addr;
+#endif
+}
+
 int cshims_socketpair(int fds[2]) {
     return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : -errno;
 }

@@ -61,9 +61,23 @@ scripts/run-nginx-tests.sh 2>&1 | tee "$LOGS/nginx.log"
 echo "== cluster: redis-server, 3 nodes with --redis, haproxy round-robin per request (scripts/cluster-test.sh)"
 scripts/cluster-test.sh 2>&1 | tee "$LOGS/cluster.log"
 
+echo "== sanitizers: ASan + UBSan (C) over the core, IO, HTTP and server suites; TSan on 2 loops over IO, HTTP, server, client"
+# The suites that exercise the event loops, the parsers and the engine (README, "Hardening"). Each sanitizer has its
+# own build (.build-asan, .build-tsan), most of the stage's time from a fresh clone. MINERVA_SANITIZERS chooses
+# (default "address thread"; "thread", "address" or "none").
+: > "$LOGS/sanitize.log"
+for sanitizer in ${MINERVA_SANITIZERS-address thread}; do
+    case "$sanitizer" in
+    address) scripts/sanitize.sh address 'MinervaCoreTests|MinervaIOTests|MinervaHTTPTests|MinervaServerTests' ;;
+    thread) scripts/sanitize.sh thread ;;
+    none) ;;
+    *) echo "MINERVA_SANITIZERS: unknown sanitizer $sanitizer"; exit 2 ;;
+    esac 2>&1 | tee -a "$LOGS/sanitize.log"
+done
+
 python3 - "$LOGS/swift.log" "$LOGS/node.log" "$LOGS/browser.log" "$LOGS/swift-2-loops.log" \
     "$LOGS/browser-2-loops.log" "$LOGS/websocket.log" "$LOGS/websocket-2-loops.log" "$LOGS/fuzz.log" \
-    "$LOGS/docs.log" "$LOGS/nginx.log" "$LOGS/cluster.log" <<'PY'
+    "$LOGS/docs.log" "$LOGS/nginx.log" "$LOGS/cluster.log" "$LOGS/sanitize.log" <<'PY'
 import re, sys
 node = open(sys.argv[2], errors="replace").read()
 passed = failed = 0
@@ -90,9 +104,9 @@ for log in (sys.argv[3], sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[10]):
     for m in re.finditer(r"^(?:(\d+) failed, )?(\d+) passed", browser, re.M):
         passed += int(m.group(2))
         failed += int(m.group(1) or 0)
-fuzz = open(sys.argv[8], errors="replace").read() + open(sys.argv[9], errors="replace").read()
-passed += len(re.findall(r"no invariant broken$|^(?:fuzz|docs|readme) \w+: ok", fuzz, re.M))
-failed += len(re.findall(r"^(?:fuzz|docs|readme) \w+: FAILED", fuzz, re.M))
+fuzz = "".join(open(sys.argv[i], errors="replace").read() for i in (8, 9, 12))
+passed += len(re.findall(r"no invariant broken$|^(?:fuzz|docs|readme|sanitize) \w+: ok", fuzz, re.M))
+failed += len(re.findall(r"^(?:fuzz|docs|readme|sanitize) \w+: FAILED", fuzz, re.M))
 cluster = re.search(r"^cluster: (\d+) passed, (\d+) failed", open(sys.argv[11], errors="replace").read(), re.M)
 if cluster:
     passed += int(cluster.group(1))

@@ -109,6 +109,10 @@ int cshims_socketpair(int fds[2]);
 int cshims_pthread_create(void *(*start)(void *), void *arg, unsigned long *out_thread);
 /// pthread_join.
 int cshims_pthread_join(unsigned long thread);
+/// Tells ThreadSanitizer that the caller has taken (acquire) or is about to give up (release) the lock identified by
+/// `addr`: for locks it cannot see (Synchronization.Mutex uses futex directly). No-ops unless built with TSan.
+void cshims_tsan_acquire(const void *addr);
+void cshims_tsan_release(const void *addr);
 
 static inline double cshims_ev_now(struct ev_loop *loop) { return ev_now(loop); }
 static inline int cshims_ev_run_nowait(struct ev_loop *loop) { return ev_run(loop, EVRUN_NOWAIT); }

@@ -139,7 +139,9 @@ private func environmentInt(_ name: String) -> Int? {
 struct MinervaSoakTests {
     /// Sizes: issue 4's 1,000 streams x 200 strings by default (about 30 s here); MINERVA_SOAK_STREAMS and
     /// MINERVA_SOAK_STRINGS change them.
-    @Test("streams x strings each way, 10% of requests aborted: nothing lost, duplicated or reordered")
+    @Test(
+        "streams x strings each way, 10% of requests aborted: nothing lost, duplicated or reordered",
+        .disabled(if: skipLoadSensitive, "MINERVA_SKIP_LOAD_SENSITIVE: client threads with fixed deadlines"))
     func soak() throws {
         let streamCount = environmentInt("MINERVA_SOAK_STREAMS") ?? 1000
         let total = environmentInt("MINERVA_SOAK_STRINGS") ?? 200
