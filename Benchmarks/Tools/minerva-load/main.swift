@@ -290,7 +290,8 @@ if let holdCount {
         // Per second: round trips, how many over 10 ms, the slowest, and the generator's worst send lag.
         var timeline = "paced timeline (s: round trips, over 10 ms, max ms, send lag ms):"
         for (index, entry) in stats.timeline.enumerated() {
-            timeline += " \(index): \(entry.count) \(entry.slow) \(fixed(Double(entry.maxMicros) / 1000, 1))"
+            timeline +=
+                " \(index): \(entry.count) \(entry.slow) \(fixed(Double(entry.maxMicros) / 1000, 1))"
                 + " \(fixed(Double(entry.sendLagMicros) / 1000, 1));"
         }
         printError(timeline)
@@ -354,5 +355,6 @@ let requestRate = Double(stats.requests - requestsAtStart) / elapsed
 print(
     "transport=\(socketIOPolling ? "socketio-polling" : socketIO ? "socketio-websocket" : webSocket ? "websocket" : "long-poll") streams=\(streamCount) seconds=\(fixed(elapsed, 2)) round_trips=\(stats.roundTrips) "
         + "round_trips_per_s=\(Int(rate.rounded())) requests_per_s=\(Int(requestRate.rounded())) "
-        + "p50_ms=\(fixed(percentile(0.5), 3)) p99_ms=\(fixed(percentile(0.99), 3)) max_ms=\(fixed(percentile(1.0), 3)) errors=\(stats.errors)")
+        + "p50_ms=\(fixed(percentile(0.5), 3)) p99_ms=\(fixed(percentile(0.99), 3)) max_ms=\(fixed(percentile(1.0), 3)) errors=\(stats.errors)"
+)
 exitProcess(stats.errors == 0 ? 0 : 1)
