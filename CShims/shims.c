@@ -254,14 +254,10 @@ int cshims_abort_close(int fd) {
     return close(fd) == 0 ? 0 : -errno;
 }
 
-size_t cshims_heap_free_bytes(void) {
+void cshims_heap_usage(size_t *in_use, size_t *free_bytes) {
     struct mallinfo2 info = mallinfo2();
-    return info.fordblks;
-}
-
-size_t cshims_heap_in_use_bytes(void) {
-    struct mallinfo2 info = mallinfo2();
-    return info.uordblks + info.hblkhd;
+    *in_use = info.uordblks + info.hblkhd;
+    *free_bytes = info.fordblks;
 }
 
 int cshims_heap_trim(void) { return malloc_trim(0); }

@@ -97,10 +97,10 @@ int cshims_set_nonblocking(int fd, int on);
 int cshims_raise_nofile(void);
 // The CPUs this process may run on (its affinity mask), or the online CPUs; at least 1.
 int cshims_available_cpus(void);
-/// Bytes the allocator holds free (glibc mallinfo2 fordblks, all arenas): freed by the program, not yet returned.
-size_t cshims_heap_free_bytes(void);
-/// Bytes the program has allocated and not freed (glibc mallinfo2 uordblks + hblkhd: arena chunks and mmapped blocks).
-size_t cshims_heap_in_use_bytes(void);
+/// One walk of the allocator's arenas (glibc mallinfo2): bytes the program has allocated and not freed (uordblks +
+/// hblkhd: arena chunks and mmapped blocks) and bytes freed but still held (fordblks). Takes milliseconds on a
+/// fragmented heap: call it from a slow timer.
+void cshims_heap_usage(size_t *in_use, size_t *free_bytes);
 /// Returns the allocator's free pages to the kernel (glibc malloc_trim(0)); 1 if memory was released.
 int cshims_heap_trim(void);
 /// A connected pair of non-blocking, close-on-exec Unix stream sockets (embedded connections).

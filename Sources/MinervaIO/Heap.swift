@@ -5,12 +5,15 @@ internal import CShims
 
 /// The allocator's free memory (glibc).
 public enum MinervaHeap {
-    /// Bytes freed by the program that the allocator still holds (all arenas).
-    public static var freeBytes: Int { Int(cshims_heap_free_bytes()) }
-
-    /// Bytes the program has allocated and not yet freed (all arenas and mmapped blocks). With `freeBytes`, tells
-    /// growth in live data from fragmentation when RSS grows. Walks the arenas: call it from a timer, not per request.
-    public static var inUseBytes: Int { Int(cshims_heap_in_use_bytes()) }
+    /// Bytes the program has allocated and not yet freed (all arenas and mmapped blocks), and bytes freed but still
+    /// held by the allocator, from one walk of the arenas. Tells growth in live data from fragmentation
+    /// when RSS grows. The walk takes milliseconds on a fragmented heap: call it from a slow timer, not per request.
+    public static var usage: (inUse: Int, free: Int) {
+        var inUse = 0
+        var free = 0
+        cshims_heap_usage(&inUse, &free)
+        return (inUse, free)
+    }
 
     /// Returns the allocator's free pages to the kernel. Takes time proportional to the free memory (about 1 ms
     /// per 100 MB measured here); call it from a timer, not per request.

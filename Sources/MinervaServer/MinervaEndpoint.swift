@@ -68,7 +68,8 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// Seconds between two reports of each loop's counters to swift-metrics (streams, transports by kind, strings in,
     /// out and retransmitted, SACK holes, kills and resets by reason, queued bytes); 0 turns metrics off.
     public var metricsInterval: Double = 1
-    /// Seconds between two checks of the process heap by the first event loop: when the allocator holds more than
+    /// Seconds between two checks of the process heap by the first event loop (they also update the
+    /// `minerva_heap_bytes` gauges): when the allocator holds more than
     /// ``heapTrimThreshold`` bytes freed (streams reset or expired, a burst's buffers), they are returned to the kernel
     /// (`MinervaHeap.trim()`, glibc `malloc_trim`), so RSS falls back after an attack or a crowd leaves. 0 turns it off.
     public var heapTrimInterval: Double = 10
@@ -475,13 +476,18 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         let trimInterval = endpoint.configuration.heapTrimInterval
         if trimInterval > 0, loopIndex == 0 {
             let threshold = endpoint.configuration.heapTrimThreshold
-            heapTimer = loop.schedule(after: trimInterval, repeating: trimInterval) {
-                let free = MinervaHeap.freeBytes
-                guard free > threshold else { return }
+            // One walk of the arenas per check (milliseconds on a fragmented heap, so not per metrics report): it
+            // feeds the heap gauges and decides the trim.
+            heapTimer = loop.schedule(after: trimInterval, repeating: trimInterval) { [weak self] in
+                let clock = ContinuousClock()
+                let start = clock.now
+                let usage = MinervaHeap.usage
+                self?.metrics?.recordHeap(inUse: usage.inUse, free: usage.free)
+                guard usage.free > threshold else { return }
                 MinervaHeap.trim()
                 logger.debug(
                     "returned free heap memory to the kernel",
-                    metadata: ["free before": "\(free)", "free after": "\(MinervaHeap.freeBytes)"])
+                    metadata: ["free before": "\(usage.free)", "in use": "\(usage.inUse)", "took": "\(clock.now - start)"])
             }
         }
         let interval = endpoint.configuration.metricsInterval

@@ -3,7 +3,6 @@
 // (Prometheus in the demo) receives them; without one, swift-metrics drops them.
 import Metrics
 import MinervaCore
-import MinervaIO
 
 /// The metrics of one loop's engine. Loop thread only.
 final class MinervaEngineMetrics {
@@ -20,7 +19,7 @@ final class MinervaEngineMetrics {
     private let transports: Gauge
     private let queuedBytes: Gauge
     private let timerEntries: Gauge
-    private let heap: (inUse: Gauge, free: Gauge)?  // the process's, reported by loop 0 only
+    private let heap: (inUse: Gauge, free: Gauge)?  // the process's, recorded by loop 0's heap check only
 
     /// - Parameters:
     ///   - loop: the loop's index, a dimension of the gauges (each loop reports its own).
@@ -53,6 +52,12 @@ final class MinervaEngineMetrics {
             ) : nil
     }
 
+    /// Records the process heap's figures (loop 0 only; from the heap check, every `heapTrimInterval`).
+    func recordHeap(inUse: Int, free: Int) {
+        heap?.inUse.record(inUse)
+        heap?.free.record(free)
+    }
+
     /// Reports what changed since the last call.
     func report(_ engine: MinervaServerEngine) {
         let now = engine.counters
@@ -75,10 +80,6 @@ final class MinervaEngineMetrics {
         transports.record(engine.transportCount)
         queuedBytes.record(now.queuedBytes)
         timerEntries.record(engine.transportTimerCount)
-        if let heap {
-            heap.inUse.record(MinervaHeap.inUseBytes)
-            heap.free.record(MinervaHeap.freeBytes)
-        }
         last = now
     }
 }
