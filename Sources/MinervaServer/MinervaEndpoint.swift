@@ -68,7 +68,7 @@ public struct MinervaEndpointConfiguration: Sendable {
     /// Seconds between two reports of each loop's counters to swift-metrics (streams, transports by kind, strings in,
     /// out and retransmitted, SACK holes, kills and resets by reason, queued bytes); 0 turns metrics off.
     public var metricsInterval: Double = 1
-    /// Seconds between two checks of the process heap by the first event loop (they also update the
+    /// Seconds between two checks of the process heap by one event loop (they also update the
     /// `minerva_heap_bytes` gauges): when the allocator holds more than
     /// ``heapTrimThreshold`` bytes freed (streams reset or expired, a burst's buffers), they are returned to the kernel
     /// (`MinervaHeap.trim()`, glibc `malloc_trim`), so RSS falls back after an attack or a crowd leaves. 0 turns it off.
@@ -146,6 +146,8 @@ public final class MinervaEndpoint: Sendable {
     /// Keeps every loop's driver alive (each loop's slot holds its driver weakly). Touched only when a loop meets the
     /// endpoint for the first time, never per request.
     private let drivers = Mutex<[MinervaLoopBound<MinervaLoopDriver>]>([])
+    /// Whether a loop's driver has taken the process heap check (one per endpoint: the first driver made).
+    private let heapCheckTaken = Atomic<Bool>(false)
     private let clientScript: MinervaStaticContent?
     private let prefixBytes: [UInt8]
     let corsOrigins: Set<String>
@@ -220,6 +222,12 @@ public final class MinervaEndpoint: Sendable {
     /// - Returns: the loop's engine (inspect streams, or run application code against it).
     public func engine(on loop: MinervaEventLoop) -> MinervaServerEngine {
         driver(for: loop).engine
+    }
+
+    /// True for the first caller only: that loop's driver runs the heap check (drivers are made when a loop first
+    /// sees traffic, so it is not necessarily loop 0's).
+    func takeHeapCheck() -> Bool {
+        heapCheckTaken.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
     }
 
     /// The driver of `loop`, found in the loop's own slot (no lock, no allocation); created on first use. Loop
@@ -474,7 +482,7 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
         }
         rearm()
         let trimInterval = endpoint.configuration.heapTrimInterval
-        if trimInterval > 0, loopIndex == 0 {
+        if trimInterval > 0, endpoint.takeHeapCheck() {
             let threshold = endpoint.configuration.heapTrimThreshold
             // One walk of the arenas per check (milliseconds on a fragmented heap, so not per metrics report): it
             // feeds the heap gauges and decides the trim.
@@ -487,13 +495,16 @@ final class MinervaLoopDriver: HTTPResponseDelegate {
                 MinervaHeap.trim()
                 logger.debug(
                     "returned free heap memory to the kernel",
-                    metadata: ["free before": "\(usage.free)", "in use": "\(usage.inUse)", "took": "\(clock.now - start)"])
+                    metadata: [
+                        "free before": "\(usage.free)", "in use": "\(usage.inUse)", "took": "\(clock.now - start)",
+                    ])
             }
         }
         let interval = endpoint.configuration.metricsInterval
         if interval > 0 {
             let metrics = MinervaEngineMetrics(
-                loop: loopIndex, factory: endpoint.configuration.metricsFactory ?? MetricsSystem.factory)
+                loop: loopIndex, recordsHeap: heapTimer != nil,
+                factory: endpoint.configuration.metricsFactory ?? MetricsSystem.factory)
             self.metrics = metrics
             metricsTimer = loop.schedule(after: interval, repeating: interval) { [weak self] in
                 guard let self else { return }

@@ -19,12 +19,13 @@ final class MinervaEngineMetrics {
     private let transports: Gauge
     private let queuedBytes: Gauge
     private let timerEntries: Gauge
-    private let heap: (inUse: Gauge, free: Gauge)?  // the process's, recorded by loop 0's heap check only
+    private let heap: (inUse: Gauge, free: Gauge)?  // the process's, recorded by the heap check's loop only
 
     /// - Parameters:
     ///   - loop: the loop's index, a dimension of the gauges (each loop reports its own).
+    ///   - recordsHeap: whether this loop runs the endpoint's heap check and so reports the `minerva_heap_bytes` gauges.
     ///   - factory: the metrics backend.
-    init(loop: Int, factory: any MetricsFactory) {
+    init(loop: Int, recordsHeap: Bool = false, factory: any MetricsFactory) {
         let loopDimension = [("loop", String(loop))]
         streamsCreated = Counter(label: "minerva_streams_created_total", factory: factory)
         resets = ["application", "peer", "idle", "other"].map {
@@ -45,14 +46,14 @@ final class MinervaEngineMetrics {
         queuedBytes = Gauge(label: "minerva_queued_bytes", dimensions: loopDimension, factory: factory)
         timerEntries = Gauge(label: "minerva_timer_entries", dimensions: loopDimension, factory: factory)
         heap =
-            loop == 0
+            recordsHeap
             ? (
                 Gauge(label: "minerva_heap_bytes", dimensions: [("state", "in_use")], factory: factory),
                 Gauge(label: "minerva_heap_bytes", dimensions: [("state", "free")], factory: factory)
             ) : nil
     }
 
-    /// Records the process heap's figures (loop 0 only; from the heap check, every `heapTrimInterval`).
+    /// Records the process heap's figures (from the heap check, every `heapTrimInterval`).
     func recordHeap(inUse: Int, free: Int) {
         heap?.inUse.record(inUse)
         heap?.free.record(free)
