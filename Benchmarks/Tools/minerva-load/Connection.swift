@@ -83,27 +83,7 @@ final class Connection: LoadClient {
     }
 
     private func flush() {
-        while outputOffset < output.count {
-            switch writeSome(fd, output, from: outputOffset) {
-            case .bytes(let count):
-                outputOffset += count
-            case .wouldBlock:
-                if !watchingWritable {
-                    watchingWritable = true
-                    loop.watch(fd, writable: true)
-                }
-                return
-            case .endOfFile, .failed:
-                fail("write failed")
-                return
-            }
-        }
-        output.removeAll(keepingCapacity: true)
-        outputOffset = 0
-        if watchingWritable {
-            watchingWritable = false
-            loop.watch(fd, writable: false)
-        }
+        guard flushOutput(fd, loop, &output, &outputOffset, &watchingWritable) else { return fail("write failed") }
     }
 
     private func receive() {
@@ -173,6 +153,34 @@ final class Connection: LoadClient {
 }
 
 /// The epoll loop, the fd table and the connect throttle.
+/// Writes `output` from `offset` until all of it is out (then empties it and stops watching for writability) or the
+/// socket is full (then watches for writability); false when the write failed. The flush of every generator connection.
+func flushOutput(
+    _ fd: Int32, _ loop: LoadLoop, _ output: inout [UInt8], _ offset: inout Int, _ watchingWritable: inout Bool
+) -> Bool {
+    while offset < output.count {
+        switch writeSome(fd, output, from: offset) {
+        case .bytes(let count):
+            offset += count
+        case .wouldBlock:
+            if !watchingWritable {
+                watchingWritable = true
+                loop.watch(fd, writable: true)
+            }
+            return true
+        case .endOfFile, .failed:
+            return false
+        }
+    }
+    output.removeAll(keepingCapacity: true)
+    offset = 0
+    if watchingWritable {
+        watchingWritable = false
+        loop.watch(fd, writable: false)
+    }
+    return true
+}
+
 final class LoadLoop {
     /// The server's IPv4 address.
     let host: String

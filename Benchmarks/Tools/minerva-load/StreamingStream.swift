@@ -166,27 +166,7 @@ final class StreamingStream: LoadClient {
     }
 
     private func flush() {
-        while outputOffset < output.count {
-            switch writeSome(fd, output, from: outputOffset) {
-            case .bytes(let count):
-                outputOffset += count
-            case .wouldBlock:
-                if !watchingWritable {
-                    watchingWritable = true
-                    loop.watch(fd, writable: true)
-                }
-                return
-            case .endOfFile, .failed:
-                fail("write failed")
-                return
-            }
-        }
-        output.removeAll(keepingCapacity: true)
-        outputOffset = 0
-        if watchingWritable {
-            watchingWritable = false
-            loop.watch(fd, writable: false)
-        }
+        guard flushOutput(fd, loop, &output, &outputOffset, &watchingWritable) else { return fail("write failed") }
     }
 
     private func receive() {
