@@ -9,9 +9,9 @@ package protocol IOWatcherTarget: AnyObject {
     func ioEvents(_ revents: Int32)
 }
 
-/// The `ev_io` of a `MinervaTCPConnection`, which owns it directly (no watcher object between them: an idle
-/// connection costs one allocation less). Its `data` points at the connection, unretained: the connection stops and
-/// frees it in its deinit.
+/// An `ev_io` held by value: a `MinervaTCPConnection` owns one directly (no watcher object between them: an idle
+/// connection costs one allocation less; `data` points at the connection, unretained: it stops and frees the watcher
+/// in its deinit), and ``IOWatcher`` wraps one for everything else.
 struct ConnectionIOWatcher {
     let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
     /// The events currently watched (EV_READ, EV_WRITE bits); 0 when stopped.
@@ -19,8 +19,13 @@ struct ConnectionIOWatcher {
 
     /// Points the watcher at `connection` (call once, from its initialiser).
     func attach(fd: Int32, to connection: MinervaTCPConnection) {
-        cshims_ev_io_init(watcher, connectionIOCallback, fd, 0)
-        cshims_ev_set_data(watcher, Unmanaged.passUnretained(connection).toOpaque())
+        attach(fd: fd, callback: connectionIOCallback, data: Unmanaged.passUnretained(connection).toOpaque())
+    }
+
+    /// Points the watcher at `fd`, with `callback` and its `data` (call once).
+    func attach(fd: Int32, callback: cshims_io_cb, data: UnsafeMutableRawPointer) {
+        cshims_ev_io_init(watcher, callback, fd, 0)
+        cshims_ev_set_data(watcher, data)
     }
 
     /// Watches exactly `newEvents` (0 stops the watcher).
@@ -44,35 +49,23 @@ struct ConnectionIOWatcher {
 /// Owns one `ev_io`.
 package final class IOWatcher {
     private let loop: OpaquePointer
-    private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
+    private var io = ConnectionIOWatcher()
     /// The owner: it keeps the watcher, whose deinit stops it, so it outlives every callback.
     private unowned(unsafe) let target: any IOWatcherTarget
     /// The events currently watched (EV_READ, EV_WRITE bits); 0 when stopped.
-    private(set) var events: Int32 = 0
+    var events: Int32 { io.events }
 
     package init(loop: OpaquePointer, fd: Int32, target: any IOWatcherTarget) {
         self.loop = loop
         self.target = target
-        cshims_ev_io_init(watcher, ioWatcherCallback, fd, 0)
         // `data` points to self, unretained: self outlives the watcher because deinit stops it.
-        cshims_ev_set_data(watcher, Unmanaged.passUnretained(self).toOpaque())
+        io.attach(fd: fd, callback: ioWatcherCallback, data: Unmanaged.passUnretained(self).toOpaque())
     }
 
-    deinit {
-        ev_io_stop(loop, watcher)
-        watcher.deallocate()
-    }
+    deinit { io.free(loop: loop) }
 
     /// Watches exactly `newEvents` (0 stops the watcher).
-    package func watch(_ newEvents: Int32) {
-        if newEvents == events { return }
-        ev_io_stop(loop, watcher)
-        events = newEvents
-        if newEvents != 0 {
-            cshims_ev_io_set(watcher, watcher.pointee.fd, newEvents)
-            ev_io_start(loop, watcher)
-        }
-    }
+    package func watch(_ newEvents: Int32) { io.watch(newEvents, loop: loop) }
 
     func fire(_ revents: Int32) { target.ioEvents(revents) }
 }
